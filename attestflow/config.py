@@ -1,0 +1,200 @@
+"""Typed release configuration, loaded once from YAML at flow entry.
+
+One pydantic model per stage, each with ``extra="forbid"`` so that a misspelt key is an
+error instead of a silently ignored setting. ``--set stage.key=value`` overrides are applied
+to the raw YAML before validation, so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from attestflow.digests import Digest, json_digest
+from attestflow.errors import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageConfig(_Model):
+    """What every stage shares: how Prefect retries it and how long it may run."""
+
+    retries: int = Field(1, ge=0, le=10)
+    retry_delay_s: float = Field(2.0, ge=0)
+    timeout_s: float = Field(900.0, gt=0)
+
+
+class DataConfig(_Model):
+    """Where the dataset is and what its columns mean."""
+
+    path: Path
+    label: str
+    features: list[str] = Field(min_length=1)
+    sensitive: str | None = None
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+
+
+class SnapshotConfig(StageConfig):
+    """DVC snapshot of the dataset."""
+
+    repo: Path = Path(".")
+    remote: str = "local"
+    remote_url: str | None = None
+    """URL of the DVC remote; unset uses the repo's remote of that name, or the workspace's."""
+    push: bool = True
+
+
+class ValidateDataConfig(StageConfig):
+    """Great Expectations suite that the data must pass."""
+
+    suite: Path
+
+
+class FineTuneConfig(StageConfig):
+    """Fine-tuning of the base checkpoint."""
+
+    base_checkpoint: Path
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    """Mixed precision (bf16 autocast) when training on CUDA; ignored on the CPU."""
+
+
+class ExportOnnxConfig(StageConfig):
+    """torch -> ONNX export."""
+
+    opset: int = Field(18, ge=18, le=23)
+
+
+class ValidateOnnxConfig(StageConfig):
+    """ONNX Runtime check of the exported model."""
+
+    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    tolerance: float = Field(1e-4, gt=0)
+    parity_rows: int = Field(512, ge=1)
+    latency_runs: int = Field(50, ge=1)
+
+
+class RegisterConfig(StageConfig):
+    """MLflow registration."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking (and registry) URI; unset uses SQLite in the workspace."""
+    experiment: str = "attestflow"
+
+
+class GateConfig(StageConfig):
+    """The release gate: one threshold on the main metric."""
+
+    metric: Literal["accuracy", "f1", "roc_auc"] = "accuracy"
+    minimum: float = Field(0.7, ge=0, le=1)
+
+
+class PromoteConfig(StageConfig):
+    """Promotion of a gated model version."""
+
+    alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class ReleaseConfig(_Model):
+    """The whole release: one section per stage."""
+
+    workspace: Path = Path(".attestflow")
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig
+    snapshot: SnapshotConfig = SnapshotConfig()
+    validate_data: ValidateDataConfig
+    fine_tune: FineTuneConfig
+    export_onnx: ExportOnnxConfig = ExportOnnxConfig()
+    validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
+    register: RegisterConfig = RegisterConfig()
+    gate: GateConfig = GateConfig()
+    promote: PromoteConfig = PromoteConfig()
+
+    def digest(self) -> Digest:
+        """SHA-256 of the validated configuration as canonical JSON."""
+        return json_digest(self.model_dump(mode="json"))
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into a key path and a YAML-typed value."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. fine_tune.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``a.b=value`` in a copy of the raw config mapping."""
+    out: dict[str, Any] = _deep_copy(raw)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = out
+        for k in keys[:-1]:
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deep_copy(v) for v in obj]
+    return obj
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key {where!r}"
+    if kind == "missing":
+        return f"{source}: missing required key {where!r}"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{source}: {where}: {first['msg']}{shown}"
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> ReleaseConfig:
+    """Load, override and validate a release config; any problem is one `ConfigError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{line} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return ReleaseConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_error(str(path), e)) from None
+
+
+def default_config_path() -> Path:
+    """The config used when none is given: ``$ATTESTFLOW_CONFIG`` or ``configs/release.yaml``."""
+    return Path(os.environ.get("ATTESTFLOW_CONFIG", "configs/release.yaml"))

@@ -1,0 +1,50 @@
+"""Content digests that say how they were made.
+
+A bare hex string does not tell a reader which algorithm produced it or over what; every
+digest attestflow records is a `Digest`, so evidence stays checkable years later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A digest of some content."""
+
+    algorithm: str
+    """Hash algorithm name as hashlib spells it, e.g. ``sha256``."""
+    value: str
+    """Hex digest."""
+    of: str
+    """What was hashed, in words: ``file bytes``, ``canonical JSON``, ``manifest``."""
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.value}"
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> Digest:
+    """Hash a file's bytes in fixed-size chunks (flat memory at any size)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return Digest(algorithm, h.hexdigest(), "file bytes")
+
+
+def bytes_digest(data: bytes, algorithm: str = "sha256") -> Digest:
+    """Hash bytes held in memory."""
+    return Digest(algorithm, hashlib.new(algorithm, data).hexdigest(), "bytes")
+
+
+def json_digest(obj: Any) -> Digest:
+    """SHA-256 of canonical JSON (sorted keys, no whitespace), for configs and records."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return Digest("sha256", hashlib.sha256(text.encode()).hexdigest(), "canonical JSON")

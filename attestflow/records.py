@@ -1,0 +1,167 @@
+"""Evidence records: what each release stage returns and leaves behind.
+
+Stages pass these small records (paths, URIs, digests, numbers) to each other, never
+tensors or DataFrames, so every hand-over can be logged, persisted and checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attestflow.digests import Digest
+
+
+def to_jsonable(record: Any) -> Any:
+    """A record (or nested records) as plain JSON types."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: to_jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, dict):
+        return {str(k): to_jsonable(v) for k, v in record.items()}
+    if isinstance(record, list | tuple):
+        return [to_jsonable(v) for v in record]
+    if isinstance(record, Path):
+        return str(record)
+    return record
+
+
+def write_json(path: Path, record: Any) -> Path:
+    """Write a record as indented JSON, atomically (temp file then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(record), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A dataset tracked by DVC and pushed to its remote."""
+
+    data_path: Path
+    dvc_md5: str
+    """DVC's own md5 of the data, as written in dvc.lock or the .dvc file."""
+    dvc_file: Path
+    """The file where DVC recorded it (dvc.lock or ``<data>.dvc``)."""
+    manifest_path: Path
+    """JSON manifest: relative path -> SHA-256 of every file of the dataset."""
+    manifest_digest: Digest
+    files: int
+    size_bytes: int
+    remote: str | None
+    """Name of the DVC remote it was pushed to; None when push was off."""
+
+
+@dataclass(frozen=True)
+class DataValidationRecord:
+    """The result of the Great Expectations suite on the snapshot."""
+
+    suite: str
+    success: bool
+    evaluated: int
+    failed: list[str]
+    """Failing expectations as ``type(column)``."""
+    result_path: Path
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """A fine-tuned model and how it was made."""
+
+    checkpoint_path: Path
+    """safetensors weights of the final epoch."""
+    checkpoint_digest: Digest
+    base_checkpoint_digest: Digest
+    epoch_checkpoints: list[str]
+    """SHA-256 of each epoch's checkpoint, in order."""
+    device: str
+    precision: str
+    epochs: int
+    resumed_from_epoch: int
+    """0 when training started from the base checkpoint."""
+    mlflow_run_id: str
+    metrics: dict[str, float]
+    samples_per_s: float
+    training_key: str
+    """Digest of every input of training; the checkpoint folder is named after it."""
+
+
+@dataclass(frozen=True)
+class OnnxExportRecord:
+    """An exported ONNX model."""
+
+    onnx_path: Path
+    digest: Digest
+    opset: int
+    inputs: dict[str, list[str | int]]
+    """Input name -> shape, symbolic axes by name."""
+    outputs: dict[str, list[str | int]]
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class OnnxValidationRecord:
+    """The ONNX model run in ONNX Runtime against torch on held-out rows."""
+
+    provider: str
+    """The execution provider that actually ran the session."""
+    max_abs_diff: float
+    tolerance: float
+    rows: int
+    latency_ms_p50: float
+    latency_ms_p95: float
+    metrics: dict[str, float]
+    """Held-out metrics computed from ONNX Runtime outputs (what would be deployed)."""
+
+
+@dataclass(frozen=True)
+class RegistrationRecord:
+    """A model version in the MLflow registry."""
+
+    model_name: str
+    version: str
+    model_uri: str
+    run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """One gate's verdict and why."""
+
+    gate: str
+    metric: str
+    value: float
+    threshold: float
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """An alias moved to a model version."""
+
+    model_name: str
+    alias: str
+    version: str
+    previous_version: str | None
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """What a release produced, for the CLI summary and the release folder."""
+
+    model_name: str
+    release_dir: Path
+    snapshot: SnapshotRecord
+    validation: DataValidationRecord
+    training: TrainingRecord
+    onnx: OnnxExportRecord
+    onnx_validation: OnnxValidationRecord
+    registration: RegistrationRecord
+    gates: list[GateDecision]
+    promotion: PromotionRecord | None
+    flow_run_id: str | None

@@ -1,0 +1,88 @@
+"""The workspace: the one folder that holds all local state of attestflow.
+
+Prefect's SQLite database, the MLflow store and artifacts, the DVC remote, checkpoints and
+release folders all live under it (default ``.attestflow/``), never in the source tree.
+Nothing happens at import: `Workspace.activate` is called at flow or CLI entry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of the local state, all below `root`."""
+
+    root: Path
+    """Absolute path of the workspace folder."""
+
+    @classmethod
+    def at(cls, root: Path | str) -> Workspace:
+        """A workspace rooted at `root` (made absolute against the current directory)."""
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.root / "dvc-remote"
+
+    @property
+    def training(self) -> Path:
+        """Checkpoints, one folder per training key (content of the inputs)."""
+        return self.root / "training"
+
+    @property
+    def releases(self) -> Path:
+        """One folder per release: ONNX model, manifests, evidence."""
+        return self.root / "releases"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    def activate(self) -> None:
+        """Create the folders and point Prefect and MLflow at them, unless the user already did.
+
+        Must run before `prefect` is imported: Prefect reads its settings at import.
+        """
+        for d in (self.root, self.prefect_home, self.mlflow_artifacts, self.training, self.releases):
+            d.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+        os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_uri)
+        os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+        # Great Expectations and MLflow print progress bars and usage stats otherwise.
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+def redact_uri(uri: str) -> str:
+    """A URI with any user:password and query string removed, safe to log or record."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return _USERINFO.sub("//***@", uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

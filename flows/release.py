@@ -1,0 +1,120 @@
+"""The release flow: data snapshot -> validated, fine-tuned, exported, registered, gated model.
+
+This module only composes: each stage is a task from `tasks/`, given its retries, retry
+delay and timeout from its config section, and handed paths, URIs and digests from the
+stages before it. A stage that says no raises `GateFailedError`; bad input raises
+`BadInputError`; neither is retried, since trying again cannot change the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from prefect import Task, flow, get_run_logger
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from attestflow.config import StageConfig, load_config
+from attestflow.errors import BadInputError, GateFailedError
+from attestflow.lineage import code_revision, triggered_by
+from attestflow.records import ReleaseSummary, write_json
+from attestflow.tracking import tracking_uri
+from attestflow.workspace import Workspace
+from tasks.export_onnx import export_onnx_task
+from tasks.fine_tune import fine_tune_task
+from tasks.gate import gate_task
+from tasks.promote import promote_task
+from tasks.register import register_task
+from tasks.snapshot import snapshot_task
+from tasks.validate_data import validate_data_task
+from tasks.validate_onnx import validate_onnx_task
+
+T = TypeVar("T", bound=Task[Any, Any])
+
+
+def _retryable(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
+    """Retry on infrastructure errors, never on bad input or a gate that said no."""
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, BadInputError | GateFailedError)
+
+
+def stage(t: T, cfg: StageConfig) -> T:
+    """The task `t` with the retries, retry delay and timeout of its config section."""
+    return t.with_options(  # type: ignore[return-value]
+        retries=cfg.retries,
+        retry_delay_seconds=cfg.retry_delay_s,
+        timeout_seconds=cfg.timeout_s,
+        retry_condition_fn=_retryable,
+        cache_policy=NO_CACHE,
+    )
+
+
+@flow(name="release", log_prints=True)
+def release(config_path: str = "configs/release.yaml", overrides: list[str] | None = None) -> ReleaseSummary:
+    """Release a model from the configured data snapshot; raises if any stage says no."""
+    log = get_run_logger()
+    cfg = load_config(config_path, overrides)
+    ws = Workspace.at(cfg.workspace)
+    ws.activate()
+    run_id = str(flow_run.id or "local")
+    out_dir = ws.releases / cfg.model_name / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(cfg.register.tracking_uri, ws)
+    revision = code_revision()
+    write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
+
+    snap = stage(snapshot_task, cfg.snapshot)(cfg.snapshot, cfg.data.path, ws, out_dir)
+    log.info("snapshot %s: DVC md5 %s, %d file(s)", snap.data_path.name, snap.dvc_md5, snap.files)
+
+    checked = stage(validate_data_task, cfg.validate_data)(cfg.validate_data, snap.data_path, out_dir)
+    if not checked.success:
+        raise GateFailedError([f"data validation failed: {', '.join(checked.failed)}"])
+
+    run_tags = {"prefect_flow_run_id": run_id, "data_md5": snap.dvc_md5, "git_commit": revision.commit}
+    trained = stage(fine_tune_task, cfg.fine_tune)(
+        cfg.fine_tune, cfg.data, ws, snap.dvc_md5, uri, cfg.register.experiment, run_tags
+    )
+    exported = stage(export_onnx_task, cfg.export_onnx)(cfg.export_onnx, trained.checkpoint_path, out_dir)
+    checked_onnx = stage(validate_onnx_task, cfg.validate_onnx)(
+        cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path
+    )
+    tags = {
+        "data_md5": snap.dvc_md5,
+        "data_manifest_sha256": snap.manifest_digest.value,
+        "onnx_sha256": exported.digest.value,
+        "config_sha256": cfg.digest().value,
+        "git_commit": revision.commit,
+        "git_dirty": str(revision.dirty).lower(),
+        "prefect_flow_run_id": run_id,
+        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+        "onnx_provider": checked_onnx.provider,
+        "triggered_by": triggered_by(),
+    }
+    registered = stage(register_task, cfg.register)(
+        cfg.model_name, exported.onnx_path, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
+    )
+    decision = stage(gate_task, cfg.gate)(cfg.gate, checked_onnx.metrics)
+    write_json(out_dir / "gates.json", [decision])
+
+    promotion = None
+    if decision.passed:
+        promotion = stage(promote_task, cfg.promote)(cfg.model_name, registered.version, cfg.promote.alias, uri)
+    summary = ReleaseSummary(
+        model_name=cfg.model_name,
+        release_dir=out_dir,
+        snapshot=snap,
+        validation=checked,
+        training=trained,
+        onnx=exported,
+        onnx_validation=checked_onnx,
+        registration=registered,
+        gates=[decision],
+        promotion=promotion,
+        flow_run_id=run_id,
+    )
+    write_json(out_dir / "release.json", summary)
+    if not decision.passed:
+        raise GateFailedError([f"gate {decision.gate}: {decision.reason}; {cfg.promote.alias} not moved"])
+    log.info("released %s version %s as %s", cfg.model_name, registered.version, cfg.promote.alias)
+    return summary
+

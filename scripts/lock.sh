@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Regenerates requirements.lock: every package pinned to an exact version with hashes.
+# torch is pinned to the CPU build through constraints-cpu.txt, so a CPU machine never pulls CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .attestflow/lock-venv
+.attestflow/lock-venv/bin/pip install -q uv==0.13.8
+find_links=()
+[ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)
+.attestflow/lock-venv/bin/uv pip compile pyproject.toml --extra dev \
+  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+  --index-strategy unsafe-best-match "${find_links[@]}" \
+  --constraint constraints-cpu.txt --no-header --quiet -o requirements.lock
+echo "requirements.lock: $(grep -c '==' requirements.lock) packages"

@@ -1,0 +1,46 @@
+"""DVC stage `pretrain_base`: the base checkpoint that releases fine-tune from.
+
+It stands in for a pretrained model a team would start from: a `TabularMLP` trained on the
+prior population (``data/credit_prior.csv``), saved as safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import yaml
+
+from attestflow.config import FineTuneConfig
+from attestflow.dataset import read_table
+from attestflow.tabular import TabularMLP, save_checkpoint
+from tasks.fine_tune import train_one_epoch
+from tasks.generate_data import FEATURES
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the example's base checkpoint.")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data", type=Path, default=Path("data/credit_prior.csv"))
+    parser.add_argument("--out", type=Path, default=Path("data/base_model.safetensors"))
+    args = parser.parse_args(argv)
+    params = yaml.safe_load(args.params.read_text())["pretrain_base"]
+    df = read_table(args.data)
+    from attestflow.dataset import Split
+
+    split = Split(
+        x=df[FEATURES].to_numpy(dtype="float32"), y=df["default"].to_numpy(dtype="int64"), sensitive=None
+    )
+    torch.manual_seed(params["seed"])
+    model = TabularMLP(len(FEATURES), tuple(params["hidden"]))
+    model.set_normalisation(torch.from_numpy(split.x))
+    cfg = FineTuneConfig(base_checkpoint=args.out, seed=params["seed"], lr=3e-3, amp=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    for epoch in range(1, params["epochs"] + 1):
+        train_one_epoch(model, opt, split, epoch, cfg, torch.device("cpu"))
+    save_checkpoint(model, args.out, {"trained_on": str(args.data)})
+
+
+if __name__ == "__main__":
+    main()
