@@ -8,6 +8,7 @@ to the raw YAML before validation, so they are checked exactly like the file.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from attestflow.errors import ConfigError
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class StageConfig(_Model):
@@ -105,6 +106,11 @@ class PromoteConfig(StageConfig):
     """Promotion of a gated model version."""
 
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+# The section `register` shares its name with ABCMeta.register of the model class; the
+# instance attribute is what is meant, so pydantic's shadowing warning is noise here.
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 class ReleaseConfig(_Model):

@@ -53,8 +53,8 @@ def split_table(df: pd.DataFrame, cfg: DataConfig) -> tuple[Split, Split]:
     def side(rows: pd.DataFrame) -> Split:
         sens = rows[cfg.sensitive].to_numpy() if cfg.sensitive in rows.columns else None
         return Split(
-            x=rows[cfg.features].to_numpy(dtype=np.float32),
-            y=rows[cfg.label].to_numpy(dtype=np.int64),
+            x=rows[cfg.features].to_numpy(dtype=np.float32, copy=True),
+            y=rows[cfg.label].to_numpy(dtype=np.int64, copy=True),
             sensitive=sens,
         )
 

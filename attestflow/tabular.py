@@ -19,6 +19,9 @@ from attestflow.errors import BadInputError
 class TabularMLP(nn.Module):
     """A small MLP over standardised numeric features, with class logits out."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, n_features: int, hidden: tuple[int, ...] = (32, 16), n_classes: int = 2):
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))

@@ -8,6 +8,12 @@ lands in ``./mlruns`` of whatever directory the user ran from.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+from contextlib import contextmanager
 
 from attestflow.workspace import Workspace
 
@@ -17,7 +23,7 @@ def tracking_uri(configured: str | None, ws: Workspace) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_uri
 
 
-def client(uri: str):  # type: ignore[no-untyped-def]
+def client(uri: str) -> MlflowClient:
     """An `MlflowClient` for `uri` (tracking and registry on the same store)."""
     from mlflow.tracking import MlflowClient
 
@@ -32,3 +38,30 @@ def ensure_experiment(uri: str, name: str, ws: Workspace) -> str:
         return str(exp.experiment_id)
     location = ws.mlflow_artifacts.as_uri() if uri.startswith("sqlite:") else None
     return str(c.create_experiment(name, artifact_location=location))
+
+
+@contextmanager
+def fluent_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.start_run``, ``log_model``) at `uri`, then put it back.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment, which
+    would silently redirect every later release in the same process; this undoes that.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved: tuple[Any, Any] = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_registry_uri(saved[1])
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -66,11 +66,16 @@ class Workspace:
         os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-        os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_uri)
-        os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-        # Great Expectations and MLflow print progress bars and usage stats otherwise.
-        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        quiet_third_parties()
+
+
+def quiet_third_parties() -> None:
+    """Turn off progress bars and usage statistics that Great Expectations, MLflow and DVC print."""
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 _USERINFO = re.compile(r"//[^/@\s]+@")

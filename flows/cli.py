@@ -21,7 +21,7 @@ from rich.table import Table
 from attestflow.config import ReleaseConfig, default_config_path, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.records import ReleaseSummary
-from attestflow.workspace import Workspace
+from attestflow.workspace import Workspace, quiet_third_parties
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Signed, gated model releases on Prefect.")
 console = Console()
@@ -76,15 +76,25 @@ def print_summary(summary: ReleaseSummary, seconds: float) -> None:
         ("data", f"{summary.snapshot.data_path.name} ({summary.snapshot.files} file(s))"),
         ("data DVC md5", summary.snapshot.dvc_md5),
         ("data validation", f"{summary.validation.evaluated} expectations passed"),
-        ("training", f"{summary.training.device} {summary.training.precision}, "
-         f"{summary.training.epochs} epochs, resumed from epoch {summary.training.resumed_from_epoch}"),
+        (
+            "training",
+            f"{summary.training.device} {summary.training.precision}, "
+            f"{summary.training.epochs} epochs, resumed from epoch {summary.training.resumed_from_epoch}",
+        ),
         ("ONNX sha256", summary.onnx.digest.value),
-        ("ONNX Runtime", f"{summary.onnx_validation.provider}, max |diff| vs torch "
-         f"{summary.onnx_validation.max_abs_diff:.2e}, p50 {summary.onnx_validation.latency_ms_p50:.3f} ms"),
+        (
+            "ONNX Runtime",
+            f"{summary.onnx_validation.provider}, max |diff| vs torch "
+            f"{summary.onnx_validation.max_abs_diff:.2e}, p50 {summary.onnx_validation.latency_ms_p50:.3f} ms",
+        ),
         ("metrics", ", ".join(f"{k} {v:.4f}" for k, v in summary.onnx_validation.metrics.items())),
         ("model version", summary.registration.model_uri),
-        ("promoted", f"@{promo.alias} -> v{promo.version} (was {promo.previous_version or 'unset'})"
-         if promo else "no"),
+        (
+            "promoted",
+            f"@{promo.alias} -> v{promo.version} (was {promo.previous_version or 'unset'})"
+            if promo
+            else "no",
+        ),
         ("release folder", str(summary.release_dir)),
         ("took", f"{seconds:.1f} s"),
     ]
@@ -136,8 +146,6 @@ def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     _run_release(config or default_config_path(), set_ or [])
 
 
-
-
 @app.command()
 def demo(set_: SetOpt = None) -> None:
     """Build the bundled example's data with `dvc repro`, then release it."""
@@ -151,6 +159,7 @@ def demo(set_: SetOpt = None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    quiet_third_parties()
     try:
         app()
     except KeyboardInterrupt:

@@ -98,7 +98,9 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
 
     promotion = None
     if decision.passed:
-        promotion = stage(promote_task, cfg.promote)(cfg.model_name, registered.version, cfg.promote.alias, uri)
+        promotion = stage(promote_task, cfg.promote)(
+            cfg.model_name, registered.version, cfg.promote.alias, uri
+        )
     summary = ReleaseSummary(
         model_name=cfg.model_name,
         release_dir=out_dir,
@@ -117,4 +119,3 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         raise GateFailedError([f"gate {decision.gate}: {decision.reason}; {cfg.promote.alias} not moved"])
     log.info("released %s version %s as %s", cfg.model_name, registered.version, cfg.promote.alias)
     return summary
-

@@ -26,7 +26,7 @@ from attestflow.dataset import Split, load_splits
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.errors import BadInputError
 from attestflow.records import TrainingRecord
-from attestflow.tabular import TabularMLP, load_checkpoint, save_checkpoint
+from attestflow.tabular import load_checkpoint, save_checkpoint
 from attestflow.tracking import client, ensure_experiment
 from attestflow.workspace import Workspace
 
@@ -51,8 +51,9 @@ def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
 
 def training_key(cfg: FineTuneConfig, data: DataConfig, data_md5: str, base: Digest) -> str:
     """Digest of everything training depends on; names its checkpoint folder."""
-    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS)
-    settings.pop("device")
+    # The epoch count is left out: epoch k's state does not depend on how many follow it, so a
+    # longer run resumes from a shorter one. The device is left out: it changes speed, not the model.
+    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS | {"epochs", "device"})
     spec = {"fine_tune": settings, "data": data.model_dump(mode="json"), "data_md5": data_md5}
     spec["base"] = base.value
     return json_digest(spec).value[:20]
@@ -96,12 +97,18 @@ def save_training_state(
     return Checkpoint(epoch, path, digest)
 
 
-def last_good_checkpoint(folder: Path) -> Checkpoint | None:
-    """The newest checkpoint whose file matches its recorded digest; damaged ones are skipped."""
+def last_good_checkpoint(folder: Path, max_epoch: int) -> Checkpoint | None:
+    """The newest checkpoint up to `max_epoch` whose file matches its recorded digest.
+
+    A checkpoint whose sidecar is missing (a crash between the two renames) or whose bytes no
+    longer match (a damaged disk, a half-copied folder) is skipped, and the one before it used.
+    """
     for side in sorted(folder.glob("epoch-*.json"), reverse=True):
         try:
             info = json.loads(side.read_text())
         except (OSError, ValueError):
+            continue
+        if int(info.get("epoch", 0)) > max_epoch:
             continue
         path = side.with_suffix(".safetensors")
         if path.is_file() and file_digest(path).value == info.get("sha256"):
@@ -193,7 +200,7 @@ def fine_tune(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     mlflow = client(tracking_uri)
 
-    resume = last_good_checkpoint(folder)
+    resume = last_good_checkpoint(folder, cfg.epochs)
     if resume is not None:
         run_id = load_training_state(resume, model, opt)
         start_epoch = resume.epoch
@@ -233,10 +240,11 @@ def fine_tune(
     samples_per_s = trained / elapsed if trained and elapsed > 0 else 0.0
 
     final = folder / "model.safetensors"
-    save_checkpoint(model.cpu(), final, {"training_key": key})  # type: ignore[arg-type]
+    save_checkpoint(model.cpu(), final, {"training_key": key})
     digest = file_digest(final)
     epoch_digests = [
-        json.loads(p.read_text())["sha256"] for p in sorted(folder.glob("epoch-*.json"))
+        json.loads(_ckpt_path(folder, e).with_suffix(".json").read_text())["sha256"]
+        for e in range(1, cfg.epochs + 1)
     ]
     summary = {"device": device.type, "precision": precision, "samples_per_s": samples_per_s}
     summary["resumed_from_epoch"] = start_epoch

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     from attestflow.dataset import Split
 
     split = Split(
-        x=df[FEATURES].to_numpy(dtype="float32"), y=df["default"].to_numpy(dtype="int64"), sensitive=None
+        x=df[FEATURES].to_numpy(dtype="float32", copy=True),
+        y=df["default"].to_numpy(dtype="int64", copy=True),
+        sensitive=None,
     )
     torch.manual_seed(params["seed"])
     model = TabularMLP(len(FEATURES), tuple(params["hidden"]))

@@ -16,7 +16,7 @@ from prefect import task
 from attestflow.config import DataConfig
 from attestflow.dataset import load_splits
 from attestflow.records import OnnxValidationRecord, RegistrationRecord
-from attestflow.tracking import client
+from attestflow.tracking import client, fluent_uri
 
 
 def register(
@@ -35,14 +35,12 @@ def register(
 
     from tasks.validate_onnx import session
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     _, test = load_splits(data)
     example = test.x[:5]
     sess = session(onnx_path, "cpu")
     outputs = sess.run(None, {sess.get_inputs()[0].name: example})[0]
     signature = infer_signature(example, np.asarray(outputs))
-    with mlflow.start_run(run_id=run_id):
+    with fluent_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"onnx_{k}": v for k, v in validation.metrics.items()})
         mlflow.log_metric("onnx_latency_ms_p50", validation.latency_ms_p50)
         info = mlflow.onnx.log_model(

@@ -11,12 +11,12 @@ entry; any other path is tracked with ``dvc add``.
 from __future__ import annotations
 
 import hashlib
-
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from prefect import task
@@ -153,5 +153,3 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
 
 
 snapshot_task = task(name="snapshot")(snapshot)
-
-

@@ -45,24 +45,28 @@ def _label(exp_type: str, kwargs: dict[str, Any]) -> str:
 def validate_data(cfg: ValidateDataConfig, data_path: Path, out_dir: Path) -> DataValidationRecord:
     """Run the suite on the data; the record names every failing expectation."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     spec = load_suite(cfg.suite)
     df = read_table(data_path)
     context = gx.get_context(mode="ephemeral")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("snapshot")
         .add_dataframe_asset("data")
         .add_batch_definition_whole_dataframe("whole")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name=str(spec.get("name", cfg.suite.stem))))
+    expectations = []
     for exp in spec["expectations"]:
         try:
             conf = ExpectationConfiguration(type=exp["type"], kwargs=exp.get("kwargs") or {})
-            suite.add_expectation_configuration(conf)
+            expectations.append(conf.to_domain_obj())
         except Exception as e:  # GX raises several types for unknown or malformed expectations
             raise BadInputError(f"{cfg.suite}: invalid expectation {exp['type']!r}: {e}") from None
+    name = str(spec.get("name", cfg.suite.stem))
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(data=batch, suite=suite, name="release")
     )

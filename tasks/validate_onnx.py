@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from attestflow.errors import GateFailedError
 from attestflow.records import OnnxValidationRecord
 from attestflow.tabular import load_checkpoint
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
 
 def choose_providers(choice: str) -> list[str]:
     """ONNX Runtime providers in order of preference for `choice` (auto, cpu, cuda)."""
@@ -33,7 +37,7 @@ def choose_providers(choice: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def session(onnx_path: Path, choice: str = "auto"):  # type: ignore[no-untyped-def]
+def session(onnx_path: Path, choice: str = "auto") -> ort.InferenceSession:
     """An ONNX Runtime inference session on the chosen providers."""
     import onnxruntime as ort
 

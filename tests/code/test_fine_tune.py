@@ -1,0 +1,94 @@
+"""fine_tune trains from the base checkpoint, checkpoints every epoch, and resumes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from attestflow.config import FineTuneConfig
+from attestflow.errors import BadInputError
+from attestflow.workspace import Workspace
+from tasks import fine_tune as ft
+from tests.conftest import ExampleRepo
+
+
+def _run(repo: ExampleRepo, ws_dir: Path, epochs: int, **kw: Any) -> ft.TrainingRecord:
+    cfg = FineTuneConfig(base_checkpoint=repo.base_checkpoint, epochs=epochs, batch_size=64, **kw)
+    ws = Workspace.at(ws_dir)
+    ws.activate()
+    data = repo.config().data
+    return ft.fine_tune(cfg, data, ws, "md5-of-data", ws.mlflow_uri, "tests")
+
+
+def test_training_writes_a_verified_checkpoint_per_epoch(example_repo: ExampleRepo, tmp_path: Path) -> None:
+    rec = _run(example_repo, tmp_path / "ws", epochs=3)
+    assert rec.resumed_from_epoch == 0
+    assert len(rec.epoch_checkpoints) == 3
+    assert rec.device == "cpu" and rec.precision == "float32"
+    assert rec.metrics["val_accuracy"] > 0.6
+    assert rec.checkpoint_digest.value != rec.base_checkpoint_digest.value
+    from mlflow.tracking import MlflowClient
+
+    ws = Workspace.at(tmp_path / "ws")
+    history = MlflowClient(ws.mlflow_uri).get_metric_history(rec.mlflow_run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2, 3]
+
+
+def test_resumed_training_ends_with_the_same_weights(example_repo: ExampleRepo, tmp_path: Path) -> None:
+    straight = _run(example_repo, tmp_path / "a", epochs=3)
+    _run(example_repo, tmp_path / "b", epochs=1)
+    resumed = _run(example_repo, tmp_path / "b", epochs=3)
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.mlflow_run_id != straight.mlflow_run_id
+    a, b = load_file(str(straight.checkpoint_path)), load_file(str(resumed.checkpoint_path))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_a_corrupted_last_checkpoint_is_skipped(example_repo: ExampleRepo, tmp_path: Path) -> None:
+    first = _run(example_repo, tmp_path / "ws", epochs=2)
+    folder = first.checkpoint_path.parent
+    last = folder / "epoch-0002.safetensors"
+    data = bytearray(last.read_bytes())
+    data[-1] ^= 0xFF
+    last.write_bytes(bytes(data))
+    assert ft.last_good_checkpoint(folder, 2).epoch == 1  # type: ignore[union-attr]
+    again = _run(example_repo, tmp_path / "ws", epochs=2)
+    assert again.resumed_from_epoch == 1
+
+
+def test_a_half_written_checkpoint_without_sidecar_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "epoch-0001.safetensors.partial").write_bytes(b"junk")
+    (tmp_path / "epoch-0002.safetensors").write_bytes(b"junk")
+    assert ft.last_good_checkpoint(tmp_path, 5) is None
+
+
+def test_forcing_cuda_without_a_gpu_is_bad_input(example_repo: ExampleRepo, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(BadInputError, match="no CUDA device"):
+        _run(example_repo, tmp_path / "ws", epochs=1, device="cuda")
+
+
+def test_a_base_checkpoint_that_is_not_safetensors_is_refused(
+    example_repo: ExampleRepo, tmp_path: Path
+) -> None:
+    fake = tmp_path / "base.safetensors"
+    fake.write_bytes(b"\x80\x04\x95definitely a pickle")
+    cfg = FineTuneConfig(base_checkpoint=fake, epochs=1)
+    ws = Workspace.at(tmp_path / "ws")
+    with pytest.raises(BadInputError, match="not a readable safetensors checkpoint"):
+        ft.fine_tune(cfg, example_repo.config().data, ws, "x", ws.mlflow_uri, "tests")
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_uses_mixed_precision(example_repo: ExampleRepo, tmp_path: Path) -> None:
+    rec = _run(example_repo, tmp_path / "ws", epochs=2, device="cuda", amp=True)
+    assert rec.device == "cuda"
+    assert rec.precision in ("bfloat16", "float16")
+    assert rec.metrics["val_accuracy"] > 0.6

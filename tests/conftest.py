@@ -1,0 +1,91 @@
+"""Fixtures shared by all tests: a throwaway DVC repo holding a tiny copy of the example."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from attestflow.config import ReleaseConfig, load_config
+from attestflow.workspace import quiet_third_parties
+
+ROOT = Path(__file__).resolve().parents[1]
+
+quiet_third_parties()
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class ExampleRepo:
+    """A DVC repo (no git) with tiny example data, a base checkpoint and a release config."""
+
+    root: Path
+    data: Path
+    base_checkpoint: Path
+    workspace: Path
+
+    def config_dict(self, **sections: dict[str, Any]) -> dict[str, Any]:
+        raw: dict[str, Any] = yaml.safe_load((ROOT / "configs/release.yaml").read_text())
+        raw["workspace"] = str(self.workspace)
+        raw["model_name"] = "tiny-credit"
+        raw["data"]["path"] = str(self.data)
+        raw["snapshot"].update(repo=str(self.root), retry_delay_s=0)
+        raw["validate_data"]["suite"] = str(ROOT / "configs/expectations/credit.yaml")
+        raw["fine_tune"].update(base_checkpoint=str(self.base_checkpoint), epochs=2, retry_delay_s=0)
+        raw["register"].update(experiment="tests", retry_delay_s=0)
+        raw["validate_onnx"]["latency_runs"] = 5
+        raw["gate"]["minimum"] = 0.6
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        return raw
+
+    def write_config(self, name: str = "release.yaml", /, **sections: dict[str, Any]) -> Path:
+        path = self.root / name
+        path.write_text(yaml.safe_dump(self.config_dict(**sections)))
+        return path
+
+    def config(self, **sections: dict[str, Any]) -> ReleaseConfig:
+        return load_config(self.write_config(**sections))
+
+
+def make_example_repo(root: Path, rows: int = 1000) -> ExampleRepo:
+    from tasks import pretrain_base
+    from tasks.generate_data import generate
+
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True, capture_output=True
+    )
+    data = root / "data"
+    data.mkdir()
+    generate(rows, seed=3).to_csv(data / "credit.csv", index=False)
+    generate(rows, seed=4, drift=0.25).to_csv(data / "credit_prior.csv", index=False)
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({"pretrain_base": {"epochs": 3, "seed": 1, "hidden": [16, 8]}}))
+    base = data / "base_model.safetensors"
+    pretrain_base.main(
+        ["--params", str(params), "--data", str(data / "credit_prior.csv"), "--out", str(base)]
+    )
+    return ExampleRepo(root=root, data=data / "credit.csv", base_checkpoint=base, workspace=root / "ws")
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> ExampleRepo:
+    """A fresh tiny example repo per test."""
+    return make_example_repo(tmp_path / "repo")

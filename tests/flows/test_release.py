@@ -1,0 +1,119 @@
+"""The release flow end to end on real Prefect, DVC, Great Expectations, MLflow and ONNX Runtime."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from attestflow.errors import GateFailedError
+from attestflow.records import ReleaseSummary
+from attestflow.tabular import load_checkpoint
+from attestflow.tracking import fluent_uri
+from attestflow.workspace import Workspace
+from flows.release import release
+from tasks import fine_tune as ft
+from tests.conftest import ExampleRepo
+
+
+def _client(repo: ExampleRepo) -> MlflowClient:
+    uri = Workspace.at(repo.workspace).mlflow_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _run(config: Path) -> ReleaseSummary:
+    return release(config_path=str(config))
+
+
+def test_release_registers_tags_and_promotes_a_verified_onnx_model(example_repo: ExampleRepo) -> None:
+    summary = _run(example_repo.write_config())
+    client = _client(example_repo)
+
+    version = client.get_model_version("tiny-credit", summary.registration.version)
+    champion = client.get_model_version_by_alias("tiny-credit", "champion")
+    assert str(champion.version) == str(version.version) == summary.registration.version
+
+    tags = version.tags
+    assert tags["data_md5"] == summary.snapshot.dvc_md5
+    assert tags["onnx_sha256"] == summary.onnx.digest.value
+    assert tags["config_sha256"] == example_repo.config().digest().value
+    assert tags["prefect_flow_run_id"] == summary.flow_run_id
+    assert tags["git_commit"]
+
+    # DVC's md5 in the record is what DVC itself wrote for the data, and the md5 of its bytes.
+    dvc_entry = yaml.safe_load((example_repo.data.parent / "credit.csv.dvc").read_text())["outs"][0]
+    assert (
+        summary.snapshot.dvc_md5
+        == dvc_entry["md5"]
+        == hashlib.md5(example_repo.data.read_bytes()).hexdigest()
+    )
+
+    # The registered ONNX is byte-for-byte the exported one, and agrees with torch in ONNX Runtime.
+    import mlflow
+    import onnxruntime as ort
+
+    uri = Workspace.at(example_repo.workspace).mlflow_uri
+    with fluent_uri(uri):
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-credit/{version.version}"))
+    onnx_file = local / "model.onnx"
+    assert hashlib.sha256(onnx_file.read_bytes()).hexdigest() == tags["onnx_sha256"]
+    x = pd.read_csv(example_repo.data)[example_repo.config().data.features].to_numpy(np.float32)[:64]
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"features": x})[0]
+    with torch.no_grad():
+        want = load_checkpoint(summary.training.checkpoint_path).eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+    # The training run's per-epoch metrics are in MLflow.
+    history = client.get_metric_history(summary.training.mlflow_run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert (summary.release_dir / "release.json").is_file()
+
+
+def test_a_failing_gate_ends_the_flow_failed_and_leaves_the_alias(example_repo: ExampleRepo) -> None:
+    first = _run(example_repo.write_config())
+    with pytest.raises(GateFailedError, match="below the minimum"):
+        _run(example_repo.write_config("strict.yaml", gate={"minimum": 0.999}, fine_tune={"lr": 0.01}))
+    client = _client(example_repo)
+    assert (
+        str(client.get_model_version_by_alias("tiny-credit", "champion").version)
+        == first.registration.version
+    )
+    versions = client.search_model_versions("name='tiny-credit'")
+    assert len(versions) == 2
+
+
+def test_corrupted_data_fails_validation_with_the_expectation_named(example_repo: ExampleRepo) -> None:
+    df = pd.read_csv(example_repo.data)
+    df.loc[0:4, "debt_ratio"] = 3.5
+    df.to_csv(example_repo.data, index=False)
+    with pytest.raises(GateFailedError, match=r"expect_column_values_to_be_between\(debt_ratio\)"):
+        _run(example_repo.write_config())
+    assert _client(example_repo).search_registered_models() == []
+
+
+def test_a_training_crash_is_retried_and_resumes_from_the_checkpoint(
+    example_repo: ExampleRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = ft.train_one_epoch
+    calls: list[int] = []
+
+    def crash_in_epoch_2_once(*args: Any, **kwargs: Any) -> float:
+        epoch = args[3]
+        calls.append(epoch)
+        if epoch == 2 and calls.count(2) == 1:
+            raise RuntimeError("simulated worker loss during epoch 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "train_one_epoch", crash_in_epoch_2_once)
+    summary = _run(example_repo.write_config(fine_tune={"epochs": 3, "retries": 1, "retry_delay_s": 0}))
+    assert calls == [1, 2, 2, 3]
+    assert summary.training.resumed_from_epoch == 1
+    assert len(summary.training.epoch_checkpoints) == 3
