@@ -70,6 +70,8 @@ class FineTuneConfig(StageConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     """Mixed precision (bf16 autocast) when training on CUDA; ignored on the CPU."""
+    allow_pickle_import: bool = False
+    """Import a pickle-based base checkpoint after a picklescan scan, with weights_only loading."""
 
 
 class ExportOnnxConfig(StageConfig):
@@ -85,6 +87,18 @@ class ValidateOnnxConfig(StageConfig):
     tolerance: float = Field(1e-4, gt=0)
     parity_rows: int = Field(512, ge=1)
     latency_runs: int = Field(50, ge=1)
+
+
+class SignConfig(StageConfig):
+    """Signing of the release bundle and its provenance."""
+
+    private_key: Path | None = None
+    """PEM EC private key; unset uses the workspace key pair (created on first use)."""
+    public_key: Path | None = None
+    """The trusted PEM public key that verification uses; must pair with `private_key`."""
+    allow_dirty: bool = False
+    """Release from a work tree with uncommitted changes (recorded in the provenance)."""
+    builder_id: str = "https://attestflow.dev/builders/prefect-release-flow@v1"
 
 
 class RegisterConfig(StageConfig):
@@ -124,6 +138,7 @@ class ReleaseConfig(_Model):
     fine_tune: FineTuneConfig
     export_onnx: ExportOnnxConfig = ExportOnnxConfig()
     validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
+    sign: SignConfig = SignConfig()
     register: RegisterConfig = RegisterConfig()
     gate: GateConfig = GateConfig()
     promote: PromoteConfig = PromoteConfig()

@@ -53,6 +53,8 @@ class SnapshotRecord:
     size_bytes: int
     remote: str | None
     """Name of the DVC remote it was pushed to; None when push was off."""
+    remote_url: str | None
+    """URL of that remote (credentials removed)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class RegistrationRecord:
     model_uri: str
     run_id: str
     tags: dict[str, str] = field(default_factory=dict)
+    reused: bool = False
+    """True when the same inputs were already registered and that version was returned."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ class ReleaseSummary:
     training: TrainingRecord
     onnx: OnnxExportRecord
     onnx_validation: OnnxValidationRecord
+    signature: Any
+    """The `SignatureRecord` of the signing stage."""
     registration: RegistrationRecord
     gates: list[GateDecision]
     promotion: PromotionRecord | None

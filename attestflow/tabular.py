@@ -70,3 +70,18 @@ def load_checkpoint(path: Path) -> TabularMLP:
     model = TabularMLP(n_features, hidden, n_classes)
     model.load_state_dict(state)
     return model
+
+
+def checkpoint_from_state_dict(state: dict[str, torch.Tensor], out: Path) -> None:
+    """Write a `TabularMLP` state dict (e.g. from an imported torch file) as a safetensors checkpoint."""
+    n_linear = sum(1 for k in state if k.startswith("net.") and k.endswith(".weight"))
+    if "mean" not in state or n_linear == 0:
+        raise BadInputError(f"{out.name}: the imported weights are not a TabularMLP state dict")
+    hidden = tuple(int(state[f"net.{2 * i}.weight"].shape[0]) for i in range(n_linear - 1))
+    n_classes = int(state[f"net.{2 * (n_linear - 1)}.weight"].shape[0])
+    model = TabularMLP(int(state["mean"].shape[0]), hidden, n_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise BadInputError(f"{out.name}: imported weights do not fit a TabularMLP: {e}") from None
+    save_checkpoint(model, out, {"imported": "true"})

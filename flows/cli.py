@@ -8,6 +8,7 @@ state, since both read their settings at import.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -144,6 +145,44 @@ def _run_release(config: Path, overrides: list[str]) -> None:
 def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Run the release flow on the configured data and model."""
     _run_release(config or default_config_path(), set_ or [])
+
+
+@app.command()
+def verify(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    config: ConfigOpt = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="Trusted PEM public key (default: config/workspace).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Re-hash and verify a registered model: signature, provenance, tags and data snapshot."""
+    from attestflow.keys import trusted_public_key
+    from attestflow.tracking import tracking_uri
+    from attestflow.verify import parse_model_uri, verify_model_uri
+
+    started = time.perf_counter()
+    try:
+        parse_model_uri(model_uri)
+        cfg = load_config(config or default_config_path())
+        ws = Workspace.at(cfg.workspace)
+        key = trusted_public_key(public_key or cfg.sign.public_key, ws.root)
+        result = verify_model_uri(model_uri, tracking_uri(cfg.register.tracking_uri, ws), key)
+    except BadInputError as e:
+        fail(2, str(e))
+    seconds = time.perf_counter() - started
+    if as_json:
+        out = {"target": result.target, "ok": result.ok, "seconds": round(seconds, 3)}
+        out["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        console.print(f"verify {model_uri} -> {result.target}", highlight=False)
+        for c in result.checks:
+            mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
+            console.print(f"  {mark} {c.name}: {c.detail}", highlight=False)
+        verdict = "[green]all checks hold[/]" if result.ok else "[red]verification failed[/]"
+        console.print(f"{verdict} ({seconds:.2f} s)")
+    raise typer.Exit(0 if result.ok else 1)
 
 
 @app.command()

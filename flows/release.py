@@ -8,6 +8,8 @@ stages before it. A stage that says no raises `GateFailedError`; bad input raise
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task, flow, get_run_logger
@@ -16,6 +18,7 @@ from prefect.runtime import flow_run
 
 from attestflow.config import StageConfig, load_config
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.keys import trusted_public_key
 from attestflow.lineage import code_revision, triggered_by
 from attestflow.records import ReleaseSummary, write_json
 from attestflow.tracking import tracking_uri
@@ -25,11 +28,13 @@ from tasks.fine_tune import fine_tune_task
 from tasks.gate import gate_task
 from tasks.promote import promote_task
 from tasks.register import register_task
+from tasks.sign import sign_task
 from tasks.snapshot import snapshot_task
 from tasks.validate_data import validate_data_task
 from tasks.validate_onnx import validate_onnx_task
 
 T = TypeVar("T", bound=Task[Any, Any])
+CODE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _retryable(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
@@ -53,14 +58,20 @@ def stage(t: T, cfg: StageConfig) -> T:
 def release(config_path: str = "configs/release.yaml", overrides: list[str] | None = None) -> ReleaseSummary:
     """Release a model from the configured data snapshot; raises if any stage says no."""
     log = get_run_logger()
+    started_on = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = load_config(config_path, overrides)
     ws = Workspace.at(cfg.workspace)
     ws.activate()
     run_id = str(flow_run.id or "local")
+    revision = code_revision(CODE_ROOT)
+    if (revision.dirty or revision.commit == "unknown") and not cfg.sign.allow_dirty:
+        state = "has uncommitted changes" if revision.dirty else "is not a git checkout"
+        raise GateFailedError(
+            [f"the code at {CODE_ROOT} {state}; commit first, or set sign.allow_dirty=true"]
+        )
     out_dir = ws.releases / cfg.model_name / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(cfg.register.tracking_uri, ws)
-    revision = code_revision()
     write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
 
     snap = stage(snapshot_task, cfg.snapshot)(cfg.snapshot, cfg.data.path, ws, out_dir)
@@ -78,6 +89,17 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     checked_onnx = stage(validate_onnx_task, cfg.validate_onnx)(
         cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path
     )
+    who = triggered_by()
+    invocation = {
+        "config_path": str(config_path),
+        "overrides": list(overrides or []),
+        "flow_run_id": run_id,
+        "started_on": started_on,
+        "triggered_by": who,
+    }
+    signed = stage(sign_task, cfg.sign)(
+        cfg, ws, out_dir, snap, trained, exported, checked_onnx, revision, invocation
+    )
     tags = {
         "data_md5": snap.dvc_md5,
         "data_manifest_sha256": snap.manifest_digest.value,
@@ -88,18 +110,28 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         "prefect_flow_run_id": run_id,
         "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
         "onnx_provider": checked_onnx.provider,
-        "triggered_by": triggered_by(),
+        "triggered_by": who,
+        "bundle_sha256": signed.bundle_digest.value,
+        "signature_sha256": signed.signature_digest.value,
+        "provenance_sha256": signed.provenance_digest.value,
+        "signing_key_id": signed.key_id,
+        "release_key": signed.release_key,
     }
     registered = stage(register_task, cfg.register)(
-        cfg.model_name, exported.onnx_path, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
+        cfg.model_name, signed.bundle_dir, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
     )
+    if registered.reused:
+        log.info(
+            "these inputs were already released as version %s; not registering again", registered.version
+        )
     decision = stage(gate_task, cfg.gate)(cfg.gate, checked_onnx.metrics)
     write_json(out_dir / "gates.json", [decision])
 
     promotion = None
     if decision.passed:
+        public_key = trusted_public_key(cfg.sign.public_key, ws.root)
         promotion = stage(promote_task, cfg.promote)(
-            cfg.model_name, registered.version, cfg.promote.alias, uri
+            cfg.model_name, registered.version, cfg.promote.alias, uri, public_key
         )
     summary = ReleaseSummary(
         model_name=cfg.model_name,
@@ -109,6 +141,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         training=trained,
         onnx=exported,
         onnx_validation=checked_onnx,
+        signature=signed,
         registration=registered,
         gates=[decision],
         promotion=promotion,

@@ -25,8 +25,9 @@ from attestflow.config import DataConfig, FineTuneConfig
 from attestflow.dataset import Split, load_splits
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.errors import BadInputError
+from attestflow.formats import require_safe_weights
 from attestflow.records import TrainingRecord
-from attestflow.tabular import load_checkpoint, save_checkpoint
+from attestflow.tabular import checkpoint_from_state_dict, load_checkpoint, save_checkpoint
 from attestflow.tracking import client, ensure_experiment
 from attestflow.workspace import Workspace
 
@@ -183,10 +184,14 @@ def fine_tune(
     run_tags: dict[str, str] | None = None,
 ) -> TrainingRecord:
     """Fine-tune the base checkpoint on the dataset, resuming from the last good checkpoint."""
-    if not cfg.base_checkpoint.is_file():
-        raise BadInputError(f"base checkpoint not found: {cfg.base_checkpoint}")
+    base_path, imported = require_safe_weights(
+        cfg.base_checkpoint,
+        allow_pickle_import=cfg.allow_pickle_import,
+        convert_dir=ws.training / "imported",
+        convert=checkpoint_from_state_dict,
+    )
     base_digest = file_digest(cfg.base_checkpoint)
-    model = load_checkpoint(cfg.base_checkpoint)
+    model = load_checkpoint(base_path)
     train, test = load_splits(data)
     if train.x.shape[1] != model.mean.shape[0]:
         raise BadInputError(
@@ -211,6 +216,8 @@ def fine_tune(
         run_id = run.info.run_id
         params = cfg.model_dump(mode="json", exclude=_STAGE_KEYS)
         params.update(training_key=key, base_checkpoint_sha256=base_digest.value, data_md5=data_md5)
+        if imported is not None:
+            params.update(pickle_import_from=imported.source.name, pickle_import_scanner=imported.scanner)
         for k, v in params.items():
             mlflow.log_param(run_id, k, v)
         start_epoch = 0

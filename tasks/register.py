@@ -1,8 +1,14 @@
-"""Stage `register`: the ONNX model as a new version in the MLflow model registry.
+"""Stage `register`: the signed bundle as a new version in the MLflow model registry.
 
-The version is logged with the onnx flavor, a signature and an input example, into the
-same MLflow run as training, and tagged with the digests that tie it to its inputs: data
-md5, ONNX SHA-256, config SHA-256, git commit and Prefect flow run id.
+The version is logged with the onnx flavor, a signature and an input example, into the same
+MLflow run as training; the bundle's ``attestation/`` folder (signature, provenance, config,
+data manifest, metrics) is attached to the logged model, so that downloading the version
+yields everything `attestflow verify` needs. Tags tie the version to its inputs and evidence.
+
+Registration is idempotent by release key (the digest of data, config, code, lock and base
+checkpoint): the same inputs return the version already registered, and if they produced
+different bytes this time, registration is refused rather than publishing a second artifact
+under the same provenance.
 """
 
 from __future__ import annotations
@@ -13,28 +19,60 @@ import numpy as np
 import onnx
 from prefect import task
 
+from attestflow.bundle import ATTESTATION, MODEL
 from attestflow.config import DataConfig
 from attestflow.dataset import load_splits
+from attestflow.errors import GateFailedError
 from attestflow.records import OnnxValidationRecord, RegistrationRecord
 from attestflow.tracking import client, fluent_uri
 
 
+def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
+    """(version, tags) of the version already registered for `release_key`, if any."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(tracking_uri)
+    try:
+        found = c.search_model_versions(f"name = '{model_name}' and tags.release_key = '{release_key}'")
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    first = min(found, key=lambda v: int(v.version))
+    return str(first.version), dict(first.tags)
+
+
 def register(
     model_name: str,
-    onnx_path: Path,
+    bundle_dir: Path,
     data: DataConfig,
     run_id: str,
     tracking_uri: str,
     validation: OnnxValidationRecord,
     tags: dict[str, str],
 ) -> RegistrationRecord:
-    """Log the ONNX model to run `run_id`, register it as a new version, and tag the version."""
+    """Register the bundle as a new model version (or return the one these inputs already made)."""
     import mlflow
     import mlflow.onnx
     from mlflow.models import infer_signature
 
     from tasks.validate_onnx import session
 
+    existing = find_release(model_name, tags["release_key"], tracking_uri)
+    if existing is not None:
+        version, old_tags = existing
+        if old_tags.get("onnx_sha256") != tags["onnx_sha256"]:
+            raise GateFailedError(
+                [
+                    f"refused: version {version} was registered from the same inputs (release key "
+                    f"{tags['release_key'][:12]}) with different ONNX bytes; published artifacts are not overwritten"
+                ]
+            )
+        return RegistrationRecord(
+            model_name, version, f"models:/{model_name}/{version}", run_id, old_tags, True
+        )
+
+    onnx_path = bundle_dir / MODEL
     _, test = load_splits(data)
     example = test.x[:5]
     sess = session(onnx_path, "cpu")
@@ -52,17 +90,12 @@ def register(
             onnx_execution_providers=["CPUExecutionProvider"],
             save_as_external_data=False,
         )
-    version = str(info.registered_model_version)
     c = client(tracking_uri)
+    c.log_model_artifacts(info.model_id, str(bundle_dir / ATTESTATION), ATTESTATION)
+    version = str(info.registered_model_version)
     for key, value in tags.items():
         c.set_model_version_tag(model_name, version, key, value)
-    return RegistrationRecord(
-        model_name=model_name,
-        version=version,
-        model_uri=f"models:/{model_name}/{version}",
-        run_id=run_id,
-        tags=dict(tags),
-    )
+    return RegistrationRecord(model_name, version, f"models:/{model_name}/{version}", run_id, dict(tags))
 
 
 register_task = task(name="register")(register)

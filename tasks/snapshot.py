@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from prefect import task
@@ -25,7 +26,7 @@ from attestflow.config import SnapshotConfig
 from attestflow.digests import CHUNK, Digest, json_digest
 from attestflow.errors import BadInputError
 from attestflow.records import SnapshotRecord, write_json
-from attestflow.workspace import Workspace
+from attestflow.workspace import Workspace, redact_uri
 
 
 def _sha256(path: Path) -> str:
@@ -99,12 +100,17 @@ def track(repo_root: Path, data_path: Path) -> tuple[str, Path]:
     return str(_dvc_file_entry(dvc_file)["md5"]), dvc_file
 
 
-def push(repo_root: Path, data_path: Path, remote: str) -> None:
-    """Push the data's DVC objects to `remote`."""
+def push(repo_root: Path, data_path: Path, remote: str) -> str:
+    """Push the data's DVC objects to `remote`; returns the remote's URL without credentials."""
     from dvc.repo import Repo
 
     with Repo(str(repo_root)) as repo:
         repo.push(targets=[str(data_path)], remote=remote)
+        url = str(repo.config["remote"][remote]["url"])
+    parts = urlsplit(url)
+    if parts.scheme in ("", "file") and not Path(parts.path or url).is_absolute():
+        url = str((repo_root / ".dvc" / url).resolve())
+    return redact_uri(url) if parts.scheme not in ("", "file") else url
 
 
 def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path) -> SnapshotRecord:
@@ -126,8 +132,7 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
                     if cfg.remote_url or cfg.remote not in repo.config.get("remote", {}):
                         ensure_remote(repo, cfg.remote, cfg.remote_url or str(ws.dvc_remote))
             md5, dvc_file = track(repo_root, data_path)
-            if cfg.push:
-                push(repo_root, data_path, cfg.remote)
+            remote_url = push(repo_root, data_path, cfg.remote) if cfg.push else None
     except NotDvcRepoError:
         raise BadInputError(f"{repo_root} is not a DVC repository (run `dvc init` there)") from None
     except DvcException as e:
@@ -149,6 +154,7 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
         files=len(manifest),
         size_bytes=size,
         remote=cfg.remote if cfg.push else None,
+        remote_url=remote_url,
     )
 
 

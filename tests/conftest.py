@@ -48,6 +48,7 @@ class ExampleRepo:
         raw["snapshot"].update(repo=str(self.root), retry_delay_s=0)
         raw["validate_data"]["suite"] = str(ROOT / "configs/expectations/credit.yaml")
         raw["fine_tune"].update(base_checkpoint=str(self.base_checkpoint), epochs=2, retry_delay_s=0)
+        raw["sign"] = {"allow_dirty": True}
         raw["register"].update(experiment="tests", retry_delay_s=0)
         raw["validate_onnx"]["latency_runs"] = 5
         raw["gate"]["minimum"] = 0.6

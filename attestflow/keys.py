@@ -1,0 +1,95 @@
+"""The signing key of the embedded default: an EC P-256 key pair in the workspace.
+
+Created on first use; the private key file is created with mode 0600 and its contents are
+never logged or recorded. Real deployments point `sign.private_key`/`sign.public_key` at
+their own key (a KMS-exported or HSM-backed key through model-signing's PKCS#11 signer is the
+next step). The key id recorded in evidence is the SHA-256 of the public key (DER).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestflow.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """Paths of a PEM key pair and the public key's id."""
+
+    private_key: Path
+    public_key: Path
+    key_id: str
+    """``sha256:`` of the DER-encoded public key."""
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """Read a PEM EC public key; anything else is bad input."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"cannot read public key {path}: {e}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise BadInputError(f"{path}: not an elliptic-curve public key")
+    return key
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Read a PEM EC private key (unencrypted, or with ``ATTESTFLOW_KEY_PASSWORD``)."""
+    password = os.environ.get("ATTESTFLOW_KEY_PASSWORD")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password.encode() if password else None)
+    except (OSError, ValueError, TypeError) as e:
+        raise BadInputError(f"cannot read private key {path}: {type(e).__name__}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise BadInputError(f"{path}: not an elliptic-curve private key")
+    return key
+
+
+def ensure_keypair(folder: Path) -> KeyPair:
+    """The workspace key pair in `folder`, created (private key mode 0600) if absent."""
+    private, public = folder / "signing-key.pem", folder / "signing-key.pub.pem"
+    if not private.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    return KeyPair(private, public, key_id(load_public_key(public)))
+
+
+def keypair_from(private_key: Path, public_key: Path) -> KeyPair:
+    """A configured key pair; its two halves must belong together."""
+    priv, pub = load_private_key(private_key), load_public_key(public_key)
+    if key_id(priv.public_key()) != key_id(pub):
+        raise BadInputError(f"{private_key} and {public_key} are not one key pair")
+    return KeyPair(private_key, public_key, key_id(pub))
+
+
+def trusted_public_key(configured: Path | None, workspace_root: Path) -> Path:
+    """The public key that verification trusts: the configured one, else the workspace's."""
+    path = configured or workspace_root / "keys" / "signing-key.pub.pem"
+    if not path.is_file():
+        raise BadInputError(
+            f"no trusted public key at {path} (set sign.public_key, or release once to create it)"
+        )
+    return path

@@ -1,0 +1,189 @@
+"""Stage `sign`: sign the release bundle (OpenSSF model-signing) and its SLSA provenance (DSSE).
+
+The bundle is the folder that gets registered and deployed: ``model.onnx`` plus
+``attestation/`` with the config, the data snapshot manifest and the metrics. model-signing
+signs every file of it (a sigstore bundle in ``attestation/model.sig``); the provenance says
+how the bundle was made and is signed separately, so that either can be checked offline with
+the public key, and neither can be changed without the signature breaking.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from attestflow.bundle import (
+    ATTESTATION,
+    MODEL,
+    PROVENANCE,
+    PUBLIC_KEY,
+    SIGNATURE,
+    bundle_digest,
+    hashing_config,
+    signed_files,
+)
+from attestflow.config import ReleaseConfig
+from attestflow.digests import Digest, file_digest, json_digest
+from attestflow.keys import KeyPair, ensure_keypair, keypair_from, load_private_key
+from attestflow.lineage import CodeRevision
+from attestflow.provenance import dsse_sign, resource, statement
+from attestflow.records import (
+    OnnxExportRecord,
+    OnnxValidationRecord,
+    SnapshotRecord,
+    TrainingRecord,
+    to_jsonable,
+    write_json,
+)
+from attestflow.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    """A signed release bundle and its signed provenance."""
+
+    bundle_dir: Path
+    onnx_digest: Digest
+    bundle_digest: Digest
+    """SHA-256 of the canonical JSON manifest of every signed file."""
+    signature_path: Path
+    signature_digest: Digest
+    provenance_path: Path
+    provenance_digest: Digest
+    key_id: str
+    release_key: str
+    """Digest of the build inputs (data, config, code, lock, base checkpoint): same inputs, same key."""
+
+
+def release_key(parts: dict[str, str]) -> str:
+    """A stable id of a release's inputs, for idempotent registration."""
+    return json_digest(parts).value
+
+
+def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
+    """The configured key pair, or the workspace's (created on first use)."""
+    if cfg.sign.private_key and cfg.sign.public_key:
+        return keypair_from(cfg.sign.private_key, cfg.sign.public_key)
+    return ensure_keypair(ws.root / "keys")
+
+
+def lock_digest() -> Digest | None:
+    """SHA-256 of the dependency lock this code was installed from, when it is beside the code."""
+    lock = Path(__file__).resolve().parents[1] / "requirements.lock"
+    return file_digest(lock) if lock.is_file() else None
+
+
+def sign(
+    cfg: ReleaseConfig,
+    ws: Workspace,
+    release_dir: Path,
+    snap: SnapshotRecord,
+    trained: TrainingRecord,
+    exported: OnnxExportRecord,
+    checked: OnnxValidationRecord,
+    revision: CodeRevision,
+    invocation: dict[str, Any],
+) -> SignatureRecord:
+    """Assemble the bundle, sign it with model-signing, and write DSSE-signed SLSA provenance."""
+    import model_signing
+
+    bundle = release_dir / "bundle"
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    (bundle / ATTESTATION).mkdir(parents=True)
+    shutil.copy2(exported.onnx_path, bundle / MODEL)
+    write_json(bundle / ATTESTATION / "config.json", cfg.model_dump(mode="json"))
+    shutil.copy2(snap.manifest_path, bundle / ATTESTATION / "data_manifest.json")
+    write_json(
+        bundle / ATTESTATION / "metrics.json",
+        {"onnx_validation": to_jsonable(checked), "training": trained.metrics},
+    )
+
+    keys = keypair(cfg, ws)
+    shutil.copy2(keys.public_key, bundle / PUBLIC_KEY)
+    (
+        model_signing.signing.Config()
+        .use_elliptic_key_signer(private_key=keys.private_key)
+        .set_hashing_config(hashing_config(bundle))
+        .sign(bundle, bundle / SIGNATURE)
+    )
+    files = signed_files(bundle)
+    folder = bundle_digest(files)
+    lock = lock_digest()
+    inputs = {
+        "data_md5": snap.dvc_md5,
+        "data_manifest_sha256": snap.manifest_digest.value,
+        "config_sha256": cfg.digest().value,
+        "git_commit": revision.commit,
+        "lock_sha256": lock.value if lock else "absent",
+        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+    }
+    key = release_key(inputs)
+    data_uri = f"{snap.remote_url}#{snap.dvc_md5}" if snap.remote_url else None
+    dependencies = [
+        resource(
+            f"data:{snap.data_path.name}",
+            {"md5": snap.dvc_md5, "sha256": snap.manifest_digest.value},
+            data_uri,
+            dvc_remote=snap.remote,
+            dvc_remote_url=snap.remote_url,
+            dvc_file=snap.dvc_file.name,
+            manifest="attestation/data_manifest.json",
+        ),
+        resource("base_checkpoint", {"sha256": trained.base_checkpoint_digest.value}),
+        resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty),
+    ]
+    if lock:
+        dependencies.append(resource("requirements.lock", {"sha256": lock.value}))
+    stmt = statement(
+        subjects=[
+            resource("model.onnx", {"sha256": exported.digest.value}),
+            resource("release-bundle", {"sha256": folder.value}),
+        ],
+        external_parameters={
+            "model_name": cfg.model_name,
+            "config_path": invocation["config_path"],
+            "overrides": invocation["overrides"],
+            "config_sha256": cfg.digest().value,
+            "triggered_by": invocation["triggered_by"],
+        },
+        internal_parameters={
+            "release_key": key,
+            "training_key": trained.training_key,
+            "device": trained.device,
+            "precision": trained.precision,
+            "onnx_opset": exported.opset,
+            "onnx_provider": checked.provider,
+        },
+        dependencies=dependencies,
+        builder_id=cfg.sign.builder_id,
+        invocation_id=invocation["flow_run_id"],
+        started_on=invocation["started_on"],
+        finished_on=datetime.now(UTC).isoformat(timespec="seconds"),
+        byproducts=[
+            resource("mlflow_run", {}, f"runs:/{trained.mlflow_run_id}"),
+            resource("checkpoint", {"sha256": trained.checkpoint_digest.value}),
+            resource("signing_key", {"sha256": keys.key_id.removeprefix("sha256:")}),
+        ],
+    )
+    envelope = dsse_sign(stmt, load_private_key(keys.private_key), keys.key_id)
+    write_json(bundle / PROVENANCE, envelope)
+    return SignatureRecord(
+        bundle_dir=bundle,
+        onnx_digest=exported.digest,
+        bundle_digest=folder,
+        signature_path=bundle / SIGNATURE,
+        signature_digest=file_digest(bundle / SIGNATURE),
+        provenance_path=bundle / PROVENANCE,
+        provenance_digest=file_digest(bundle / PROVENANCE),
+        key_id=keys.key_id,
+        release_key=key,
+    )
+
+
+sign_task = task(name="sign")(sign)
