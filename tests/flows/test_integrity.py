@@ -59,7 +59,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Released:
     summary = release_module.release(config_path=str(config))
     client = MlflowClient(Workspace.at(repo.workspace).mlflow_uri, Workspace.at(repo.workspace).mlflow_uri)
     mv = client.get_model_version("tiny-credit", summary.registration.version)
-    model_id = mv.source.rsplit("/", 1)[-1]
+    model_id = str(mv.source).rsplit("/", 1)[-1]
     artifacts = Path(urlparse(client.get_logged_model(model_id).artifact_location).path)
     return Released(repo, config, summary, artifacts)
 
