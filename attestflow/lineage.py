@@ -8,6 +8,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+DATA_PATHS = ("dvc.lock", "*.dvc", "data")
+"""Paths that DVC owns: changes there are data, recorded by DVC md5, not code changes."""
+
 
 @dataclass(frozen=True)
 class CodeRevision:
@@ -34,7 +37,8 @@ def code_revision(path: Path | None = None) -> CodeRevision:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return CodeRevision("unknown", dirty=False)
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Data is pinned by its DVC digest in the provenance; only code and config count as dirty.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in DATA_PATHS))
     return CodeRevision(commit, dirty=bool(status))
 
 
