@@ -25,6 +25,8 @@ from filelock import FileLock
 from attestflow.workspace import redact_uri
 
 GENESIS = "0" * 64
+_LOCKS: dict[str, FileLock] = {}
+"""One lock object per file, so that nested holds in one thread re-enter instead of deadlocking."""
 LOG_NAME = "audit.jsonl"
 
 
@@ -63,7 +65,9 @@ class AuditLog:
     def locked(self) -> Iterator[None]:
         """Hold the workspace's audit/promotion lock (re-entrant within a thread)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock", timeout=120):
+        key = str(self.path) + ".lock"
+        lock = _LOCKS.setdefault(key, FileLock(key, timeout=120))
+        with lock:
             yield
 
     def _last(self) -> tuple[int, str]:

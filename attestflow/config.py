@@ -116,10 +116,33 @@ class GateConfig(StageConfig):
     minimum: float = Field(0.7, ge=0, le=1)
 
 
+class ApproveConfig(_Model):
+    """Who must approve a promotion: nobody (``auto``, for dev) or a person (``human``)."""
+
+    mode: Literal["auto", "human"] = "auto"
+    timeout_s: float = Field(3600.0, gt=0)
+    """How long a human approval may take; when it runs out the release counts as rejected."""
+
+
 class PromoteConfig(StageConfig):
-    """Promotion of a gated model version."""
+    """Promotion of a gated, verified and approved model version."""
 
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    previous_alias: str = Field("previous", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class CanaryConfig(StageConfig):
+    """The check of a new champion against the previous one on recent data, after promotion."""
+
+    sample: Path | None = None
+    """Recent data to score (CSV/Parquet with the feature columns); unset uses the held-out split."""
+    rows: int = Field(1000, ge=1)
+    max_error_rate: float = Field(0.0, ge=0, le=1)
+    """Share of rows on which the new model fails or returns a non-finite score."""
+    max_disagreement: float = Field(0.2, ge=0, le=1)
+    """Share of rows on which new and previous champion predict different classes."""
+    max_latency_ratio: float = Field(3.0, gt=0)
+    """New model's p95 batch latency over the previous one's."""
 
 
 # The section `register` shares its name with ABCMeta.register of the model class; the
@@ -141,7 +164,9 @@ class ReleaseConfig(_Model):
     sign: SignConfig = SignConfig()
     register: RegisterConfig = RegisterConfig()
     gate: GateConfig = GateConfig()
+    approve: ApproveConfig = ApproveConfig()
     promote: PromoteConfig = PromoteConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     def digest(self) -> Digest:
         """SHA-256 of the validated configuration as canonical JSON."""

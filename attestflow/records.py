@@ -169,5 +169,9 @@ class ReleaseSummary:
     """The `SignatureRecord` of the signing stage."""
     registration: RegistrationRecord
     gates: list[GateDecision]
+    approval: Any
+    """The `ApprovalRecord`, or None when a gate already said no."""
     promotion: PromotionRecord | None
+    canary: Any
+    """The `CanaryRecord`, or None when nothing was promoted."""
     flow_run_id: str | None

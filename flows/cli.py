@@ -185,6 +185,149 @@ def verify(
     raise typer.Exit(0 if result.ok else 1)
 
 
+def _workspace(config: Path | None) -> tuple[ReleaseConfig, Workspace]:
+    cfg = load_config(config or default_config_path())
+    return cfg, Workspace.at(cfg.workspace)
+
+
+def _decide(run_id: str, approve_it: bool, reason: str, digest: str, approver: str | None) -> None:
+    from uuid import UUID
+
+    from attestflow.audit import actor
+
+    try:
+        flow_run_id = UUID(run_id)
+    except ValueError:
+        fail(2, f"not a flow run id: {run_id!r}")
+    if not reason.strip():
+        fail(2, "--reason is required: say why, for the audit trail")
+    from prefect.flow_runs import resume_flow_run
+
+    decision = {"approve": approve_it, "approver": approver or actor(), "reason": reason, "digest": digest}
+    try:
+        resume_flow_run(flow_run_id, run_input=decision)
+    except Exception as e:  # the Prefect client raises several types for unknown or unpaused runs
+        fail(
+            2,
+            f"cannot resume flow run {run_id}: {str(e).splitlines()[0]} (is PREFECT_API_URL set to the server?)",
+        )
+    console.print(f"{'approved' if approve_it else 'rejected'} flow run {run_id} for bundle {digest[:16]}...")
+
+
+DigestOpt = Annotated[str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters).")]
+ReasonOpt = Annotated[str, typer.Option(help="Why, for the audit trail.")]
+ApproverOpt = Annotated[
+    str | None, typer.Option(help="Who decides (default: $ATTESTFLOW_ACTOR or the OS user).")
+]
+
+
+@app.command()
+def approve(run_id: str, digest: DigestOpt, reason: ReasonOpt, approver: ApproverOpt = None) -> None:
+    """Approve the promotion a paused release flow is waiting on."""
+    _decide(run_id, True, reason, digest, approver)
+
+
+@app.command()
+def reject(run_id: str, digest: DigestOpt, reason: ReasonOpt, approver: ApproverOpt = None) -> None:
+    """Reject the promotion a paused release flow is waiting on."""
+    _decide(run_id, False, reason, digest, approver)
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        str | None, typer.Option("--to", help="Version to roll back to (default: @previous).")
+    ] = None,
+    config: ConfigOpt = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name (default: config's).")] = None,
+) -> None:
+    """Point champion back at the previous (or a named) version, after verifying it."""
+    from attestflow.audit import AuditLog
+    from attestflow.keys import trusted_public_key
+    from attestflow.tracking import tracking_uri
+    from tasks.promote import rollback as roll_back
+
+    try:
+        cfg, ws = _workspace(config)
+        moved = roll_back(
+            model or cfg.model_name,
+            to,
+            alias=cfg.promote.alias,
+            previous_alias=cfg.promote.previous_alias,
+            tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
+            public_key=trusted_public_key(cfg.sign.public_key, ws.root),
+            audit=AuditLog.of(ws.root),
+        )
+    except BadInputError as e:
+        fail(2, str(e))
+    except GateFailedError as e:
+        fail(1, "[bold red]rollback refused:[/]\n" + "\n".join(f"  - {r}" for r in e.reasons))
+    console.print(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was v{moved.previous_version})")
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The workspace's hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first bad line."""
+    from attestflow.audit import AuditLog
+
+    try:
+        _, ws = _workspace(config)
+    except BadInputError as e:
+        fail(2, str(e))
+    log = AuditLog.of(ws.root)
+    ok, line, reason = log.verify()
+    if ok:
+        console.print(f"[green]audit log intact[/]: {reason} ({log.path})", highlight=False)
+        return
+    fail(1, f"[bold red]audit log broken at line {line}[/]: {reason} ({log.path})")
+
+
+@audit_app.command("show")
+def audit_show(
+    config: ConfigOpt = None,
+    model: Annotated[str | None, typer.Option(help="Only this registered model.")] = None,
+    all_events: Annotated[bool, typer.Option("--all", help="Every event, not only alias moves.")] = False,
+) -> None:
+    """Which version was champion when, who moved it, and why."""
+    from attestflow.audit import AuditLog, champion_history
+
+    try:
+        _, ws = _workspace(config)
+    except BadInputError as e:
+        fail(2, str(e))
+    log = AuditLog.of(ws.root)
+    ok, line, reason = log.verify()
+    if not ok:
+        err.print(f"[bold red]warning:[/] audit log broken at line {line}: {reason}")
+    entries = log.entries()
+    rows = (
+        [x for x in entries if model in (None, x["model"])]
+        if all_events
+        else champion_history(entries, model)
+    )
+    table = Table(title=f"audit history{f' of {model}' if model else ''}")
+    for col in ("#", "time (UTC)", "event", "model", "version", "actor", "details"):
+        table.add_column(col)
+    for row in rows:
+        details = ", ".join(f"{k}={v}" for k, v in row["details"].items() if v not in (None, [], ""))
+        table.add_row(
+            str(row["seq"]),
+            row["time"][:19],
+            row["event"],
+            row["model"] or "",
+            row["version"] or "",
+            row["actor"],
+            details,
+        )
+    console.print(table)
+    if not ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(set_: SetOpt = None) -> None:
     """Build the bundled example's data with `dvc repro`, then release it."""

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 from prefect import Task, flow, get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.transactions import transaction
 
+from attestflow.audit import AuditLog
 from attestflow.config import StageConfig, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.keys import trusted_public_key
@@ -23,6 +25,8 @@ from attestflow.lineage import code_revision, triggered_by
 from attestflow.records import ReleaseSummary, write_json
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
+from flows.approval import approve
+from tasks.canary import canary_task
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
 from tasks.gate import gate_task
@@ -69,6 +73,11 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         raise GateFailedError(
             [f"the code at {CODE_ROOT} {state}; commit first, or set sign.allow_dirty=true"]
         )
+    audit = AuditLog.of(ws.root)
+    who = triggered_by()
+    audit.append(
+        "run_started", model=cfg.model_name, actor=who, flow_run_id=run_id, config_sha256=cfg.digest().value
+    )
     out_dir = ws.releases / cfg.model_name / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(cfg.register.tracking_uri, ws)
@@ -76,8 +85,12 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
 
     snap = stage(snapshot_task, cfg.snapshot)(cfg.snapshot, cfg.data.path, ws, out_dir)
     log.info("snapshot %s: DVC md5 %s, %d file(s)", snap.data_path.name, snap.dvc_md5, snap.files)
+    audit.append(
+        "snapshot", model=cfg.model_name, dvc_md5=snap.dvc_md5, manifest_sha256=snap.manifest_digest.value
+    )
 
     checked = stage(validate_data_task, cfg.validate_data)(cfg.validate_data, snap.data_path, out_dir)
+    audit.append("data_validation", model=cfg.model_name, passed=checked.success, failed=checked.failed)
     if not checked.success:
         raise GateFailedError([f"data validation failed: {', '.join(checked.failed)}"])
 
@@ -89,7 +102,6 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     checked_onnx = stage(validate_onnx_task, cfg.validate_onnx)(
         cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path
     )
-    who = triggered_by()
     invocation = {
         "config_path": str(config_path),
         "overrides": list(overrides or []),
@@ -120,19 +132,84 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     registered = stage(register_task, cfg.register)(
         cfg.model_name, signed.bundle_dir, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
     )
+    audit.append(
+        "registration",
+        model=cfg.model_name,
+        version=registered.version,
+        reused=registered.reused,
+        bundle_sha256=signed.bundle_digest.value,
+    )
     if registered.reused:
         log.info(
             "these inputs were already released as version %s; not registering again", registered.version
         )
     decision = stage(gate_task, cfg.gate)(cfg.gate, checked_onnx.metrics)
-    write_json(out_dir / "gates.json", [decision])
-
-    promotion = None
-    if decision.passed:
-        public_key = trusted_public_key(cfg.sign.public_key, ws.root)
-        promotion = stage(promote_task, cfg.promote)(
-            cfg.model_name, registered.version, cfg.promote.alias, uri, public_key
+    gates = [decision]
+    write_json(out_dir / "gates.json", gates)
+    for g in gates:
+        audit.append(
+            "gate",
+            model=cfg.model_name,
+            version=registered.version,
+            gate=g.gate,
+            passed=g.passed,
+            reason=g.reason,
         )
+
+    promotion = canary_result = approval = None
+    failed = [f"gate {g.gate}: {g.reason}" for g in gates if not g.passed]
+    if not failed:
+        approval = approve(cfg.approve, cfg.model_name, registered.version, signed.bundle_digest.value, audit)
+        if not approval.approved:
+            failed.append(f"promotion not approved by {approval.approver}: {approval.reason}")
+    if not failed:
+        public_key = trusted_public_key(cfg.sign.public_key, ws.root)
+        try:
+            with transaction() as txn:
+                promotion = stage(promote_task, cfg.promote)(
+                    cfg.model_name,
+                    registered.version,
+                    cfg.promote.alias,
+                    cfg.promote.previous_alias,
+                    uri,
+                    public_key,
+                    audit,
+                    run_id,
+                )
+                try:
+                    canary_result = stage(canary_task, cfg.canary)(
+                        cfg.canary,
+                        cfg.data,
+                        cfg.model_name,
+                        registered.version,
+                        promotion.previous_version,
+                        uri,
+                        public_key,
+                    )
+                except GateFailedError as e:
+                    txn.set("rollback_reason", "; ".join(e.reasons))
+                    audit.append(
+                        "canary",
+                        model=cfg.model_name,
+                        version=registered.version,
+                        passed=False,
+                        reason=e.reasons,
+                    )
+                    raise
+                audit.append(
+                    "canary",
+                    model=cfg.model_name,
+                    version=registered.version,
+                    passed=True,
+                    reason=canary_result.reason,
+                )
+        except GateFailedError as e:
+            failed += e.reasons
+            if promotion is not None:
+                failed.append(
+                    f"{cfg.promote.alias} rolled back to v{promotion.previous_version or ' (unset)'}"
+                )
+            promotion = None
     summary = ReleaseSummary(
         model_name=cfg.model_name,
         release_dir=out_dir,
@@ -143,12 +220,18 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         onnx_validation=checked_onnx,
         signature=signed,
         registration=registered,
-        gates=[decision],
+        gates=gates,
+        approval=approval,
         promotion=promotion,
+        canary=canary_result,
         flow_run_id=run_id,
     )
     write_json(out_dir / "release.json", summary)
-    if not decision.passed:
-        raise GateFailedError([f"gate {decision.gate}: {decision.reason}; {cfg.promote.alias} not moved"])
+    if failed:
+        if not any("rolled back" in r for r in failed):
+            failed.append(f"{cfg.promote.alias} not moved")
+        audit.append("release_refused", model=cfg.model_name, version=registered.version, reasons=failed)
+        raise GateFailedError(failed)
+    audit.append("release_completed", model=cfg.model_name, version=registered.version, flow_run_id=run_id)
     log.info("released %s version %s as %s", cfg.model_name, registered.version, cfg.promote.alias)
     return summary

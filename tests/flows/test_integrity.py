@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from attestflow.audit import AuditLog
 from attestflow.digests import file_digest
 from attestflow.errors import GateFailedError
 from attestflow.keys import load_public_key
@@ -136,8 +137,11 @@ def test_flipping_one_byte_of_any_file_fails_verify_and_promotion(released: Rele
         code, report = released.verify()
         assert code == 1
         assert f"{rel} does not match its signed SHA-256" in _failed(report)["files"]
-        with pytest.raises(GateFailedError, match="promotion of models:/tiny-credit/1 refused"):
-            promote("tiny-credit", "1", "champion", released.uri, released.public_key)
+        with pytest.raises(GateFailedError, match="promotion to models:/tiny-credit/1 refused"):
+            audit = AuditLog.of(released.repo.workspace)
+            promote(
+                "tiny-credit", "1", "champion", "previous", released.uri, released.public_key, audit, "test"
+            )
 
 
 def test_replacing_the_onnx_with_another_valid_onnx_fails(released: Released, tmp_path: Path) -> None:
