@@ -82,7 +82,7 @@ def approve(
                 False, "policy:timeout", f"no decision within {cfg.timeout_s:.0f} s", digest, _now(), "human"
             )
         try:
-            answer = pause_flow_run(wait_for_input=form, timeout=remaining)
+            answer = pause_flow_run(wait_for_input=form, timeout=remaining, poll_interval=2)
         except Exception as e:  # Prefect raises on a pause that times out
             if "timeout" not in type(e).__name__.lower() and "timed out" not in str(e).lower():
                 raise

@@ -1,0 +1,175 @@
+"""Human approval through a real Prefect server: pause, approve or reject from another process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from attestflow.audit import AuditLog
+from attestflow.workspace import Workspace
+from tests.conftest import ExampleRepo
+
+ATTESTFLOW = str(Path(sys.executable).with_name("attestflow"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `prefect server` on a free localhost port, with its own SQLite database."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed after the server stops
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("prefect")),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def _env(api_url: str, actor: str) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_API_URL": api_url, "ATTESTFLOW_ACTOR": actor}
+    env.pop("PREFECT_HOME", None)
+    return env
+
+
+def _paused_run(api_url: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    body = {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}
+    while time.monotonic() < deadline:
+        runs = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=5).json()
+        if runs:
+            return str(runs[0]["id"])
+        time.sleep(1)
+    raise AssertionError("no flow run paused for approval")
+
+
+def _wait_event(audit: AuditLog, event: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in audit.entries() if e["event"] == event]
+        if found:
+            return found[-1]
+        time.sleep(1)
+    raise AssertionError(f"no {event!r} in the audit log")
+
+
+def _start_release(repo: ExampleRepo, api_url: str) -> subprocess.Popen[str]:
+    config = repo.write_config(approve={"mode": "human", "timeout_s": 300})
+    return subprocess.Popen(
+        [ATTESTFLOW, "run", "--config", str(config)],
+        env=_env(api_url, "scheduler"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _decide(api_url: str, verb: str, run_id: str, digest: str, who: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            ATTESTFLOW,
+            verb,
+            run_id,
+            "--digest",
+            digest,
+            "--reason",
+            f"{who} checked the gates",
+            "--approver",
+            who,
+        ],
+        env=_env(api_url, who),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_human_approval_pauses_refuses_a_wrong_digest_then_promotes(
+    example_repo: ExampleRepo, prefect_server: str
+) -> None:
+    proc = _start_release(example_repo, prefect_server)
+    try:
+        run_id = _paused_run(prefect_server)
+        audit = AuditLog.of(example_repo.workspace)
+        digest = _wait_event(audit, "registration")["details"]["bundle_sha256"]
+
+        wrong = _decide(prefect_server, "approve", run_id, "f" * 64, "mallory")
+        assert wrong.returncode == 0, wrong.stdout + wrong.stderr
+        refused = _wait_event(audit, "approval_refused")
+        assert refused["actor"] == "mallory"
+
+        run_id = _paused_run(prefect_server)
+        ok = _decide(prefect_server, "approve", run_id, digest[:16], "alice")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    uri = Workspace.at(example_repo.workspace).mlflow_uri
+    assert str(MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion").version) == "1"
+    approval = [e for e in audit.entries() if e["event"] == "approval"][-1]
+    assert approval["actor"] == "alice" and approval["details"]["digest"] == digest
+    assert audit.verify()[0]
+
+
+def test_human_rejection_ends_the_release_without_moving_the_alias(
+    example_repo: ExampleRepo, prefect_server: str
+) -> None:
+    proc = _start_release(example_repo, prefect_server)
+    try:
+        run_id = _paused_run(prefect_server)
+        audit = AuditLog.of(example_repo.workspace)
+        digest = _wait_event(audit, "registration")["details"]["bundle_sha256"]
+        rejected = _decide(prefect_server, "reject", run_id, digest, "bob")
+        assert rejected.returncode == 0, rejected.stdout + rejected.stderr
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out[-3000:]
+    assert "not approved by bob" in out
+    uri = Workspace.at(example_repo.workspace).mlflow_uri
+    with pytest.raises(MlflowException):
+        MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion")
