@@ -163,3 +163,15 @@ def champion_history(entries: list[dict[str, Any]], model: str | None = None) ->
     """The alias moves (promotions, canary roll-backs and rollbacks), oldest first."""
     moves = ("promotion", "rollback", "canary_rollback")
     return [e for e in entries if e["event"] in moves and (model is None or e["model"] == model)]
+
+
+def registry_anchors(tracking_uri: str) -> list[dict[str, Any]]:
+    """Audit heads mirrored as ``audit_head`` tags (``seq:sha256``) on registered models."""
+    from attestflow.tracking import client
+
+    anchors = []
+    for model in client(tracking_uri).search_registered_models():
+        seq, _, digest = str(model.tags.get("audit_head", "")).partition(":")
+        if seq.isdigit() and digest:
+            anchors.append({"seq": int(seq), "sha256": digest})
+    return anchors

@@ -272,16 +272,19 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(config: ConfigOpt = None) -> None:
     """Check the audit log's hash chain; exit 1 naming the first bad line."""
-    from attestflow.audit import AuditLog
+    from attestflow.audit import AuditLog, registry_anchors
+    from attestflow.tracking import tracking_uri
 
     try:
-        _, ws = _workspace(config)
+        cfg, ws = _workspace(config)
     except BadInputError as e:
         fail(2, str(e))
     log = AuditLog.of(ws.root)
-    ok, line, reason = log.verify()
+    anchors = registry_anchors(tracking_uri(cfg.register.tracking_uri, ws))
+    ok, line, reason = log.verify(anchors)
     if ok:
-        console.print(f"[green]audit log intact[/]: {reason} ({log.path})", highlight=False)
+        anchored = f", {len(anchors)} registry anchor(s) found in it" if anchors else ""
+        console.print(f"[green]audit log intact[/]: {reason}{anchored} ({log.path})", highlight=False)
         return
     fail(1, f"[bold red]audit log broken at line {line}[/]: {reason} ({log.path})")
 

@@ -58,7 +58,8 @@ def move_alias(
         entry = audit.append(
             event, model=model_name, version=version, alias=alias, previous=previous, **details
         )
-        c.set_registered_model_tag(model_name, "audit_head", f"{entry['seq']}")
+        head = audit.head() or {}
+        c.set_registered_model_tag(model_name, "audit_head", f"{head.get('seq')}:{head.get('sha256')}")
         c.set_model_version_tag(model_name, version, f"audit.{entry['seq']}", event)
     return PromotionRecord(model_name=model_name, alias=alias, version=version, previous_version=previous)
 

@@ -66,7 +66,15 @@ def test_rollback_is_verified_recorded_and_shown(example_repo: ExampleRepo) -> N
     assert code == 0 and "rollback" in out and out.count("promotion") == 2
 
     code, out = _cli("audit", "verify", "--config", str(config))
-    assert code == 0 and "chain intact" in out
+    assert code == 0 and "chain intact" in out and "1 registry anchor(s)" in out
+
+    # Truncating the log and its head file together is still caught by the registry's anchor.
+    log = AuditLog.of(example_repo.workspace)
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join(lines[:-1]) + "\n")
+    log.head_path.unlink()
+    code, out = _cli("audit", "verify", "--config", str(config))
+    assert code == 1 and "gone" in out
 
 
 def test_rollback_to_a_tampered_version_is_refused(example_repo: ExampleRepo) -> None:
