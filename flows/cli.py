@@ -265,6 +265,66 @@ def rollback(
     console.print(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was v{moved.previous_version})")
 
 
+@app.command()
+def lineage(
+    start: Annotated[
+        str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS, an ONNX SHA-256 or a flow run id")
+    ],
+    config: ConfigOpt = None,
+    model: Annotated[
+        str | None, typer.Option(help="Restrict a digest or run id search to this model.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The chain from data snapshot to promotions of one model version."""
+    from rich.tree import Tree
+
+    from attestflow.lineage_graph import lineage as gather
+    from attestflow.tracking import tracking_uri
+
+    try:
+        cfg, ws = _workspace(config)
+        graph = gather(start, tracking_uri(cfg.register.tracking_uri, ws), ws.root, model)
+    except BadInputError as e:
+        fail(2, str(e))
+    if as_json:
+        typer.echo(json.dumps(graph, indent=2, default=str))
+        return
+    m = graph["model"]
+    tree = Tree(f"[bold]{m['uri']}[/] {' '.join('@' + a for a in m['aliases'])}")
+    d = graph["data"]
+    data = tree.add(f"data {d['name']}: DVC md5 {d['dvc_md5']} ({d['dvc_file']}, remote {d['dvc_remote']})")
+    data.add(f"SHA-256 manifest {d['manifest_sha256']}")
+    for v in graph["validation"]:
+        data.add(f"validation: {'passed' if v.get('passed') else 'FAILED ' + ', '.join(v.get('failed', []))}")
+    t = graph["training"]
+    train = tree.add(
+        f"training: MLflow run {t.get('mlflow_run_id')} on {t.get('device')} ({t.get('precision')})"
+    )
+    train.add(f"base checkpoint sha256 {t['base_checkpoint_sha256']}")
+    train.add(f"checkpoint sha256 {t['checkpoint_sha256']}")
+    o = graph["onnx"]
+    onnx = tree.add(f"ONNX sha256 {o['sha256']} (opset {o['opset']}, ran on {o['provider']})")
+    sig = graph["signature"]
+    signed = onnx.add(f"signed by key {sig['key_id']} (builder {sig['builder']})")
+    signed.add(f"bundle sha256 {sig['bundle_sha256']}; provenance sha256 {sig['provenance_sha256']}")
+    gates = tree.add("gates")
+    for g in graph["gates"]:
+        gates.add(f"{'pass' if g.get('passed') else 'FAIL'} {g.get('gate')}: {g.get('reason')}")
+    approvals = tree.add("approval")
+    for a in graph["approval"]:
+        approvals.add(
+            f"{a['event']} by {a['actor']} at {a['time'][:19]}: {a.get('reason') or a.get('mode', '')}"
+        )
+    moves = tree.add("promotions")
+    for p in graph["promotions"]:
+        moves.add(f"{p['event']} at {p['time'][:19]} by {p['actor']} (previous v{p['previous']})")
+    r, code = graph["run"], graph["code"]
+    tree.add(f"run: Prefect flow run {r['prefect_flow_run_id']} triggered by {r['triggered_by']}")
+    tree.add(f"code: git {code['git_commit']} (dirty {code['dirty']}), lock {code['lock']}")
+    console.print(tree, highlight=False)
+
+
 audit_app = typer.Typer(no_args_is_help=True, help="The workspace's hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 

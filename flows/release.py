@@ -86,11 +86,21 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     snap = stage(snapshot_task, cfg.snapshot)(cfg.snapshot, cfg.data.path, ws, out_dir)
     log.info("snapshot %s: DVC md5 %s, %d file(s)", snap.data_path.name, snap.dvc_md5, snap.files)
     audit.append(
-        "snapshot", model=cfg.model_name, dvc_md5=snap.dvc_md5, manifest_sha256=snap.manifest_digest.value
+        "snapshot",
+        model=cfg.model_name,
+        flow_run_id=run_id,
+        dvc_md5=snap.dvc_md5,
+        manifest_sha256=snap.manifest_digest.value,
     )
 
     checked = stage(validate_data_task, cfg.validate_data)(cfg.validate_data, snap.data_path, out_dir)
-    audit.append("data_validation", model=cfg.model_name, passed=checked.success, failed=checked.failed)
+    audit.append(
+        "data_validation",
+        model=cfg.model_name,
+        flow_run_id=run_id,
+        passed=checked.success,
+        failed=checked.failed,
+    )
     if not checked.success:
         raise GateFailedError([f"data validation failed: {', '.join(checked.failed)}"])
 

@@ -1,0 +1,148 @@
+"""A model version's full lineage, gathered from the registry, its signed provenance and the audit log.
+
+The chain runs: data snapshot (DVC md5, manifest) -> validation -> training run (MLflow run,
+device, checkpoints) -> ONNX digest -> signature and provenance -> gate decisions ->
+approval -> promotions. It can start from whatever the user has: a model URI, an ONNX
+SHA-256, or a Prefect flow run id.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from attestflow.audit import AuditLog
+from attestflow.bundle import PROVENANCE
+from attestflow.errors import BadInputError
+from attestflow.tracking import client, fluent_uri
+from attestflow.verify import MODEL_URI, resolve_version
+
+HEX64 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def find_version(
+    start: str, tracking_uri: str, model_name: str | None = None
+) -> tuple[str, str, dict[str, str]]:
+    """(name, version, tags) from a model URI, an ONNX SHA-256 or a Prefect flow run id."""
+    if MODEL_URI.match(start):
+        return resolve_version(start, tracking_uri)
+    if HEX64.match(start):
+        key, value = "onnx_sha256", start.removeprefix("sha256:")
+    elif UUID.match(start):
+        key, value = "prefect_flow_run_id", start
+    else:
+        raise BadInputError(f"{start!r} is neither a models:/ URI, an ONNX SHA-256 nor a Prefect flow run id")
+    query = f"tags.{key} = '{value}'" + (f" and name = '{model_name}'" if model_name else "")
+    found = client(tracking_uri).search_model_versions(query)
+    if not found:
+        raise BadInputError(f"no registered model version has {key} {value}")
+    mv = min(found, key=lambda v: int(v.version))
+    return str(mv.name), str(mv.version), dict(mv.tags)
+
+
+def _provenance(name: str, version: str, tracking_uri: str) -> dict[str, Any] | None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp, fluent_uri(tracking_uri):
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(f"models:/{name}/{version}/{PROVENANCE}", dst_path=tmp)
+            )
+        except Exception:  # an old or foreign version without provenance
+            return None
+        envelope = json.loads(local.read_text())
+    return dict(json.loads(base64.b64decode(envelope["payload"])))
+
+
+def lineage(
+    start: str, tracking_uri: str, workspace_root: Path, model_name: str | None = None
+) -> dict[str, Any]:
+    """The lineage of the model version that `start` names, as nested plain data."""
+    name, version, tags = find_version(start, tracking_uri, model_name)
+    c = client(tracking_uri)
+    aliases = [a for a, v in c.get_registered_model(name).aliases.items() if str(v) == version]
+    stmt = _provenance(name, version, tracking_uri) or {}
+    build = stmt.get("predicate", {}).get("buildDefinition", {})
+    deps = {d["name"].split(":")[0]: d for d in build.get("resolvedDependencies", [])}
+    internal = build.get("internalParameters", {})
+    run_id = tags.get("prefect_flow_run_id")
+    events = [
+        e
+        for e in AuditLog.of(workspace_root).entries()
+        if e.get("model") == name
+        and (e.get("version") == version or e["details"].get("flow_run_id") == run_id)
+    ]
+    training_run = None
+    byproducts = stmt.get("predicate", {}).get("runDetails", {}).get("byproducts", [])
+    mlflow_run = next(
+        (b.get("uri", "").removeprefix("runs:/") for b in byproducts if b["name"] == "mlflow_run"), None
+    )
+    if mlflow_run:
+        run = c.get_run(mlflow_run)
+        training_run = {
+            "mlflow_run_id": mlflow_run,
+            **{k: run.data.tags.get(k) for k in ("device", "precision")},
+        }
+        training_run["metrics"] = dict(run.data.metrics)
+    data = deps.get("data", {})
+    return {
+        "model": {"name": name, "version": version, "uri": f"models:/{name}/{version}", "aliases": aliases},
+        "data": {
+            "name": data.get("name"),
+            "dvc_md5": tags.get("data_md5"),
+            "manifest_sha256": tags.get("data_manifest_sha256"),
+            "dvc_remote": data.get("annotations", {}).get("dvc_remote_url"),
+            "dvc_file": data.get("annotations", {}).get("dvc_file"),
+        },
+        "validation": [e["details"] for e in events if e["event"] == "data_validation"],
+        "training": {
+            **(training_run or {}),
+            "training_key": internal.get("training_key"),
+            "base_checkpoint_sha256": tags.get("base_checkpoint_sha256"),
+            "checkpoint_sha256": next(
+                (b["digest"].get("sha256") for b in byproducts if b["name"] == "checkpoint"), None
+            ),
+        },
+        "onnx": {
+            "sha256": tags.get("onnx_sha256"),
+            "opset": internal.get("onnx_opset"),
+            "provider": tags.get("onnx_provider"),
+        },
+        "signature": {
+            "key_id": tags.get("signing_key_id"),
+            "bundle_sha256": tags.get("bundle_sha256"),
+            "provenance_sha256": tags.get("provenance_sha256"),
+            "builder": stmt.get("predicate", {}).get("runDetails", {}).get("builder", {}).get("id"),
+        },
+        "code": {
+            "git_commit": tags.get("git_commit"),
+            "dirty": tags.get("git_dirty"),
+            "lock": deps.get("requirements.lock", {}).get("digest"),
+        },
+        "run": {
+            "prefect_flow_run_id": run_id,
+            "triggered_by": tags.get("triggered_by"),
+            "config_sha256": tags.get("config_sha256"),
+        },
+        "gates": [e["details"] for e in events if e["event"] == "gate"],
+        "approval": [
+            {"event": e["event"], "actor": e["actor"], "time": e["time"], **e["details"]}
+            for e in events
+            if e["event"] in ("approval", "rejection", "approval_refused")
+        ],
+        "promotions": [
+            {
+                "event": e["event"],
+                "time": e["time"],
+                "actor": e["actor"],
+                "previous": e["details"].get("previous"),
+            }
+            for e in events
+            if e["event"] in ("promotion", "rollback", "canary_rollback")
+        ],
+    }
