@@ -150,6 +150,18 @@ class CanaryConfig(StageConfig):
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
+class DriftConfig(StageConfig):
+    """When a new data snapshot counts as drifted from the champion's training data."""
+
+    psi_threshold: float = Field(0.2, gt=0)
+    """Population stability index of a feature above which it has drifted (0.1-0.25 is the usual band)."""
+    ks_threshold: float = Field(0.15, gt=0, le=1)
+    """Two-sample Kolmogorov-Smirnov statistic of a feature above which it has drifted."""
+    label_shift_threshold: float = Field(0.1, gt=0, le=1)
+    """Total variation distance between the label distributions above which the labels have drifted."""
+    bins: int = Field(10, ge=2, le=100)
+
+
 class ReleaseConfig(_Model):
     """The whole release: one section per stage."""
 
@@ -167,6 +179,7 @@ class ReleaseConfig(_Model):
     approve: ApproveConfig = ApproveConfig()
     promote: PromoteConfig = PromoteConfig()
     canary: CanaryConfig = CanaryConfig()
+    drift: DriftConfig = DriftConfig()
 
     def digest(self) -> Digest:
         """SHA-256 of the validated configuration as canonical JSON."""

@@ -157,7 +157,8 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _object_path(remote: Path, md5: str) -> Path:
+def dvc_object_path(remote: Path, md5: str) -> Path:
+    """Where a local DVC 3 remote keeps the object with this md5."""
     return remote / "files" / "md5" / md5[:2] / md5[2:]
 
 
@@ -167,14 +168,14 @@ def check_dvc_remote(remote_url: str, md5: str) -> Check:
     if parts.scheme not in ("", "file"):
         return Check("data snapshot", False, f"cannot check a {parts.scheme}:// DVC remote from here")
     remote = Path(parts.path if parts.scheme else remote_url)
-    obj = _object_path(remote, md5)
+    obj = dvc_object_path(remote, md5)
     if not obj.is_file():
         return Check("data snapshot", False, f"DVC object {md5} is not in the remote {remote}")
     if _md5(obj) != md5.removesuffix(".dir"):
         return Check("data snapshot", False, f"DVC object {md5} in the remote does not have that md5")
     if md5.endswith(".dir"):
         entries = json.loads(obj.read_text())
-        missing = [e["relpath"] for e in entries if not _object_path(remote, e["md5"]).is_file()]
+        missing = [e["relpath"] for e in entries if not dvc_object_path(remote, e["md5"]).is_file()]
         if missing:
             return Check(
                 "data snapshot", False, f"{len(missing)} file(s) of the snapshot missing, e.g. {missing[0]}"

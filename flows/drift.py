@@ -1,0 +1,83 @@
+"""The drift monitoring flow: a new snapshot against the champion's training data.
+
+It writes a report artifact on the flow run and, when the snapshot has drifted, emits the
+Prefect event ``attestflow.drift.detected`` for the model; an automation (see
+``deployments/``) turns that event into a retraining run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
+
+from attestflow.config import load_config
+from attestflow.errors import BadInputError
+from attestflow.lineage_graph import lineage
+from attestflow.records import to_jsonable
+from attestflow.tracking import tracking_uri
+from attestflow.verify import dvc_object_path
+from attestflow.workspace import Workspace
+from tasks.drift import DriftReport, drift_task
+
+DRIFT_EVENT = "attestflow.drift.detected"
+
+
+def champion_training_data(model_name: str, alias: str, uri: str, ws: Workspace) -> Path:
+    """The champion's training snapshot, from the DVC remote named in its provenance."""
+    graph = lineage(f"models:/{model_name}@{alias}", uri, ws.root)
+    md5, remote = graph["data"]["dvc_md5"], graph["data"]["dvc_remote"]
+    if not md5 or not remote or md5.endswith(".dir"):
+        raise BadInputError(
+            f"the champion's provenance names no single-file DVC snapshot in a local remote ({md5})"
+        )
+    path = dvc_object_path(Path(remote), md5)
+    if not path.is_file():
+        raise BadInputError(f"the champion's training data {md5} is not in the DVC remote {remote}")
+    suffix = Path(str(graph["data"]["name"]).removeprefix("data:")).suffix or ".csv"
+    copy = Path(tempfile.mkdtemp(prefix="attestflow-drift-")) / f"reference{suffix}"
+    copy.write_bytes(path.read_bytes())
+    return copy
+
+
+def _markdown(report: DriftReport, model_name: str) -> str:
+    rows = "\n".join(
+        f"| {f.feature} | {f.psi:.3f} | {f.ks:.3f} | {'**drifted**' if f.drifted else 'ok'} |"
+        for f in report.features
+    )
+    verdict = "**drift detected**: " + "; ".join(report.reasons) if report.drifted else "no drift"
+    return (
+        f"# Drift of {model_name}'s data\n\n{verdict}\n\n"
+        f"Reference: champion's training snapshot ({report.rows_reference} rows); current: `{report.current}` "
+        f"({report.rows_current} rows); label shift (TV distance) {report.label_shift:.3f}.\n\n"
+        f"| feature | PSI | KS | |\n|---|---|---|---|\n{rows}\n"
+    )
+
+
+@flow(name="drift-monitor", log_prints=True)
+def monitor_drift(current: str, config_path: str = "configs/release.yaml") -> DriftReport:
+    """Compare the snapshot at `current` with the champion's training data; emit an event on drift."""
+    log = get_run_logger()
+    cfg = load_config(config_path)
+    ws = Workspace.at(cfg.workspace)
+    uri = tracking_uri(cfg.register.tracking_uri, ws)
+    reference = champion_training_data(cfg.model_name, cfg.promote.alias, uri, ws)
+    report = drift_task(cfg.drift, cfg.data, reference, Path(current))
+    key = "drift-" + "".join(ch if ch.isalnum() else "-" for ch in cfg.model_name.lower())
+    create_markdown_artifact(
+        key=key, markdown=_markdown(report, cfg.model_name), description="data drift report"
+    )
+    if report.drifted:
+        emit_event(
+            event=DRIFT_EVENT,
+            resource={
+                "prefect.resource.id": f"attestflow.model.{cfg.model_name}",
+                "attestflow.model": cfg.model_name,
+            },
+            payload={"current": current, "reasons": report.reasons, "report": to_jsonable(report)},
+        )
+        log.warning("drift detected: %s", "; ".join(report.reasons))
+    return report
