@@ -159,3 +159,24 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
 
 
 snapshot_task = task(name="snapshot")(snapshot)
+
+
+def dvc_md5(repo_root: Path, data_path: Path) -> str:
+    """DVC's md5 of the data as it is now, without tracking, caching or pushing anything.
+
+    Uses DVC's own hashing and its stat cache, so an unchanged snapshot re-checks fast.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc_data.hashfile.build import build
+
+    repo_root, data_path = repo_root.resolve(), data_path.resolve()
+    if not data_path.exists():
+        raise BadInputError(f"data not found: {data_path}")
+    try:
+        with _in_dir(repo_root), Repo(str(repo_root)) as repo:
+            rel = os.path.relpath(data_path, repo_root)
+            _, _, obj = build(repo.cache.local, rel, repo.fs, "md5", dry_run=True, ignore=repo.dvcignore)
+    except DvcException as e:
+        raise BadInputError(f"DVC could not hash {data_path}: {e}") from None
+    return str(obj.hash_info.value)

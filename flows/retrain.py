@@ -1,0 +1,51 @@
+"""Scheduled retraining: release again only when the data changed since the champion was trained.
+
+The scheduled deployment runs this flow; it hashes the current data the way DVC does (using
+DVC's stat cache, so an unchanged snapshot costs well under a second) and compares it with
+the champion's ``data_md5`` tag. Unchanged data ends the run at once in a ``Skipped`` state;
+changed data runs the full release flow as a subflow, gates and approval included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.states import Completed, State
+
+from attestflow.config import load_config
+from attestflow.records import ReleaseSummary
+from attestflow.tracking import client, tracking_uri
+from attestflow.workspace import Workspace
+from flows.release import release
+from tasks.snapshot import dvc_md5
+
+
+def champion_data_md5(model_name: str, alias: str, uri: str) -> str | None:
+    """The DVC md5 of the data the current champion was trained on, if there is a champion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(uri).get_model_version_by_alias(model_name, alias).tags.get("data_md5")
+    except MlflowException:
+        return None
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    config_path: str = "configs/release.yaml", overrides: list[str] | None = None
+) -> ReleaseSummary | State[Any]:
+    """Release from the current data unless it is the data the champion was trained on."""
+    log = get_run_logger()
+    cfg = load_config(config_path, overrides)
+    ws = Workspace.at(cfg.workspace)
+    current = dvc_md5(cfg.snapshot.repo, cfg.data.path)
+    trained_on = champion_data_md5(
+        cfg.model_name, cfg.promote.alias, tracking_uri(cfg.register.tracking_uri, ws)
+    )
+    if current == trained_on:
+        message = f"data unchanged (DVC md5 {current}) since {cfg.model_name}@{cfg.promote.alias} was trained"
+        log.info("skipping: %s", message)
+        return Completed(name="Skipped", message=message)
+    log.info("data changed (%s -> %s): releasing", trained_on, current)
+    return release(config_path=config_path, overrides=overrides)
