@@ -95,11 +95,10 @@ class RegisterConfig(StageConfig):
     experiment: str = "attestflow"
 
 
-class GateConfig(StageConfig):
-    """The release gate: one threshold on the main metric."""
+class GatesConfig(StageConfig):
+    """The gate suite: the versioned policy file that says which gates run and their thresholds."""
 
-    metric: Literal["accuracy", "f1", "roc_auc"] = "accuracy"
-    minimum: float = Field(0.7, ge=0, le=1)
+    policy: Path = Path("configs/gates.yaml")
 
 
 class PromoteConfig(StageConfig):
@@ -125,7 +124,7 @@ class ReleaseConfig(_Model):
     export_onnx: ExportOnnxConfig = ExportOnnxConfig()
     validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
     register: RegisterConfig = RegisterConfig()
-    gate: GateConfig = GateConfig()
+    gates: GatesConfig = GatesConfig()
     promote: PromoteConfig = PromoteConfig()
 
     def digest(self) -> Digest:
@@ -168,7 +167,8 @@ def _deep_copy(obj: Any) -> Any:
     return obj
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def describe_validation_error(source: str, err: ValidationError) -> str:
+    """One line naming the first invalid key of `source` and what is wrong with it."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     kind = first["type"]
@@ -198,7 +198,7 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> Release
     try:
         return ReleaseConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_error(str(path), e)) from None
+        raise ConfigError(describe_validation_error(str(path), e)) from None
 
 
 def default_config_path() -> Path:

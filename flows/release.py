@@ -17,12 +17,14 @@ from prefect.runtime import flow_run
 from attestflow.config import StageConfig, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.lineage import code_revision, triggered_by
+from attestflow.policy import load_policy
 from attestflow.records import ReleaseSummary, write_json
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
-from tasks.gate import gate_task
+from tasks.gates import run_gates_task
+from tasks.gates.report import publish_gates_task
 from tasks.promote import promote_task
 from tasks.register import register_task
 from tasks.snapshot import snapshot_task
@@ -54,6 +56,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     """Release a model from the configured data snapshot; raises if any stage says no."""
     log = get_run_logger()
     cfg = load_config(config_path, overrides)
+    policy = load_policy(cfg.gates.policy)
     ws = Workspace.at(cfg.workspace)
     ws.activate()
     run_id = str(flow_run.id or "local")
@@ -89,15 +92,28 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
         "onnx_provider": checked_onnx.provider,
         "triggered_by": triggered_by(),
+        "gate_policy_sha256": policy.digest().value,
     }
     registered = stage(register_task, cfg.register)(
         cfg.model_name, exported.onnx_path, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
     )
-    decision = stage(gate_task, cfg.gate)(cfg.gate, checked_onnx.metrics)
-    write_json(out_dir / "gates.json", [decision])
+    gates = stage(run_gates_task, cfg.gates)(
+        policy,
+        exported.onnx_path,
+        cfg.data,
+        model_name=cfg.model_name,
+        tracking_uri=uri,
+        provider=cfg.validate_onnx.provider,
+        checkpoint=trained.checkpoint_path,
+        data_validation=checked,
+        model_label=registered.model_uri,
+    )
+    gates_json = write_json(out_dir / "gates.json", gates)
+    stage(publish_gates_task, cfg.gates)(gates, gates_json, registered, uri)
+    log.info("gates took %.1f s: %s", gates.seconds, "passed" if gates.passed else "FAILED")
 
     promotion = None
-    if decision.passed:
+    if gates.passed:
         promotion = stage(promote_task, cfg.promote)(
             cfg.model_name, registered.version, cfg.promote.alias, uri
         )
@@ -110,12 +126,13 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         onnx=exported,
         onnx_validation=checked_onnx,
         registration=registered,
-        gates=[decision],
+        gates=gates,
         promotion=promotion,
         flow_run_id=run_id,
     )
     write_json(out_dir / "release.json", summary)
-    if not decision.passed:
-        raise GateFailedError([f"gate {decision.gate}: {decision.reason}; {cfg.promote.alias} not moved"])
+    if not gates.passed:
+        log.info("%s not moved: %d gate(s) said no", cfg.promote.alias, len(gates.failures()))
+        raise GateFailedError(gates.failures())
     log.info("released %s version %s as %s", cfg.model_name, registered.version, cfg.promote.alias)
     return summary
