@@ -172,12 +172,19 @@ class GateReport:
     """Time the suite took, evaluation included."""
 
     def failures(self) -> list[str]:
-        """One line per failing gate, naming each failing metric's reason."""
-        by_gate: dict[str, list[str]] = {}
+        """One line per failing gate; metrics that failed for the same reason are named together."""
+        by_gate: dict[str, dict[str, list[str]]] = {}
         for d in self.decisions:
-            if not d.passed:
-                by_gate.setdefault(d.gate, []).append(d.reason)
-        return [f"gate {gate}: {'; '.join(reasons)}" for gate, reasons in by_gate.items()]
+            if d.passed:
+                continue
+            shared = d.reason.removeprefix(f"{d.metric} ") if d.reason.startswith(f"{d.metric} ") else None
+            key, metric = (shared, d.metric) if shared else (d.reason, "")
+            by_gate.setdefault(d.gate, {}).setdefault(key, []).append(metric)
+        lines = []
+        for gate, reasons in by_gate.items():
+            said = [f"{', '.join(metrics)} {why}" if metrics[0] else why for why, metrics in reasons.items()]
+            lines.append(f"gate {gate}: {'; '.join(said)}")
+        return lines
 
 
 @dataclass(frozen=True)
