@@ -9,6 +9,7 @@ state, since both read their settings at import.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -59,7 +60,8 @@ def _quiet_expected_failures() -> None:
 
 
 def preflight(cfg: ReleaseConfig) -> None:
-    """Catch missing inputs before a flow run starts, so they cost nothing and say why."""
+    """Catch missing inputs and an invalid gate policy before a flow run starts, so they cost nothing."""
+    load_policy(cfg.gates.policy)
     for what, path in (
         ("data.path", cfg.data.path),
         ("validate_data.suite", cfg.validate_data.suite),
@@ -67,7 +69,6 @@ def preflight(cfg: ReleaseConfig) -> None:
     ):
         if not path.exists():
             raise BadInputError(f"{what}: {path} does not exist")
-    load_policy(cfg.gates.policy)
 
 
 def gate_table(report: GateReport) -> Table:
@@ -214,7 +215,11 @@ def calibrate(
     last: Annotated[int, typer.Option("--last", min=1, help="How many of the newest versions to read.")] = 20,
     config: ConfigOpt = None,
 ) -> None:
-    """Per gate, the min/median/max margin over the last releases: which gates never come close."""
+    """Per gate, the min/median/max margin over the last releases: which gates never come close.
+
+    Headroom is the smallest margin as a fraction of the threshold; a gate that never failed
+    with at least 50% headroom is marked loose.
+    """
     try:
         cfg = load_config(config or default_config_path())
     except BadInputError as e:
@@ -230,12 +235,13 @@ def calibrate(
     if not summaries:
         fail(2, f"no gate margins recorded for model {name!r}: release it first")
     table = Table(title=f"gate margins of {name}, last {last} release(s)")
-    for col in ("gate", "metric", "releases", "failed", "min", "median", "max", "note"):
+    for col in ("gate", "metric", "releases", "failed", "min", "median", "max", "headroom", "note"):
         table.add_column(col)
     for s in summaries:
-        note = "never failed" if s.never_failed else ""
-        counts = (str(s.releases), str(s.failed))
-        table.add_row(s.gate, s.metric, *counts, number(s.min), number(s.median), number(s.max), note)
+        note = "[yellow]loose: never came close[/]" if s.loose else ""
+        headroom = "-" if math.isnan(s.headroom) else f"{s.headroom:.0%}"
+        margins = (number(s.min), number(s.median), number(s.max))
+        table.add_row(s.gate, s.metric, str(s.releases), str(s.failed), *margins, headroom, note)
     console.print(table)
 
 

@@ -1,9 +1,9 @@
 """Where gate decisions are shown: MLflow, the Prefect run page, and the terminal.
 
 The decisions of a release are logged to its MLflow training run (``gates.json`` as an
-artifact, one ``gate_margin/<gate>/<metric>`` metric per decision, which calibration reads
-back) and tagged on the model version; on the Prefect run page they are a table artifact
-keyed by the model name.
+artifact, and per decision the metrics ``gate_margin/``, ``gate_passed/`` and
+``gate_threshold/<gate>/<metric>``, which calibration reads back) and tagged on the model
+version; on the Prefect run page they are a table artifact keyed by the model name.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from attestflow.records import GateDecision, GateReport, RegistrationRecord
 from attestflow.tracking import client
 
 MARGIN_PREFIX = "gate_margin/"
+PASSED_PREFIX = "gate_passed/"
+THRESHOLD_PREFIX = "gate_threshold/"
 
 
 def artifact_key(model_name: str) -> str:
@@ -26,10 +28,20 @@ def artifact_key(model_name: str) -> str:
     return "gates-" + (re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-") or "model")
 
 
-def margin_metric(d: GateDecision) -> str:
-    """The MLflow metric name that holds a decision's margin."""
+def metric_name(d: GateDecision, prefix: str = MARGIN_PREFIX) -> str:
+    """The MLflow metric name under `prefix` for a decision (its margin, by default)."""
     gate, metric = (re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in (d.gate, d.metric))
-    return f"{MARGIN_PREFIX}{gate}/{metric}"
+    return f"{prefix}{gate}/{metric}"
+
+
+def decision_metrics(report: GateReport) -> dict[str, float]:
+    """Margin, pass (1 or 0) and threshold of every decision, by MLflow metric name."""
+    out: dict[str, float] = {}
+    for d in report.decisions:
+        out[metric_name(d, MARGIN_PREFIX)] = d.margin
+        out[metric_name(d, PASSED_PREFIX)] = float(d.passed)
+        out[metric_name(d, THRESHOLD_PREFIX)] = d.threshold
+    return out
 
 
 def number(value: float | None) -> str:
@@ -70,7 +82,7 @@ def publish_gates(
     c = client(tracking_uri)
     c.log_artifact(registration.run_id, str(gates_json))
     now = int(time.time() * 1000)
-    metrics = [Metric(margin_metric(d), d.margin, now, 0) for d in report.decisions]
+    metrics = [Metric(k, v, now, 0) for k, v in decision_metrics(report).items()]
     c.log_batch(registration.run_id, metrics=metrics)
     c.set_model_version_tag(
         registration.model_name, registration.version, "gates_passed", str(report.passed).lower()

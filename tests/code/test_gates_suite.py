@@ -17,7 +17,7 @@ from attestflow.workspace import Workspace
 from flows.cli import app
 from tasks.gates import run_gates
 from tasks.gates.calibrate import calibrate
-from tasks.gates.report import artifact_key, margin_metric
+from tasks.gates.report import artifact_key, metric_name
 from tests.code.planted import PASSED_SUITE, ROOT, Lab, bundled_policy, export, ignoring_input
 
 
@@ -65,24 +65,38 @@ def test_the_suite_compares_with_the_registered_champion(lab: Lab, tmp_path: Pat
     assert change.baseline_value == pytest.approx(first.decisions[5].value) and change.ci is not None
 
 
-def test_calibration_summarises_each_gate_margin_over_releases(lab: Lab, tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+@pytest.mark.usefixtures("wide_terminal")
+def test_calibration_shows_which_gates_never_come_close(lab: Lab, tmp_path: Path) -> None:
+    config = _config(lab, tmp_path)
+    ws = Workspace.at(tmp_path / "ws")
+    ws.root.mkdir(parents=True)
     for accuracy, p95 in ((0.04, 4.9), (0.01, 4.8), (-0.02, 4.95)):
         margins = {
             "gate_margin/performance/accuracy": accuracy,
+            "gate_passed/performance/accuracy": float(accuracy >= 0),
+            "gate_threshold/performance/accuracy": 0.8,
             "gate_margin/resources/latency_p95_ms_batch_1": p95,
+            "gate_passed/resources/latency_p95_ms_batch_1": 1.0,
+            "gate_threshold/resources/latency_p95_ms_batch_1": 5.0,
         }
-        _register(uri, "credit", lab.good_onnx, tmp_path, margins)
-    summaries = {s.metric: s for s in calibrate(uri, "credit")}
+        _register(ws.mlflow_uri, "credit", lab.good_onnx, tmp_path, margins)
+    summaries = {s.metric: s for s in calibrate(ws.mlflow_uri, "credit")}
     acc, latency = summaries["accuracy"], summaries["latency_p95_ms_batch_1"]
     assert (acc.releases, acc.failed, acc.min, acc.median) == (3, 1, -0.02, 0.01)
-    assert latency.never_failed and latency.min == 4.8
-    assert [s.releases for s in calibrate(uri, "credit", last=2)] == [2, 2]
+    assert not acc.loose
+    assert latency.never_failed and latency.min == 4.8 and latency.headroom == pytest.approx(0.96)
+    assert latency.loose
+    assert [s.releases for s in calibrate(ws.mlflow_uri, "credit", last=2)] == [2, 2]
+
+    result = CliRunner().invoke(app, ["gates", "calibrate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "latency_p95_ms_batch_1" in result.output and "96%" in result.output
+    assert result.output.count("loose: never came close") == 1
 
 
 def test_margin_metric_and_artifact_names_are_valid_for_mlflow_and_prefect() -> None:
     d = GateDecision("robustness", "accuracy_drop_noise_0.1", 0.01, 0.05, 0.04, True, "ok", "sha256:x")
-    assert margin_metric(d) == "gate_margin/robustness/accuracy_drop_noise_0.1"
+    assert metric_name(d) == "gate_margin/robustness/accuracy_drop_noise_0.1"
     assert artifact_key("Credit_Default.v2") == "gates-credit-default-v2"
     assert not math.isnan(d.margin)
 
