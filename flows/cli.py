@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from attestflow.config import ReleaseConfig, default_config_path, load_config
@@ -33,6 +34,11 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Release config YAML.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: stage.key=value.")]
+
+
+def bullets(lines: list[str]) -> str:
+    """Lines as an indented list, escaped so that brackets in them are not read as markup."""
+    return "\n".join(f"  - {escape(line)}" for line in lines)
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -83,8 +89,8 @@ def gate_table(report: GateReport) -> Table:
         table.add_column(col, overflow="fold")
     for row in table_rows(report):
         result = "[green]pass[/]" if row["result"] == "pass" else "[red]FAIL[/]"
-        cells = [row[k] for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
-        table.add_row(*cells, result, row["reason"])
+        cells = [escape(row[k]) for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
+        table.add_row(*cells, result, escape(row["reason"]))
     return table
 
 
@@ -152,7 +158,7 @@ def _run_release(config: Path, overrides: list[str]) -> None:
     if isinstance(exc, BadInputError):
         fail(2, str(exc))
     if isinstance(exc, GateFailedError):
-        fail(1, "[bold red]release refused:[/]\n" + "\n".join(f"  - {r}" for r in exc.reasons))
+        fail(1, "[bold red]release refused:[/]\n" + bullets(exc.reasons))
     fail(1, f"[bold red]release failed:[/] {type(exc).__name__}: {exc} (see the Prefect run log)")
 
 
@@ -190,12 +196,15 @@ def evaluate(
     checkpoint: CheckpointOpt = None,
 ) -> None:
     """Run the gate suite alone on a model: exit 0 when every gate passes, 1 when one says no."""
-    overrides = [f"data.path={data}"] if data else []
     try:
-        cfg = load_config(config or default_config_path(), overrides)
+        cfg = load_config(config or default_config_path())
+        if data is not None:
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": data})})
         gate_policy = load_policy(policy or cfg.gates.policy)
         if not cfg.data.path.is_file():
             raise BadInputError(f"data file not found: {cfg.data.path}")
+        if checkpoint is not None and not checkpoint.is_file():
+            raise BadInputError(f"checkpoint not found: {checkpoint}")
         Workspace.at(cfg.workspace).activate()
         from flows.evaluate import evaluate as evaluate_model
 
@@ -204,7 +213,7 @@ def evaluate(
         fail(2, str(e))
     console.print(gate_table(report))
     if not report.passed:
-        fail(1, "[bold red]gates said no:[/]\n" + "\n".join(f"  - {r}" for r in report.failures()))
+        fail(1, "[bold red]gates said no:[/]\n" + bullets(report.failures()))
 
 
 @gates_app.command()

@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -18,7 +19,7 @@ from flows.cli import app
 from tasks.gates import run_gates
 from tasks.gates.calibrate import calibrate
 from tasks.gates.report import artifact_key, metric_name
-from tests.code.planted import PASSED_SUITE, ROOT, Lab, bundled_policy, export, ignoring_input
+from tests.code.planted import PASSED_SUITE, ROOT, Lab, bundled_policy, export, ignoring_input, linear_onnx
 
 
 def _register(uri: str, name: str, onnx_path: Path, tmp_path: Path, margins: dict[str, float]) -> str:
@@ -141,6 +142,16 @@ def test_evaluate_exits_1_with_one_reason_per_failing_gate(lab: Lab, tmp_path: P
     assert "no torch checkpoint of this model was given" in result.output
 
 
+@pytest.mark.usefixtures("wide_terminal")
+def test_evaluate_prints_runtime_errors_verbatim(lab: Lab, tmp_path: Path) -> None:
+    three_features = linear_onnx(tmp_path / "model.onnx", np.ones((3, 2)), np.zeros(2))
+    result = CliRunner().invoke(
+        app, ["evaluate", str(three_features), "--config", str(_config(lab, tmp_path))]
+    )
+    assert result.exit_code == 1, result.output
+    assert "[ONNXRuntimeError]" in result.output
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -148,6 +159,7 @@ def test_evaluate_exits_1_with_one_reason_per_failing_gate(lab: Lab, tmp_path: P
         (["models:/credit"], "is not a models:/NAME/VERSION or models:/NAME@ALIAS URI"),
         (["model.onnx", "--policy", "nope.yaml"], "gate policy not found: nope.yaml"),
         (["model.onnx", "--data", "nope.csv"], "data file not found: nope.csv"),
+        (["model.onnx", "--checkpoint", "nope.safetensors"], "checkpoint not found: nope.safetensors"),
     ],
 )
 def test_evaluate_exits_2_on_bad_input(lab: Lab, tmp_path: Path, extra: list[str], message: str) -> None:
