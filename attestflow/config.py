@@ -109,11 +109,10 @@ class RegisterConfig(StageConfig):
     experiment: str = "attestflow"
 
 
-class GateConfig(StageConfig):
-    """The release gate: one threshold on the main metric."""
+class GatesConfig(StageConfig):
+    """The gate suite: the versioned policy file that says which gates run and their thresholds."""
 
-    metric: Literal["accuracy", "f1", "roc_auc"] = "accuracy"
-    minimum: float = Field(0.7, ge=0, le=1)
+    policy: Path = Path("configs/gates.yaml")
 
 
 class ApproveConfig(_Model):
@@ -142,7 +141,9 @@ class CanaryConfig(StageConfig):
     max_disagreement: float = Field(0.2, ge=0, le=1)
     """Share of rows on which new and previous champion predict different classes."""
     max_latency_ratio: float = Field(3.0, gt=0)
-    """New model's p95 batch latency over the previous one's."""
+    """New model's median batch latency over the previous one's (both timed alternately)."""
+    latency_floor_ms: float = Field(1.0, ge=0)
+    """Latencies below this count as this: sub-millisecond differences are scheduler noise."""
 
 
 # The section `register` shares its name with ABCMeta.register of the model class; the
@@ -175,7 +176,7 @@ class ReleaseConfig(_Model):
     validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
     sign: SignConfig = SignConfig()
     register: RegisterConfig = RegisterConfig()
-    gate: GateConfig = GateConfig()
+    gates: GatesConfig = GatesConfig()
     approve: ApproveConfig = ApproveConfig()
     promote: PromoteConfig = PromoteConfig()
     canary: CanaryConfig = CanaryConfig()
@@ -221,7 +222,8 @@ def _deep_copy(obj: Any) -> Any:
     return obj
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def describe_validation_error(source: str, err: ValidationError) -> str:
+    """One line naming the first invalid key of `source` and what is wrong with it."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     kind = first["type"]
@@ -251,7 +253,7 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> Release
     try:
         return ReleaseConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_error(str(path), e)) from None
+        raise ConfigError(describe_validation_error(str(path), e)) from None
 
 
 def default_config_path() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from attestflow.digests import Digest
 
 
 def to_jsonable(record: Any) -> Any:
-    """A record (or nested records) as plain JSON types."""
+    """A record (or nested records) as plain JSON types; NaN and infinity become null."""
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return {f.name: to_jsonable(getattr(record, f.name)) for f in dataclasses.fields(record)}
     if isinstance(record, dict):
@@ -25,6 +26,8 @@ def to_jsonable(record: Any) -> Any:
         return [to_jsonable(v) for v in record]
     if isinstance(record, Path):
         return str(record)
+    if isinstance(record, float) and not math.isfinite(record):
+        return None
     return record
 
 
@@ -134,14 +137,58 @@ class RegistrationRecord:
 
 @dataclass(frozen=True)
 class GateDecision:
-    """One gate's verdict and why."""
+    """One gate's verdict on one metric, and why."""
 
     gate: str
     metric: str
     value: float
+    """The measured value; NaN when the gate could not measure it."""
     threshold: float
+    margin: float
+    """Distance from the threshold on the passing side: negative fails, NaN could not be measured."""
     passed: bool
     reason: str
+    """One sentence a person can act on."""
+    policy_digest: str
+    """``sha256:<hex>`` of the gate policy that decided (see `GatePolicy.digest`)."""
+    baseline_value: float | None = None
+    """The baseline's (champion's) value of the metric, where the gate compares with one."""
+    ci: tuple[float, float] | None = None
+    """Confidence interval of `value`, where the gate computes one."""
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """Every decision of one run of the gate suite, bound to the model and policy they judged."""
+
+    model: str
+    """The ONNX file or registered model URI that was judged."""
+    model_digest: Digest
+    policy_digest: Digest
+    provider: str
+    """The ONNX Runtime execution provider that ran the evaluations."""
+    baseline: str | None
+    """``models:/NAME/VERSION`` of the baseline the candidate was compared with, if any."""
+    passed: bool
+    """True when every decision passed (an empty suite does not pass)."""
+    decisions: list[GateDecision]
+    seconds: float
+    """Time the suite took, evaluation included."""
+
+    def failures(self) -> list[str]:
+        """One line per failing gate; metrics that failed for the same reason are named together."""
+        by_gate: dict[str, dict[str, list[str]]] = {}
+        for d in self.decisions:
+            if d.passed:
+                continue
+            shared = d.reason.removeprefix(f"{d.metric} ") if d.reason.startswith(f"{d.metric} ") else None
+            key, metric = (shared, d.metric) if shared else (d.reason, "")
+            by_gate.setdefault(d.gate, {}).setdefault(key, []).append(metric)
+        lines = []
+        for gate, reasons in by_gate.items():
+            said = [f"{', '.join(metrics)} {why}" if metrics[0] else why for why, metrics in reasons.items()]
+            lines.append(f"gate {gate}: {'; '.join(said)}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -168,7 +215,7 @@ class ReleaseSummary:
     signature: Any
     """The `SignatureRecord` of the signing stage."""
     registration: RegistrationRecord
-    gates: list[GateDecision]
+    gates: GateReport
     approval: Any
     """The `ApprovalRecord`, or None when a gate already said no."""
     promotion: PromotionRecord | None

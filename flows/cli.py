@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -17,19 +18,28 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from attestflow.config import ReleaseConfig, default_config_path, load_config
 from attestflow.errors import BadInputError, GateFailedError
-from attestflow.records import ReleaseSummary
+from attestflow.policy import load_policy
+from attestflow.records import GateReport, ReleaseSummary
 from attestflow.workspace import Workspace, quiet_third_parties
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Signed, gated model releases on Prefect.")
+gates_app = typer.Typer(no_args_is_help=True, help="The release gates: calibration of their thresholds.")
+app.add_typer(gates_app, name="gates")
 console = Console()
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Release config YAML.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: stage.key=value.")]
+
+
+def bullets(lines: list[str]) -> str:
+    """Lines as an indented list, escaped so that brackets in them are not read as markup."""
+    return "\n".join(f"  - {escape(line)}" for line in lines)
 
 
 def fail(code: int, message: str) -> NoReturn:
@@ -57,7 +67,8 @@ def _quiet_expected_failures() -> None:
 
 
 def preflight(cfg: ReleaseConfig) -> None:
-    """Catch missing inputs before a flow run starts, so they cost nothing and say why."""
+    """Catch missing inputs and an invalid gate policy before a flow run starts, so they cost nothing."""
+    load_policy(cfg.gates.policy)
     for what, path in (
         ("data.path", cfg.data.path),
         ("validate_data.suite", cfg.validate_data.suite),
@@ -65,6 +76,23 @@ def preflight(cfg: ReleaseConfig) -> None:
     ):
         if not path.exists():
             raise BadInputError(f"{what}: {path} does not exist")
+
+
+def gate_table(report: GateReport) -> Table:
+    """Every gate decision of a report as a table: value, threshold, baseline, interval, margin."""
+    from tasks.gates.report import table_rows
+
+    verdict = "passed" if report.passed else "FAILED"
+    table = Table(
+        title=f"gates: {verdict} in {report.seconds:.1f} s (policy {report.policy_digest.value[:12]})"
+    )
+    for col in ("gate", "metric", "value", "threshold", "baseline", "CI", "margin", "result", "reason"):
+        table.add_column(col, overflow="fold")
+    for row in table_rows(report):
+        result = "[green]pass[/]" if row["result"] == "pass" else "[red]FAIL[/]"
+        cells = [escape(row[k]) for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
+        table.add_row(*cells, result, escape(row["reason"]))
+    return table
 
 
 def print_summary(summary: ReleaseSummary, seconds: float) -> None:
@@ -102,13 +130,7 @@ def print_summary(summary: ReleaseSummary, seconds: float) -> None:
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
-    gates = Table(title="gates")
-    for col in ("gate", "metric", "value", "threshold", "result", "reason"):
-        gates.add_column(col)
-    for g in summary.gates:
-        verdict = "[green]pass[/]" if g.passed else "[red]FAIL[/]"
-        gates.add_row(g.gate, g.metric, f"{g.value:.4f}", f"{g.threshold:.4f}", verdict, g.reason)
-    console.print(gates)
+    console.print(gate_table(summary.gates))
     ws_root = summary.release_dir.parents[2]
     console.print(
         f"Prefect UI:  [bold]make dashboard[/] then open the flow run {summary.flow_run_id}\n"
@@ -137,7 +159,7 @@ def _run_release(config: Path, overrides: list[str]) -> None:
     if isinstance(exc, BadInputError):
         fail(2, str(exc))
     if isinstance(exc, GateFailedError):
-        fail(1, "[bold red]release refused:[/]\n" + "\n".join(f"  - {r}" for r in exc.reasons))
+        fail(1, "[bold red]release refused:[/]\n" + bullets(exc.reasons))
     fail(1, f"[bold red]release failed:[/] {type(exc).__name__}: {exc} (see the Prefect run log)")
 
 
@@ -400,6 +422,81 @@ def demo(set_: SetOpt = None) -> None:
     with Repo(".") as repo:
         repo.reproduce()
     _run_release(Path("configs/release.yaml"), set_ or [])
+
+
+ModelArg = Annotated[str, typer.Argument(help="An ONNX file, or models:/NAME/VERSION or models:/NAME@ALIAS.")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Gate policy YAML (default: gates.policy).")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Data file (default: data.path of the config).")]
+CheckpointOpt = Annotated[
+    Path | None, typer.Option("--checkpoint", help="Torch checkpoint of the model, for the FGSM attack.")
+]
+
+
+@app.command()
+def evaluate(
+    model: ModelArg,
+    policy: PolicyOpt = None,
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    checkpoint: CheckpointOpt = None,
+) -> None:
+    """Run the gate suite alone on a model: exit 0 when every gate passes, 1 when one says no."""
+    try:
+        cfg = load_config(config or default_config_path())
+        if data is not None:
+            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": data})})
+        gate_policy = load_policy(policy or cfg.gates.policy)
+        if not cfg.data.path.is_file():
+            raise BadInputError(f"data file not found: {cfg.data.path}")
+        if checkpoint is not None and not checkpoint.is_file():
+            raise BadInputError(f"checkpoint not found: {checkpoint}")
+        Workspace.at(cfg.workspace).activate()
+        from flows.evaluate import evaluate as evaluate_model
+
+        report = evaluate_model(model, cfg, gate_policy, checkpoint)
+    except BadInputError as e:
+        fail(2, str(e))
+    console.print(gate_table(report))
+    if not report.passed:
+        fail(1, "[bold red]gates said no:[/]\n" + bullets(report.failures()))
+
+
+@gates_app.command()
+def calibrate(
+    model: Annotated[
+        str | None, typer.Option("--model", help="Registered model name (default: model_name).")
+    ] = None,
+    last: Annotated[int, typer.Option("--last", min=1, help="How many of the newest versions to read.")] = 20,
+    config: ConfigOpt = None,
+) -> None:
+    """Per gate, the min/median/max margin over the last releases: which gates never come close.
+
+    Headroom is the smallest margin as a fraction of the threshold; a gate that never failed
+    with at least 50% headroom is marked loose.
+    """
+    try:
+        cfg = load_config(config or default_config_path())
+    except BadInputError as e:
+        fail(2, str(e))
+    ws = Workspace.at(cfg.workspace)
+    ws.activate()
+    from attestflow.tracking import tracking_uri
+    from tasks.gates.calibrate import calibrate as margins_of
+    from tasks.gates.report import number
+
+    name = model or cfg.model_name
+    summaries = margins_of(tracking_uri(cfg.register.tracking_uri, ws), name, last)
+    if not summaries:
+        fail(2, f"no gate margins recorded for model {name!r}: release it first")
+    table = Table(title=f"gate margins of {name}, last {last} release(s)")
+    for col in ("gate", "metric", "releases", "failed", "min", "median", "max", "headroom", "note"):
+        table.add_column(col)
+    for s in summaries:
+        note = "[yellow]loose: never came close[/]" if s.loose else ""
+        headroom = "-" if math.isnan(s.headroom) else f"{s.headroom:.0%}"
+        margins = (number(s.min), number(s.median), number(s.max))
+        table.add_row(s.gate, s.metric, str(s.releases), str(s.failed), *margins, headroom, note)
+    console.print(table)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from attestflow.config import StageConfig, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.keys import trusted_public_key
 from attestflow.lineage import code_revision, triggered_by
+from attestflow.policy import load_policy
 from attestflow.records import ReleaseSummary, write_json
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
@@ -29,7 +30,8 @@ from flows.approval import approve
 from tasks.canary import canary_task
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
-from tasks.gate import gate_task
+from tasks.gates import run_gates_task
+from tasks.gates.report import publish_gates_task
 from tasks.promote import promote_task
 from tasks.register import register_task
 from tasks.sign import sign_task
@@ -64,6 +66,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     log = get_run_logger()
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = load_config(config_path, overrides)
+    policy = load_policy(cfg.gates.policy)
     ws = Workspace.at(cfg.workspace)
     ws.activate()
     run_id = str(flow_run.id or "local")
@@ -138,6 +141,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         "provenance_sha256": signed.provenance_digest.value,
         "signing_key_id": signed.key_id,
         "release_key": signed.release_key,
+        "gate_policy_sha256": policy.digest().value,
     }
     registered = stage(register_task, cfg.register)(
         cfg.model_name, signed.bundle_dir, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
@@ -153,21 +157,35 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         log.info(
             "these inputs were already released as version %s; not registering again", registered.version
         )
-    decision = stage(gate_task, cfg.gate)(cfg.gate, checked_onnx.metrics)
-    gates = [decision]
-    write_json(out_dir / "gates.json", gates)
-    for g in gates:
+    gates = stage(run_gates_task, cfg.gates)(
+        policy,
+        exported.onnx_path,
+        cfg.data,
+        model_name=cfg.model_name,
+        tracking_uri=uri,
+        provider=cfg.validate_onnx.provider,
+        checkpoint=trained.checkpoint_path,
+        data_validation=checked,
+        model_label=registered.model_uri,
+    )
+    gates_json = write_json(out_dir / "gates.json", gates)
+    stage(publish_gates_task, cfg.gates)(gates, gates_json, registered, uri)
+    log.info("gates took %.1f s: %s", gates.seconds, "passed" if gates.passed else "FAILED")
+    for g in gates.decisions:
         audit.append(
             "gate",
             model=cfg.model_name,
             version=registered.version,
             gate=g.gate,
+            metric=g.metric,
             passed=g.passed,
+            margin=g.margin,
             reason=g.reason,
+            policy=g.policy_digest,
         )
 
     promotion = canary_result = approval = None
-    failed = [f"gate {g.gate}: {g.reason}" for g in gates if not g.passed]
+    failed = gates.failures()
     if not failed:
         approval = approve(cfg.approve, cfg.model_name, registered.version, signed.bundle_digest.value, audit)
         if not approval.approved:

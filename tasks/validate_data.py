@@ -50,8 +50,8 @@ def validate_data(cfg: ValidateDataConfig, data_path: Path, out_dir: Path) -> Da
 
     spec = load_suite(cfg.suite)
     df = read_table(data_path)
-    context = gx.get_context(mode="ephemeral")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("snapshot")

@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
             ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "data.path=/no/such.csv"],
             "data.path: /no/such.csv does not exist",
         ),
+        (
+            ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "gates.policy=/no/gates.yaml"],
+            "gate policy not found: /no/gates.yaml",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args: list[str], message: str) -> None:

@@ -21,9 +21,9 @@ def test_bundled_config_loads_with_every_stage_section() -> None:
 
 
 def test_set_overrides_are_typed_like_the_file() -> None:
-    cfg = load_config(ROOT / "configs/release.yaml", ["fine_tune.epochs=3", "gate.minimum=0.5"])
+    cfg = load_config(ROOT / "configs/release.yaml", ["fine_tune.epochs=3", "gates.policy=strict.yaml"])
     assert cfg.fine_tune.epochs == 3
-    assert cfg.gate.minimum == 0.5
+    assert cfg.gates.policy == Path("strict.yaml")
 
 
 def test_digest_changes_when_any_setting_changes() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -12,12 +14,15 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
 from attestflow.errors import GateFailedError
+from attestflow.policy import load_policy
 from attestflow.records import ReleaseSummary
 from attestflow.tabular import load_checkpoint
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
+from flows.cli import app
 from flows.release import release
 from tasks import fine_tune as ft
 from tests.conftest import ExampleRepo
@@ -30,6 +35,36 @@ def _client(repo: ExampleRepo) -> MlflowClient:
 
 def _run(config: Path) -> ReleaseSummary:
     return release(config_path=str(config))
+
+
+def _gate_table(flow_run_id: str) -> str:
+    """The data of the gate table artifact that flow run `flow_run_id` published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        (table,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gates-tiny-credit"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+            task_run_filter=TaskRunFilter(),
+            sort=ArtifactSort.UPDATED_DESC,
+            limit=10,
+            offset=0,
+        )
+    assert table.type == "table"
+    return str(table.data)
+
+
+def _release_dirs(repo: ExampleRepo) -> list[Path]:
+    """The gates.json of every release of the tiny model."""
+    return sorted((Workspace.at(repo.workspace).releases / "tiny-credit").glob("*/gates.json"))
 
 
 def test_release_registers_tags_and_promotes_a_verified_onnx_model(example_repo: ExampleRepo) -> None:
@@ -76,11 +111,39 @@ def test_release_registers_tags_and_promotes_a_verified_onnx_model(example_repo:
     assert [m.step for m in history] == [1, 2]
     assert (summary.release_dir / "release.json").is_file()
 
+    # Every gate decided, on the first release by the absolute gates, and left its record everywhere.
+    policy = load_policy(example_repo.root / "gates.yaml")
+    assert summary.gates.passed and tags["gate_policy_sha256"] == policy.digest().value
+    assert tags["gates_passed"] == "true"
+    written = json.loads((summary.release_dir / "gates.json").read_text())
+    assert written["model_digest"]["value"] == tags["onnx_sha256"] and written["baseline"] is None
+    assert {d["gate"] for d in written["decisions"]} == set(policy.run)
+    assert all(d["policy_digest"] == str(policy.digest()) for d in written["decisions"])
+    run = client.get_run(summary.training.mlflow_run_id)
+    assert "gate_margin/performance/accuracy" in run.data.metrics
+    assert "gates.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "worst_group_accuracy" in _gate_table(summary.flow_run_id)
+
+    # The champion passes the gate suite run on its own, FGSM included (its checkpoint is found).
+    result = CliRunner().invoke(
+        app, ["evaluate", "models:/tiny-credit@champion", "--config", str(example_repo.write_config())]
+    )
+    assert result.exit_code == 0, result.output
+
 
 def test_a_failing_gate_ends_the_flow_failed_and_leaves_the_alias(example_repo: ExampleRepo) -> None:
     first = _run(example_repo.write_config())
-    with pytest.raises(GateFailedError, match="below the minimum"):
-        _run(example_repo.write_config("strict.yaml", gate={"minimum": 0.999}, fine_tune={"lr": 0.01}))
+    strict = example_repo.write_policy(
+        "strict-gates.yaml", performance={"thresholds": [{"metric": "accuracy", "threshold": 0.999}]}
+    )
+    config = example_repo.write_config("strict.yaml", gates={"policy": str(strict)}, fine_tune={"lr": 0.01})
+    with pytest.raises(
+        GateFailedError, match=r"gate performance: accuracy .* below the minimum 0.999"
+    ) as refused:
+        _run(config)
+    gate_lines = [r for r in refused.value.reasons if r.startswith("gate ")]
+    assert len(gate_lines) == 1, "only the impossible threshold fails"
+    assert refused.value.reasons[-1] == "champion not moved"
     client = _client(example_repo)
     assert (
         str(client.get_model_version_by_alias("tiny-credit", "champion").version)
@@ -88,6 +151,28 @@ def test_a_failing_gate_ends_the_flow_failed_and_leaves_the_alias(example_repo: 
     )
     versions = client.search_model_versions("name='tiny-credit'")
     assert len(versions) == 2
+    second = next(v for v in versions if str(v.version) != first.registration.version)
+    assert second.tags["gates_passed"] == "false"
+    (gates_json,) = [p for p in _release_dirs(example_repo) if p.parent.name != first.flow_run_id]
+    compared = json.loads(gates_json.read_text())
+    assert compared["baseline"] == f"models:/tiny-credit/{first.registration.version}"
+    change = next(d for d in compared["decisions"] if d["metric"] == "accuracy_change")
+    assert change["ci"][0] <= change["value"] <= change["ci"][1] and change["baseline_value"] is not None
+
+
+def test_a_first_release_that_needs_approval_is_refused_visibly(example_repo: ExampleRepo) -> None:
+    policy = example_repo.write_policy(
+        "approval.yaml", baseline={"alias": "champion", "first_release": "require_approval"}
+    )
+    with pytest.raises(GateFailedError, match=r"gate regression: .*first release needs approval"):
+        _run(example_repo.write_config(gates={"policy": str(policy)}))
+    client = _client(example_repo)
+    assert client.search_model_versions("name='tiny-credit'")[0].aliases == []
+    (gates_json,) = _release_dirs(example_repo)
+    decisions = json.loads(gates_json.read_text())["decisions"]
+    refused = [d for d in decisions if not d["passed"]]
+    assert {d["gate"] for d in refused} == {"regression"}
+    assert "first release needs approval" in _gate_table(gates_json.parent.name)
 
 
 def test_corrupted_data_fails_validation_with_the_expectation_named(example_repo: ExampleRepo) -> None:

@@ -1,0 +1,191 @@
+"""The gate policy: which release gates run, on which metrics, and where each one says no.
+
+The policy is a YAML file in ``configs/`` reviewed and versioned with the code, separate
+from the release config so that loosening a threshold is a visible change of its own. It is
+validated strictly (``extra="forbid"``), and its SHA-256 over canonical JSON is recorded on
+the model version and in every decision record, so a decision can be traced to the exact
+rules that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from attestflow.config import describe_validation_error
+from attestflow.digests import Digest, json_digest
+from attestflow.errors import ConfigError
+
+GateName = Literal["performance", "regression", "fairness", "robustness", "resources", "data", "format"]
+Direction = Literal["at_least", "at_most"]
+ClassificationMetric = Literal["accuracy", "f1", "roc_auc"]
+
+
+class _Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Threshold(_Policy):
+    """A bound on one metric: the value must be at least (or at most) `threshold`."""
+
+    metric: str
+    threshold: float
+    direction: Direction = "at_least"
+
+    def margin(self, value: float) -> float:
+        """Distance from the threshold on the passing side: negative fails, NaN cannot pass."""
+        return value - self.threshold if self.direction == "at_least" else self.threshold - value
+
+    def passes(self, value: float) -> bool:
+        """Whether `value` is on the passing side of the threshold (NaN never is)."""
+        margin = self.margin(value)
+        return not math.isnan(margin) and margin >= 0
+
+
+class PerformanceThreshold(Threshold):
+    """An absolute bound on a held-out classification metric."""
+
+    metric: ClassificationMetric
+
+
+class FairnessThreshold(Threshold):
+    """A bound on a fairness metric over the sensitive attribute."""
+
+    metric: Literal["demographic_parity_difference", "equalized_odds_difference", "worst_group_accuracy"]
+
+
+class BaselinePolicy(_Policy):
+    """What the candidate is compared with, and what happens when there is nothing to compare with."""
+
+    alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    first_release: Literal["absolute_only", "require_approval"]
+    """No baseline yet: pass on the absolute gates alone, or refuse until a human approves."""
+
+
+class PerformancePolicy(_Policy):
+    """Absolute thresholds on the candidate's held-out metrics."""
+
+    thresholds: list[PerformanceThreshold] = Field(min_length=1)
+
+
+class RegressionMetric(_Policy):
+    """A metric the candidate may not lose more than `max_drop` of against the baseline."""
+
+    metric: ClassificationMetric
+    max_drop: float = Field(ge=0, le=1)
+
+
+class RegressionPolicy(_Policy):
+    """Candidate vs baseline on the same held-out rows, with a paired bootstrap interval."""
+
+    metrics: list[RegressionMetric] = Field(min_length=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    resamples: int = Field(1000, ge=100, le=100_000)
+    seed: int = 0
+
+
+class FairnessPolicy(_Policy):
+    """Per-group metrics over ``data.sensitive`` (fairlearn MetricFrame)."""
+
+    thresholds: list[FairnessThreshold] = Field(min_length=1)
+
+
+class RobustnessPolicy(_Policy):
+    """How much the metric may drop under input noise and a gradient attack."""
+
+    metric: ClassificationMetric = "accuracy"
+    noise_scales: list[float] = Field(min_length=1)
+    """Standard deviations of Gaussian noise, as fractions of each feature's standard deviation."""
+    noise_repeats: int = Field(3, ge=1, le=20)
+    seed: int = 0
+    max_drop: float = Field(ge=0, le=1)
+    fgsm_epsilon: float | None = Field(None, gt=0)
+    """FGSM step as a fraction of each feature's standard deviation; unset skips the attack."""
+    fgsm_max_drop: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _positive_scales(self) -> RobustnessPolicy:
+        if any(s <= 0 for s in self.noise_scales):
+            raise ValueError("noise_scales must all be greater than 0")
+        return self
+
+
+class LatencyBudget(_Policy):
+    """Latency limits of ONNX Runtime inference at one batch size."""
+
+    batch_size: int = Field(ge=1, le=1_000_000)
+    max_p50_ms: float = Field(gt=0)
+    max_p95_ms: float = Field(gt=0)
+
+
+class ResourcesPolicy(_Policy):
+    """Budgets for the ONNX file and for serving it in ONNX Runtime."""
+
+    max_file_kb: float = Field(gt=0)
+    max_memory_mb: float = Field(gt=0)
+    """Growth of the process's resident memory while loading and running a fresh session."""
+    latency: list[LatencyBudget] = Field(min_length=1)
+    runs: int = Field(30, ge=5, le=10_000)
+
+
+class DataGatePolicy(_Policy):
+    """The Great Expectations result and a PII scan of the text columns."""
+
+    pii_kinds: list[Literal["email", "phone", "card"]] = ["email", "phone", "card"]
+    max_pii_cells: int = Field(0, ge=0)
+
+
+class FormatPolicy(_Policy):
+    """What a deployable model file must be."""
+
+    allowed_domains: list[str] = ["", "ai.onnx"]
+    """ONNX operator domains the serving runtime is trusted to run (``""`` is the default domain)."""
+
+
+class GatePolicy(_Policy):
+    """The whole policy: which gates run, in order, and each gate's rules."""
+
+    version: int = Field(ge=1)
+    run: list[GateName] = Field(min_length=1)
+    baseline: BaselinePolicy
+    performance: PerformancePolicy | None = None
+    regression: RegressionPolicy | None = None
+    fairness: FairnessPolicy | None = None
+    robustness: RobustnessPolicy | None = None
+    resources: ResourcesPolicy | None = None
+    data: DataGatePolicy = DataGatePolicy()
+    format: FormatPolicy = FormatPolicy()
+
+    @model_validator(mode="after")
+    def _listed_gates_have_rules(self) -> GatePolicy:
+        missing = [g for g in self.run if getattr(self, g) is None]
+        if missing:
+            raise ValueError(f"gate(s) {', '.join(missing)} are listed in 'run' but have no section")
+        if len(set(self.run)) != len(self.run):
+            raise ValueError("a gate is listed twice in 'run'")
+        return self
+
+    def digest(self) -> Digest:
+        """SHA-256 of the validated policy as canonical JSON (comments and layout do not count)."""
+        return json_digest(self.model_dump(mode="json"))
+
+
+def load_policy(path: Path | str) -> GatePolicy:
+    """Read and validate a gate policy file; any problem is one `ConfigError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"gate policy not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise ConfigError(f"{path} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'version', 'run' and one section per gate")
+    try:
+        return GatePolicy.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(str(path), e)) from None

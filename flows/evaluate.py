@@ -1,0 +1,55 @@
+"""The gate suite on its own: judge an ONNX file or a registered model version without a release.
+
+This is what ``attestflow evaluate`` runs. It needs no Prefect server: the data is checked
+with the Great Expectations suite of the release config, the model is run in ONNX Runtime,
+and the champion is fetched from the configured registry, exactly as in a release, but
+nothing is logged or promoted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from attestflow.config import ReleaseConfig
+from attestflow.errors import BadInputError
+from attestflow.policy import GatePolicy
+from attestflow.records import GateReport
+from attestflow.tracking import tracking_uri
+from attestflow.workspace import Workspace
+from tasks.gates import run_gates
+from tasks.gates.registry import ModelRef, download_onnx, training_checkpoint
+from tasks.validate_data import validate_data
+
+
+def evaluate(
+    model: str, cfg: ReleaseConfig, policy: GatePolicy, checkpoint: Path | None = None
+) -> GateReport:
+    """Run every gate of `policy` on `model` (an ONNX file or a ``models:/`` URI) and the config's data."""
+    ws = Workspace.at(cfg.workspace)
+    uri = tracking_uri(cfg.register.tracking_uri, ws)
+    model_name = cfg.model_name
+    with tempfile.TemporaryDirectory(prefix="attestflow-evaluate-") as tmp:
+        if model.startswith("models:/"):
+            ref = ModelRef.parse(model)
+            model_name = ref.name
+            onnx_path = download_onnx(model, uri, Path(tmp))
+            checkpoint = checkpoint or training_checkpoint(ref, uri, ws)
+        else:
+            onnx_path = Path(model)
+            if not onnx_path.is_file():
+                raise BadInputError(
+                    f"{model}: no such file (give an ONNX file or a models:/NAME/VERSION URI)"
+                )
+        checked = validate_data(cfg.validate_data, cfg.data.path, Path(tmp))
+        return run_gates(
+            policy,
+            onnx_path,
+            cfg.data,
+            model_name=model_name,
+            tracking_uri=uri,
+            provider=cfg.validate_onnx.provider,
+            checkpoint=checkpoint,
+            data_validation=checked,
+            model_label=model,
+        )

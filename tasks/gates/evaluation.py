@@ -1,0 +1,138 @@
+"""What the gates judge: the candidate ONNX model run in ONNX Runtime on the held-out rows.
+
+The gates look at the artifact that would be deployed, not at the torch model it came from.
+Everything they need is gathered once into an `Evaluation` (outputs, data, baseline, the
+data validation result), so each gate is a pure function of it and of the policy. A file the
+format gate refuses is never handed to ONNX Runtime, and a model that ONNX Runtime cannot run
+does not stop the suite: the evaluation says why, and every gate that needs the model's
+outputs fails with that reason while the others still decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from attestflow.config import DataConfig
+from attestflow.dataset import Split
+from attestflow.policy import FormatPolicy
+from attestflow.records import DataValidationRecord
+
+Predict = Callable[[np.ndarray], np.ndarray]
+"""Features (rows × features, float32) -> class logits (rows × classes)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Baseline:
+    """The model the candidate is compared with: its outputs on the same rows, or why there are none."""
+
+    alias: str
+    uri: str | None
+    """``models:/NAME/VERSION`` the alias points at; None when the alias is not set (first release)."""
+    logits: np.ndarray | None = None
+    problem: str | None = None
+    """Why the baseline exists but could not be evaluated."""
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """The candidate's outputs on the held-out rows, and everything else the gates look at."""
+
+    onnx_path: Path
+    data: DataConfig
+    table: pd.DataFrame
+    """The whole dataset, for the data gates."""
+    held_out: Split
+    provider: str
+    """The configured provider choice (``auto``, ``cpu``, ``cuda``)."""
+    ran_on: str
+    """The execution provider that actually ran the candidate; ``none`` when it could not run."""
+    predict: Predict | None
+    """The candidate in ONNX Runtime; None when ONNX Runtime cannot run it."""
+    logits: np.ndarray | None
+    problem: str | None = None
+    """Why `predict` and `logits` are None."""
+    baseline: Baseline | None = None
+    checkpoint: Path | None = None
+    """The torch checkpoint the ONNX model was exported from, for gradient attacks."""
+    data_validation: DataValidationRecord | None = None
+
+
+def onnx_predictor(onnx_path: Path, provider: str) -> tuple[Predict, str]:
+    """A function running the model in ONNX Runtime, and the provider that actually runs it."""
+    from tasks.validate_onnx import session
+
+    sess = session(onnx_path, provider)
+    name = sess.get_inputs()[0].name
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(sess.run(None, {name: x})[0])
+
+    return predict, sess.get_providers()[0]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRun:
+    """A model run in ONNX Runtime on some rows, or why it could not run."""
+
+    predict: Predict | None
+    logits: np.ndarray | None
+    ran_on: str
+    """The execution provider that ran it; ``none`` when it could not run."""
+    problem: str | None = None
+
+
+def run_model(onnx_path: Path, provider: str, x: np.ndarray) -> ModelRun:
+    """Run the model on `x`; a model that cannot run, or gives no class logits, says why."""
+    try:
+        predict, ran_on = onnx_predictor(onnx_path, provider)
+        logits = predict(x)
+    except Exception as e:  # ONNX Runtime raises its own exception types for unloadable models
+        return ModelRun(None, None, "none", f"ONNX Runtime cannot run {onnx_path.name}: {_first_line(e)}")
+    if logits.ndim != 2 or logits.shape[0] != len(x) or logits.shape[1] < 2:
+        return ModelRun(
+            None, None, ran_on, f"expected class logits (rows × classes), got shape {logits.shape}"
+        )
+    return ModelRun(predict, logits, ran_on)
+
+
+def evaluation(
+    onnx_path: Path,
+    data: DataConfig,
+    table: pd.DataFrame,
+    held_out: Split,
+    *,
+    provider: str = "cpu",
+    format_policy: FormatPolicy | None = None,
+    baseline: Baseline | None = None,
+    checkpoint: Path | None = None,
+    data_validation: DataValidationRecord | None = None,
+) -> Evaluation:
+    """Run the candidate on the held-out rows, unless the format gate refuses the file, and gather the rest."""
+    from tasks.gates.format import refusal
+
+    refused = refusal(onnx_path, format_policy or FormatPolicy())
+    run = ModelRun(None, None, "none", refused) if refused else run_model(onnx_path, provider, held_out.x)
+    return Evaluation(
+        onnx_path=onnx_path,
+        data=data,
+        table=table,
+        held_out=held_out,
+        provider=provider,
+        ran_on=run.ran_on,
+        predict=run.predict,
+        logits=run.logits,
+        problem=run.problem,
+        baseline=baseline,
+        checkpoint=checkpoint,
+        data_validation=data_validation,
+    )

@@ -1,0 +1,75 @@
+"""Gate `fairness`: per-group metrics of the candidate over the sensitive attribute.
+
+The sensitive attribute (``data.sensitive``) is not a model input, yet a model can still
+treat groups differently through correlated features. fairlearn's MetricFrame gives the
+per-group view; the policy bounds demographic parity difference, equalized odds difference
+and the accuracy of the worst-served group. Without a sensitive attribute the gate cannot
+tell, so it fails rather than passing unseen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from attestflow.policy import GatePolicy
+from attestflow.records import GateDecision
+from tasks.gates.decisions import cannot_run, judge
+from tasks.gates.evaluation import Evaluation
+
+GATE = "fairness"
+
+
+def fairness_metrics(y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray) -> tuple[dict[str, float], str]:
+    """The policy's fairness metrics, and the name of the group with the lowest accuracy."""
+    from fairlearn.metrics import (
+        MetricFrame,
+        demographic_parity_difference,
+        equalized_odds_difference,
+    )
+    from sklearn.metrics import accuracy_score
+
+    frame = MetricFrame(
+        metrics={"accuracy": accuracy_score}, y_true=y, y_pred=pred, sensitive_features=sensitive
+    )
+    by_group = frame.by_group["accuracy"]
+    values = {
+        "demographic_parity_difference": float(
+            demographic_parity_difference(y, pred, sensitive_features=sensitive)
+        ),
+        "equalized_odds_difference": float(equalized_odds_difference(y, pred, sensitive_features=sensitive)),
+        "worst_group_accuracy": float(by_group.min()),
+    }
+    return values, str(by_group.idxmin())
+
+
+def sensitive_problem(ev: Evaluation) -> str | None:
+    """Why the gate cannot look at groups, or None when it can."""
+    name = ev.data.sensitive
+    if name is None:
+        return "no sensitive attribute is configured (data.sensitive)"
+    if name not in ev.table.columns or ev.held_out.sensitive is None:
+        return f"the sensitive column {name!r} is not in the data"
+    groups = np.unique(ev.held_out.sensitive.astype(str))
+    if len(groups) < 2:
+        return f"the held-out rows have only one group of {name!r}"
+    return None
+
+
+def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
+    """One decision per configured fairness threshold."""
+    rules = policy.fairness
+    if rules is None:
+        return []
+    digest = str(policy.digest())
+    why = sensitive_problem(ev) or ev.problem
+    if why is not None or ev.logits is None or ev.held_out.sensitive is None:
+        return [cannot_run(GATE, t, why or "no model outputs", digest) for t in rules.thresholds]
+    sensitive = ev.held_out.sensitive.astype(str)
+    values, worst = fairness_metrics(ev.held_out.y, ev.logits.argmax(axis=1), sensitive)
+    decisions = [judge(GATE, t, values[t.metric], digest) for t in rules.thresholds]
+    return [
+        replace(d, reason=f"{d.reason} (group {worst})") if d.metric == "worst_group_accuracy" else d
+        for d in decisions
+    ]

@@ -1,0 +1,88 @@
+"""Gate `robustness`: how much the metric drops when the inputs are perturbed a little.
+
+Two perturbations: Gaussian noise at the policy's scales (relative to each feature's
+standard deviation), run through ONNX Runtime on the deployed artifact; and FGSM, a one-step
+gradient attack computed on the torch model the ONNX was exported from (ONNX Runtime gives
+no gradients) and then scored in ONNX Runtime again. All perturbed copies of the held-out
+rows go through the model in one batch, so the gate stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attestflow.errors import BadInputError
+from attestflow.policy import GatePolicy, RobustnessPolicy
+from attestflow.records import GateDecision
+from attestflow.tabular import load_checkpoint
+from tasks.gates.decisions import bound, cannot_run, judge
+from tasks.gates.evaluation import Evaluation, Predict
+from tasks.validate_onnx import classification_metrics
+
+GATE = "robustness"
+PARITY_TOLERANCE = 1e-3
+"""Largest |torch - ONNX| logit difference at which the checkpoint counts as the same model."""
+
+
+def noisy_metrics(predict: Predict, x: np.ndarray, y: np.ndarray, rules: RobustnessPolicy) -> list[float]:
+    """The metric at each noise scale, averaged over the policy's repeats."""
+    rng = np.random.default_rng(rules.seed)
+    std = x.std(axis=0)
+    copies = len(rules.noise_scales) * rules.noise_repeats
+    scales = np.repeat(rules.noise_scales, rules.noise_repeats)[:, None, None]
+    noisy = (x[None] + rng.standard_normal((copies, *x.shape)) * scales * std).astype(np.float32)
+    logits = predict(noisy.reshape(-1, x.shape[1])).reshape(copies, len(x), -1)
+    scores = [classification_metrics(y, block)[rules.metric] for block in logits]
+    return [float(np.mean(s)) for s in np.reshape(scores, (len(rules.noise_scales), rules.noise_repeats))]
+
+
+def fgsm_inputs(
+    checkpoint: Path, x: np.ndarray, y: np.ndarray, epsilon: float, reference: np.ndarray
+) -> np.ndarray:
+    """FGSM copies of `x` from the torch checkpoint; refuses a checkpoint that is not the ONNX model."""
+    model = load_checkpoint(checkpoint).eval()
+    xt = torch.from_numpy(x).requires_grad_(True)
+    logits = model(xt)
+    diff = float(np.abs(logits.detach().numpy() - reference).max())
+    if not diff <= PARITY_TOLERANCE:
+        raise BadInputError(f"{checkpoint.name} is not the model that was exported (max |diff| {diff:.3g})")
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).backward()
+    assert xt.grad is not None
+    step = epsilon * x.std(axis=0) * np.sign(xt.grad.numpy())
+    return (x + step).astype(np.float32)
+
+
+def fgsm_decision(ev: Evaluation, rules: RobustnessPolicy, clean: float, digest: str) -> GateDecision:
+    """The metric drop under FGSM at the policy's epsilon."""
+    rule = bound(f"{rules.metric}_drop_fgsm_{rules.fgsm_epsilon:g}", rules.fgsm_max_drop, "at_most")
+    if ev.checkpoint is None or ev.predict is None or ev.logits is None or rules.fgsm_epsilon is None:
+        return cannot_run(GATE, rule, ev.problem or "no torch checkpoint of this model was given", digest)
+    x, y = ev.held_out.x, ev.held_out.y
+    try:
+        attacked = fgsm_inputs(ev.checkpoint, x, y, rules.fgsm_epsilon, ev.logits)
+    except BadInputError as e:
+        return cannot_run(GATE, rule, str(e), digest)
+    drop = clean - classification_metrics(y, ev.predict(attacked))[rules.metric]
+    return judge(GATE, rule, drop, digest)
+
+
+def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
+    """One decision per noise scale, and one for FGSM when the policy sets an epsilon."""
+    rules = policy.robustness
+    if rules is None:
+        return []
+    digest = str(policy.digest())
+    noise = [bound(f"{rules.metric}_drop_noise_{s:g}", rules.max_drop, "at_most") for s in rules.noise_scales]
+    if ev.predict is None or ev.logits is None:
+        decisions = [cannot_run(GATE, r, ev.problem or "no model outputs", digest) for r in noise]
+        clean = float("nan")
+    else:
+        clean = classification_metrics(ev.held_out.y, ev.logits)[rules.metric]
+        scores = noisy_metrics(ev.predict, ev.held_out.x, ev.held_out.y, rules)
+        decisions = [judge(GATE, r, clean - s, digest) for r, s in zip(noise, scores, strict=True)]
+    if rules.fgsm_epsilon is not None:
+        decisions.append(fgsm_decision(ev, rules, clean, digest))
+    return decisions
