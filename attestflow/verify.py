@@ -252,7 +252,7 @@ def resolve_version(uri: str, tracking_uri: str) -> tuple[str, str, dict[str, st
 
 
 def verify_model_uri(
-    uri: str, tracking_uri: str, public_key: Path, *, use: Callable[[Path], None] | None = None
+    uri: str, tracking_uri: str, public_key: Path, *, use: Callable[[Path], object] | None = None
 ) -> Verification:
     """Download the model version `uri` and verify it; `use` then runs on the verified folder."""
     import mlflow

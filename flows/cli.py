@@ -456,6 +456,8 @@ def evaluate(
         report = evaluate_model(model, cfg, gate_policy, checkpoint)
     except BadInputError as e:
         fail(2, str(e))
+    except GateFailedError as e:
+        fail(1, "[bold red]refused:[/]\n" + bullets(e.reasons))
     console.print(gate_table(report))
     if not report.passed:
         fail(1, "[bold red]gates said no:[/]\n" + bullets(report.failures()))

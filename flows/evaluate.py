@@ -8,17 +8,21 @@ nothing is logged or promoted.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
+from attestflow.bundle import MODEL
 from attestflow.config import ReleaseConfig
-from attestflow.errors import BadInputError
+from attestflow.errors import BadInputError, GateFailedError
+from attestflow.keys import trusted_public_key
 from attestflow.policy import GatePolicy
 from attestflow.records import GateReport
 from attestflow.tracking import tracking_uri
+from attestflow.verify import parse_model_uri, verify_model_uri
 from attestflow.workspace import Workspace
 from tasks.gates import run_gates
-from tasks.gates.registry import ModelRef, download_onnx, training_checkpoint
+from tasks.gates.registry import training_checkpoint
 from tasks.validate_data import validate_data
 
 
@@ -30,10 +34,20 @@ def evaluate(
     uri = tracking_uri(cfg.register.tracking_uri, ws)
     model_name = cfg.model_name
     with tempfile.TemporaryDirectory(prefix="attestflow-evaluate-") as tmp:
+        key_path = cfg.sign.public_key or ws.root / "keys" / "signing-key.pub.pem"
+        public_key = key_path if key_path.is_file() else None
         if model.startswith("models:/"):
-            ref = ModelRef.parse(model)
+            ref = parse_model_uri(model)
             model_name = ref.name
-            onnx_path = download_onnx(model, uri, Path(tmp))
+            dest = Path(tmp) / "model"
+            verified = verify_model_uri(
+                model, uri, trusted_public_key(public_key, ws.root), use=lambda f: shutil.copytree(f, dest)
+            )
+            if not verified.ok:
+                raise GateFailedError(
+                    [f"{verified.target} failed verification: {f}" for f in verified.failures]
+                )
+            onnx_path = dest / MODEL
             checkpoint = checkpoint or training_checkpoint(ref, uri, ws)
         else:
             onnx_path = Path(model)
@@ -52,4 +66,5 @@ def evaluate(
             checkpoint=checkpoint,
             data_validation=checked,
             model_label=model,
+            public_key=public_key,
         )

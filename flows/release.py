@@ -167,6 +167,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         checkpoint=trained.checkpoint_path,
         data_validation=checked,
         model_label=registered.model_uri,
+        public_key=trusted_public_key(cfg.sign.public_key, ws.root),
     )
     gates_json = write_json(out_dir / "gates.json", gates)
     stage(publish_gates_task, cfg.gates)(gates, gates_json, registered, uri)

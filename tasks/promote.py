@@ -18,18 +18,8 @@ from prefect.transactions import get_transaction
 from attestflow.audit import AuditLog
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.records import PromotionRecord
-from attestflow.tracking import client
+from attestflow.tracking import alias_version, client
 from attestflow.verify import verify_model_uri
-
-
-def current_alias_version(model_name: str, alias: str, tracking_uri: str) -> str | None:
-    """The version `alias` points at, or None when it is not set."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client(tracking_uri).get_model_version_by_alias(model_name, alias).version)
-    except MlflowException:
-        return None
 
 
 def move_alias(
@@ -51,7 +41,7 @@ def move_alias(
         if not result.ok:
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])
-        previous = current_alias_version(model_name, alias, tracking_uri)
+        previous = alias_version(model_name, alias, tracking_uri)
         c.set_registered_model_alias(model_name, alias, version)
         if previous is not None and previous != version:
             c.set_registered_model_alias(model_name, previous_alias, previous)
@@ -134,12 +124,12 @@ def rollback(
     audit: AuditLog,
 ) -> PromotionRecord:
     """Point `alias` back at `to_version`, or at the `previous_alias` version, after verifying it."""
-    target = to_version or current_alias_version(model_name, previous_alias, tracking_uri)
+    target = to_version or alias_version(model_name, previous_alias, tracking_uri)
     if target is None:
         raise BadInputError(
             f"{model_name} has no @{previous_alias} version to roll back to; name one with --to"
         )
-    if target == current_alias_version(model_name, alias, tracking_uri):
+    if target == alias_version(model_name, alias, tracking_uri):
         raise BadInputError(f"{model_name} version {target} is already @{alias}")
     return move_alias(
         "rollback",

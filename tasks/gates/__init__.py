@@ -49,6 +49,7 @@ def run_gates(
     checkpoint: Path | None = None,
     data_validation: DataValidationRecord | None = None,
     model_label: str | None = None,
+    public_key: Path | None = None,
 ) -> GateReport:
     """Evaluate the candidate once and return the decision of every gate the policy lists."""
     started = time.perf_counter()
@@ -56,7 +57,7 @@ def run_gates(
     _, held_out = split_table(table, data_cfg)
     base = None
     if "regression" in policy.run:
-        base = champion(model_name, policy.baseline.alias, tracking_uri, held_out.x, provider)
+        base = champion(model_name, policy.baseline.alias, tracking_uri, held_out.x, provider, public_key)
     ev = evaluation(
         onnx_path,
         data_cfg,

@@ -62,8 +62,21 @@ def test_the_suite_compares_with_the_registered_champion(lab: Lab, tmp_path: Pat
     assert report.baseline == "models:/credit/1" and not report.passed
     refused = {line.split(":")[0] for line in report.failures()}
     assert {"gate performance", "gate regression", "gate fairness", "gate robustness"} <= refused
-    change = next(d for d in report.decisions if d.metric == "accuracy_change")
-    assert change.baseline_value == pytest.approx(first.decisions[5].value) and change.ci is not None
+
+
+def test_an_unsigned_champion_is_not_trusted_as_a_baseline(lab: Lab, tmp_path: Path) -> None:
+    from attestflow.keys import ensure_keypair
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    version = _register(uri, "credit", lab.good_onnx, tmp_path, {})
+    MlflowClient(uri, uri).set_registered_model_alias("credit", "champion", version)
+    key = ensure_keypair(tmp_path / "keys").public_key
+    report = run_gates(
+        bundled_policy(), lab.good_onnx, lab.data, model_name="credit", tracking_uri=uri, public_key=key
+    )
+    regression = [d for d in report.decisions if d.gate == "regression"]
+    assert regression and not any(d.passed for d in regression)
+    assert "failed verification" in regression[0].reason
 
 
 @pytest.mark.usefixtures("wide_terminal")
@@ -156,7 +169,7 @@ def test_evaluate_prints_runtime_errors_verbatim(lab: Lab, tmp_path: Path) -> No
     ("extra", "message"),
     [
         (["does/not/exist.onnx"], "does/not/exist.onnx: no such file"),
-        (["models:/credit"], "is not a models:/NAME/VERSION or models:/NAME@ALIAS URI"),
+        (["models:/credit"], "not a model URI"),
         (["model.onnx", "--policy", "nope.yaml"], "gate policy not found: nope.yaml"),
         (["model.onnx", "--data", "nope.csv"], "data file not found: nope.csv"),
         (["model.onnx", "--checkpoint", "nope.safetensors"], "checkpoint not found: nope.safetensors"),

@@ -252,3 +252,16 @@ def test_a_dirty_work_tree_is_refused_before_any_work(
     with pytest.raises(GateFailedError, match="uncommitted changes"):
         release_module.release(config_path=str(config))
     assert set(os.listdir(Workspace.at(released.repo.workspace).training)) == before
+
+
+def test_evaluate_loads_a_registered_model_only_after_verifying_it(released: Released) -> None:
+    args = ["evaluate", "models:/tiny-credit/1", "--config", str(released.config)]
+    ok = CliRunner().invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    with tampered(released.artifacts / "model.onnx") as path:
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x01
+        path.write_bytes(bytes(data))
+        refused = CliRunner().invoke(app, args)
+        assert refused.exit_code == 1
+        assert "failed verification" in refused.output and "model.onnx does not match" in refused.output
