@@ -100,7 +100,14 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         "onnx_bytes": exported.size_bytes,
         "parity_rows": len(rows),
         "max_abs_diff": max_diff,
-        "latency_batch1_ms": {k: [1000 * x for x in v] for k, v in lat.items()},
+        "latency_batch1_ms": {
+            k: {
+                "p50": 1000 * float(np.percentile(v, 50)),
+                "p90": 1000 * float(np.percentile(v, 90)),
+                "calls": len(v),
+            }
+            for k, v in lat.items()
+        },
         "throughput_batch64_rows_per_s": thr,
         "torch_threads": threads,
     }
@@ -114,7 +121,7 @@ def section(*, repeats: int, calls: int, rows: int | None) -> Section:
         if rows:
             args += ["--rows", str(rows)]
         out = run_child("benchmarks.inference", args)
-    lat = {k: median(v) for k, v in out["latency_batch1_ms"].items()}
+    lat = {k: v["p50"] for k, v in out["latency_batch1_ms"].items()}
     thr = {k: median(v) for k, v in out["throughput_batch64_rows_per_s"].items()}
     threads = out["torch_threads"]
     figures = [

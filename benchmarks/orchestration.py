@@ -227,6 +227,11 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     noop()
     noop_first_s = time.perf_counter() - t0
+    noop_s = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        noop()
+        noop_s.append(time.perf_counter() - t0)
 
     from flows.release import release
 
@@ -263,6 +268,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "import_prefect_s": import_s,
         "noop_flow_first_s": noop_first_s,
+        "noop_flow_s": noop_s,
         "rows": template.rows,
         "epochs": template.epochs,
         "warm_up": warm,
@@ -352,7 +358,7 @@ def _stage_figures(runs: list[dict[str, Any]]) -> tuple[list[Figure], dict[str, 
         figures.append(
             Figure.of(
                 f"stage_{name}",
-                f"{name}: Prefect task wrapper (task wall - function inside it)",
+                f"task wrapper around {name} (task wall - function inside it)",
                 median(wrap) * 1000,
                 "ms",
                 measured=f"flow task {median(outer):.2f} s vs plain call {median(plain):.2f} s",
@@ -396,6 +402,7 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
     )
     temp_api = startup[1]["first_flow_s"] - with_api["first_flow_s"]
     stage_figs, per_stage = _stage_figures(runs)
+    wrappers = [v["task_wrapper_s"] for v in per_stage.values()]
     rerun_stages = {
         name: median([r["rerun"]["outer"].get(name, float("nan")) for r in runs]) for name in STAGES
     }
@@ -416,6 +423,14 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             prefect_own,
             "s",
             measured=f"{100 * ratio(prefect_own, bare):.1f}% of the bare script",
+        ),
+        Figure.of(
+            "empty_flow_run",
+            "an empty flow run (API running): Prefect's fixed cost per flow run",
+            median(compare["noop_flow_s"]),
+            "s",
+            measured="median of 3, after a first call of "
+            f"{compare['noop_flow_first_s']:.2f} s; each task adds ~{1000 * median(wrappers):.0f} ms",
         ),
         Figure.of(
             "temporary_api_startup",

@@ -176,15 +176,20 @@ def print_table(report: Report, console: Console | None = None) -> None:
     (console or Console()).print(table(report))
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def markdown_table(report: Report) -> str:
     """The figures as a Markdown table, for the README."""
     lines = ["| figure | value | measured | target | met |", "|---|---|---|---|---|"]
     for section in report.sections.values():
         if section.skipped:
-            lines.append(f"| {section.title} | | skipped: {section.skipped} | | |")
+            lines.append(f"| {_cell(section.title)} | | skipped: {_cell(section.skipped)} | | |")
             continue
         for f in section.figures:
             met = "" if f.met is None else ("yes" if f.met else "**no**")
-            target = str(f.target) if f.target else ""
-            lines.append(f"| {f.label} | {fmt(f.value, f.unit)} | {f.measured} | {target} | {met} |")
+            target = _cell(str(f.target)) if f.target else ""
+            value = _cell(fmt(f.value, f.unit))
+            lines.append(f"| {_cell(f.label)} | {value} | {_cell(f.measured)} | {target} | {met} |")
     return "\n".join(lines) + "\n"
