@@ -10,7 +10,8 @@ The flow talks to a real ``prefect server start`` on a free local port ("API alr
 running", where the target applies). What a process pays once to start Prefect's temporary
 API, when no API is configured, is measured on its own in fresh processes and reported
 beside it. Per-stage overhead comes from timing each task from the flow's side (call to
-return) and, in the same run, the stage function inside it.
+return) and, in the same run, the stage function inside it. The server runs on the same
+cores as the flow, so the CPU time it spends during each release is recorded too.
 
 This module is also the child process that runs the flows: ``python -m
 benchmarks.orchestration compare|startup --result FILE``, so that Prefect reads its settings
@@ -33,6 +34,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from benchmarks.common import (
     child_env,
@@ -242,19 +245,36 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     def fresh(name: str) -> Path:
         return template.copy_to(work / name).write_config()
 
+    server = psutil.Process(args.server_pid) if args.server_pid else None
+
+    def server_cpu() -> float:
+        """CPU seconds the API server (and its workers) has used so far."""
+        if server is None:
+            return float("nan")
+        procs = [server, *server.children(recursive=True)]
+        return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
     def run_flow(config: Path) -> dict[str, Any]:
+        cpu = server_cpu()
         t0 = time.perf_counter()
         summary = release(config_path=str(config))
         wall = time.perf_counter() - t0
         outer, inner = clock.take()
         resumed = summary.training.resumed_from_epoch
-        return {"wall": wall, "outer": outer, "inner": inner, "resumed_from_epoch": resumed}
+        return {
+            "wall": wall,
+            "outer": outer,
+            "inner": inner,
+            "resumed_from_epoch": resumed,
+            "server_cpu_s": server_cpu() - cpu,
+        }
 
     def run_bare(config: Path) -> dict[str, Any]:
         times: dict[str, float] = {}
+        cpu = server_cpu()
         t0 = time.perf_counter()
         bare_release(config, times)
-        return {"wall": time.perf_counter() - t0, "stages": times}
+        return {"wall": time.perf_counter() - t0, "stages": times, "server_cpu_s": server_cpu() - cpu}
 
     warm = {"flow": run_flow(fresh("warm-flow")), "bare": run_bare(fresh("warm-bare"))}
     runs = []
@@ -299,8 +319,8 @@ def _startup(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[tuple[str, float]]:
-    """A real ``prefect server start`` on a free local port; yields (API URL, seconds until healthy)."""
+def prefect_server(home: Path) -> Iterator[tuple[str, float, int]]:
+    """A real ``prefect server start`` on a free local port; yields (API URL, seconds until healthy, pid)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = child_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
@@ -328,7 +348,7 @@ def prefect_server(home: Path) -> Iterator[tuple[str, float]]:
                         break
             except OSError:
                 time.sleep(0.2)
-        yield url, time.perf_counter() - t0
+        yield url, time.perf_counter() - t0, proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -375,10 +395,11 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
         env.pop("PREFECT_API_URL", None)
         startup_env = dict(env, PREFECT_HOME=str(work / "temporary-api-home"))
         startup = [run_child("benchmarks.orchestration", ["startup"], env=startup_env) for _ in range(2)]
-        with prefect_server(work / "server-home") as (url, server_s):
+        with prefect_server(work / "server-home") as (url, server_s, server_pid):
             env["PREFECT_API_URL"] = url
             with_api = run_child("benchmarks.orchestration", ["startup"], env=env)
             args = ["compare", "--work", str(work / "runs"), "--repeats", str(repeats)]
+            args += ["--server-pid", str(server_pid)]
             if rows:
                 args += ["--rows", str(rows)]
             if epochs:
@@ -423,6 +444,15 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             prefect_own,
             "s",
             measured=f"{100 * ratio(prefect_own, bare):.1f}% of the bare script",
+        ),
+        Figure.of(
+            "server_cpu",
+            "CPU the local API server used during one release (same 2 cores)",
+            median([r["flow"]["server_cpu_s"] for r in runs]),
+            "s",
+            measured=f"{median([r['bare']['server_cpu_s'] for r in runs]):.2f} s during a bare script; "
+            f"stage functions ran {median([sum(r['flow']['inner'].values()) for r in runs]):.2f} s in the flow "
+            f"vs {median([sum(r['bare']['stages'].values()) for r in runs]):.2f} s bare",
         ),
         Figure.of(
             "empty_flow_run",
@@ -501,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--server-pid", type=int, help="the API server's pid, to count its CPU time")
     args = parser.parse_args(argv)
     from attestflow.workspace import quiet_third_parties
 
