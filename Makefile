@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest lock dashboard clean
+.PHONY: install demo test lint typecheck pytest bench lock dashboard clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ typecheck: install
 
 pytest: install
 	$(BIN)/pytest
+
+# Each figure beside its alternative, measured in one run (about 8 minutes on 2 CPU cores):
+# writes benchmarks/results/latest.json and prints the table. BENCH_ARGS=--quick for a smoke run.
+bench: install
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Regenerate requirements.lock from pyproject.toml (exact versions and hashes, CPU torch).
 lock:

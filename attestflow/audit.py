@@ -106,6 +106,7 @@ class AuditLog:
             tmp = self.head_path.with_name(self.head_path.name + ".tmp")
             tmp.write_text(json.dumps(head))
             tmp.replace(self.head_path)
+        mirror_to_prefect(entry)
         return entry
 
     @property
@@ -157,6 +158,20 @@ class AuditLog:
             if _line_hash(lines[seq - 1]) != head["sha256"]:
                 return False, seq, f"entry {seq} differs from the hash recorded for it"
         return True, None, f"{len(lines)} entries, chain intact"
+
+
+def mirror_to_prefect(entry: dict[str, Any]) -> None:
+    """Emit the entry as a Prefect event ``attestflow.audit.<event>`` when inside a Prefect run."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    from prefect import events
+
+    resource = {"prefect.resource.id": f"attestflow.model.{entry['model'] or 'workspace'}"}
+    if entry["version"]:
+        resource["attestflow.version"] = str(entry["version"])
+    events.emit_event(event=f"attestflow.audit.{entry['event']}", resource=resource, payload=entry)
 
 
 def champion_history(entries: list[dict[str, Any]], model: str | None = None) -> list[dict[str, Any]]:

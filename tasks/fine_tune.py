@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,19 +149,37 @@ def train_one_epoch(
     y_all = torch.from_numpy(train.y)
     dtype = autocast_dtype(device, cfg.amp)
     loss_fn = nn.CrossEntropyLoss()
-    total, seen = 0.0, 0
-    for start in range(0, len(order), cfg.batch_size):
-        idx = torch.from_numpy(order[start : start + cfg.batch_size])
-        xb = x_all[idx].to(device, non_blocking=True)
-        yb = y_all[idx].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += float(loss.detach()) * len(idx)
-        seen += len(idx)
-    return total / max(seen, 1)
+    # A step of under ~4M multiply-adds is too small to split across threads: each op's
+    # fork/join costs more than it saves, and on a busy CPU OpenMP's waiting threads make
+    # it ten times slower. Such steps run on one intra-op thread (restored afterwards).
+    threads = torch.get_num_threads()
+    step_work = cfg.batch_size * sum(p.numel() for p in model.parameters())
+    if device.type == "cpu" and step_work < 1 << 22:
+        torch.set_num_threads(1)
+    losses: list[torch.Tensor] = []
+    sizes: list[int] = []
+    try:
+        for start in range(0, len(order), cfg.batch_size):
+            idx = torch.from_numpy(order[start : start + cfg.batch_size])
+            xb = x_all[idx].to(device, non_blocking=True)
+            yb = y_all[idx].to(device, non_blocking=True)
+            amp: AbstractContextManager[object] = (
+                torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+            )
+            with amp:
+                loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # Kept on the device: reading each loss back would wait for the GPU every step.
+            losses.append(loss.detach())
+            sizes.append(len(idx))
+    finally:
+        torch.set_num_threads(threads)
+    if not losses:
+        return 0.0
+    per_batch = torch.stack(losses).double().cpu()
+    return float((per_batch * torch.tensor(sizes, dtype=torch.float64)).sum()) / sum(sizes)
 
 
 @torch.no_grad()

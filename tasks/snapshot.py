@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,23 +29,48 @@ from attestflow.errors import BadInputError
 from attestflow.records import SnapshotRecord, write_json
 from attestflow.workspace import Workspace, redact_uri
 
+_buffers = threading.local()
+
 
 def _sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read into this thread's one reusable buffer."""
+    buf: memoryview | None = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = memoryview(bytearray(CHUNK))
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(buf[:n])
     return h.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every file under `folder` (symlinked files too, symlinked folders not), sorted.
+
+    The same set as ``rglob("*")`` filtered by ``is_file()``, but the entry types come from
+    the directory listing instead of one ``stat`` per entry.
+    """
+    found: list[Path] = []
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file():
+                    found.append(Path(entry.path))
+    return sorted(found)
 
 
 def sha256_manifest(data_path: Path, workers: int | None = None) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under `data_path` (or of the file itself).
 
     Files are hashed on a thread pool: hashlib releases the GIL, so this runs at disk speed.
+    Each thread reads into one buffer it keeps, so memory stays flat at any data size.
     """
     if data_path.is_file():
         return {data_path.name: _sha256(data_path)}
-    files = sorted(p for p in data_path.rglob("*") if p.is_file())
+    files = _files(data_path)
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
         digests = list(pool.map(_sha256, files))
     return {p.relative_to(data_path).as_posix(): d for p, d in zip(files, digests, strict=True)}

@@ -158,3 +158,24 @@ def test_two_concurrent_promotions_leave_one_champion_and_an_intact_chain(exampl
     # Each promotion saw the champion that the one before it left: no lost update.
     for before, after in zip(promotions[-6:], promotions[-5:], strict=False):
         assert after["details"]["previous"] == before["version"]
+
+
+def test_audit_events_are_mirrored_as_prefect_events(
+    example_repo: ExampleRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect import events
+
+    seen: list[str] = []
+    real = events.emit_event
+
+    def spy(**kwargs: object) -> object:
+        seen.append(str(kwargs["event"]))
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(events, "emit_event", spy)
+    release(config_path=str(example_repo.write_config()))
+    assert {"attestflow.audit.run_started", "attestflow.audit.gate", "attestflow.audit.promotion"} <= set(
+        seen
+    )
+    logged = [e["event"] for e in AuditLog.of(example_repo.workspace).entries()]
+    assert [s.removeprefix("attestflow.audit.") for s in seen] == logged

@@ -1,0 +1,620 @@
+"""Orchestration overhead and the unchanged re-run: the release flow against a bare script.
+
+The bare script calls the same stage functions as ``flows/release.py``, in the same order,
+with the same config, data and registration, but without Prefect. Each side gets its own
+fresh DVC repo and workspace per run, because fine_tune resumes from checkpoints keyed by
+the digest of its inputs and must not find the other side's. The two sides alternate, and
+a warm-up run of each goes first so that neither pays the process's import costs alone.
+
+The flow talks to a real ``prefect server start`` on a free local port ("API already
+running", where the target applies). What a process pays once to start Prefect's temporary
+API, when no API is configured, is measured on its own in fresh processes and reported
+beside it. Per-stage overhead comes from timing each task from the flow's side (call to
+return) and, in the same run, the stage function inside it. The server runs on the same
+cores as the flow, so the CPU time it spends during each release is recorded too.
+
+This module is also the child process that runs the flows: ``python -m
+benchmarks.orchestration compare|startup --result FILE``, so that Prefect reads its settings
+from an environment set before it is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import getpass
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.common import (
+    child_env,
+    free_port,
+    make_workload,
+    median,
+    ratio,
+    run_child,
+    scratch,
+    write_result,
+)
+from benchmarks.results import Figure, Section, Target
+
+STAGES = [
+    "snapshot",
+    "validate_data",
+    "fine_tune",
+    "export_onnx",
+    "validate_onnx",
+    "register",
+    "gate",
+    "promote",
+]
+
+
+def bare_release(config_path: Path, times: dict[str, float]) -> Any:
+    """The release flow's body as a plain script: the same stage functions, no Prefect.
+
+    Wall seconds of each stage call go into `times`.
+    """
+    from attestflow.audit import AuditLog
+    from attestflow.config import load_config
+    from attestflow.errors import GateFailedError
+    from attestflow.keys import trusted_public_key
+    from attestflow.lineage import code_revision
+    from attestflow.policy import load_policy
+    from attestflow.records import ReleaseSummary, write_json
+    from attestflow.tracking import tracking_uri
+    from attestflow.workspace import Workspace
+    from flows.approval import approve
+    from flows.release import CODE_ROOT
+    from tasks.canary import canary
+    from tasks.export_onnx import export_onnx
+    from tasks.fine_tune import fine_tune
+    from tasks.gates import run_gates
+    from tasks.gates.report import publish_gates
+    from tasks.promote import promote
+    from tasks.register import register
+    from tasks.sign import sign
+    from tasks.snapshot import snapshot
+    from tasks.validate_data import validate_data
+    from tasks.validate_onnx import validate_onnx
+
+    def call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        times[name] = time.perf_counter() - t0
+        return out
+
+    started_on = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    cfg = load_config(config_path)
+    policy = load_policy(cfg.gates.policy)
+    ws = Workspace.at(cfg.workspace)
+    ws.activate()
+    run_id = uuid.uuid4().hex
+    revision = code_revision(CODE_ROOT)
+    audit = AuditLog.of(ws.root)
+    who = f"user:{os.environ.get('ATTESTFLOW_ACTOR') or getpass.getuser()}"
+    audit.append(
+        "run_started", model=cfg.model_name, actor=who, flow_run_id=run_id, config_sha256=cfg.digest().value
+    )
+    out_dir = ws.releases / cfg.model_name / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(cfg.register.tracking_uri, ws)
+    write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
+
+    snap = call("snapshot", snapshot, cfg.snapshot, cfg.data.path, ws, out_dir)
+    audit.append("snapshot", model=cfg.model_name, flow_run_id=run_id, dvc_md5=snap.dvc_md5)
+    checked = call("validate_data", validate_data, cfg.validate_data, snap.data_path, out_dir)
+    audit.append("data_validation", model=cfg.model_name, flow_run_id=run_id, passed=checked.success)
+    if not checked.success:
+        raise GateFailedError([f"data validation failed: {', '.join(checked.failed)}"])
+    run_tags = {"prefect_flow_run_id": run_id, "data_md5": snap.dvc_md5, "git_commit": revision.commit}
+    trained = call(
+        "fine_tune",
+        fine_tune,
+        cfg.fine_tune,
+        cfg.data,
+        ws,
+        snap.dvc_md5,
+        uri,
+        cfg.register.experiment,
+        run_tags,
+    )
+    exported = call("export_onnx", export_onnx, cfg.export_onnx, trained.checkpoint_path, out_dir)
+    checked_onnx = call(
+        "validate_onnx",
+        validate_onnx,
+        cfg.validate_onnx,
+        cfg.data,
+        exported.onnx_path,
+        trained.checkpoint_path,
+    )
+    invocation = {
+        "config_path": str(config_path),
+        "overrides": [],
+        "flow_run_id": run_id,
+        "started_on": started_on,
+        "triggered_by": who,
+    }
+    signed = call("sign", sign, cfg, ws, out_dir, snap, trained, exported, checked_onnx, revision, invocation)
+    tags = {
+        "data_md5": snap.dvc_md5,
+        "data_manifest_sha256": snap.manifest_digest.value,
+        "onnx_sha256": exported.digest.value,
+        "config_sha256": cfg.digest().value,
+        "git_commit": revision.commit,
+        "git_dirty": str(revision.dirty).lower(),
+        "prefect_flow_run_id": run_id,
+        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+        "onnx_provider": checked_onnx.provider,
+        "triggered_by": who,
+        "bundle_sha256": signed.bundle_digest.value,
+        "signature_sha256": signed.signature_digest.value,
+        "provenance_sha256": signed.provenance_digest.value,
+        "signing_key_id": signed.key_id,
+        "release_key": signed.release_key,
+        "gate_policy_sha256": policy.digest().value,
+    }
+    registered = call(
+        "register",
+        register,
+        cfg.model_name,
+        signed.bundle_dir,
+        cfg.data,
+        trained.mlflow_run_id,
+        uri,
+        checked_onnx,
+        tags,
+    )
+    public_key = trusted_public_key(cfg.sign.public_key, ws.root)
+    gates = call(
+        "gates",
+        functools.partial(
+            run_gates,
+            model_name=cfg.model_name,
+            tracking_uri=uri,
+            provider=cfg.validate_onnx.provider,
+            checkpoint=trained.checkpoint_path,
+            data_validation=checked,
+            model_label=registered.model_uri,
+            public_key=public_key,
+        ),
+        policy,
+        exported.onnx_path,
+        cfg.data,
+    )
+    gates_json = write_json(out_dir / "gates.json", gates)
+    call("publish_gates", publish_gates, gates, gates_json, registered, uri)
+    for g in gates.decisions:
+        audit.append("gate", model=cfg.model_name, version=registered.version, gate=g.gate, passed=g.passed)
+    promotion = approval = canaried = None
+    if gates.passed:
+        approval = approve(cfg.approve, cfg.model_name, registered.version, signed.bundle_digest.value, audit)
+        promotion = call(
+            "promote",
+            promote,
+            cfg.model_name,
+            registered.version,
+            cfg.promote.alias,
+            cfg.promote.previous_alias,
+            uri,
+            public_key,
+            audit,
+            run_id,
+        )
+        canaried = call(
+            "canary",
+            canary,
+            cfg.canary,
+            cfg.data,
+            cfg.model_name,
+            registered.version,
+            promotion.previous_version,
+            uri,
+            public_key,
+        )
+    summary = ReleaseSummary(
+        model_name=cfg.model_name,
+        release_dir=out_dir,
+        snapshot=snap,
+        validation=checked,
+        training=trained,
+        onnx=exported,
+        onnx_validation=checked_onnx,
+        signature=signed,
+        registration=registered,
+        gates=gates,
+        approval=approval,
+        promotion=promotion,
+        canary=canaried,
+        flow_run_id=run_id,
+    )
+    write_json(out_dir / "release.json", summary)
+    if not gates.passed:
+        raise GateFailedError(gates.failures())
+    audit.append("release_completed", model=cfg.model_name, version=registered.version, flow_run_id=run_id)
+    return summary
+
+
+class StageClock:
+    """Times each task of the release flow from the flow's side and, inside it, the stage function."""
+
+    def __init__(self) -> None:
+        self.outer: dict[str, float] = {}
+        self.inner: dict[str, float] = {}
+
+    def install(self) -> None:
+        """Wrap `flows.release.stage` so every task it configures is timed."""
+        import flows.release as rel
+
+        original = rel.stage
+
+        def timed_stage(task: Any, cfg: Any) -> Any:
+            staged = original(task, cfg)
+            fn = staged.fn
+
+            @functools.wraps(fn)
+            def inner(*args: Any, **kwargs: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.inner[task.name] = time.perf_counter() - t0
+
+            staged.fn = inner
+
+            def outer(*args: Any, **kwargs: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return staged(*args, **kwargs)
+                finally:
+                    self.outer[task.name] = time.perf_counter() - t0
+
+            return outer
+
+        rel.stage = timed_stage  # type: ignore[assignment]
+
+    def take(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The timings of the last run (outer, inner), cleared for the next."""
+        out = (dict(self.outer), dict(self.inner))
+        self.outer.clear()
+        self.inner.clear()
+        return out
+
+
+def _compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Child: warm up, then alternate flow and bare releases on fresh repos; re-run each flow's repo."""
+    work = Path(args.work)
+    t0 = time.perf_counter()
+    from prefect import flow
+
+    import_s = time.perf_counter() - t0
+
+    @flow(name="bench-noop")
+    def noop() -> int:
+        return 1
+
+    t0 = time.perf_counter()
+    noop()
+    noop_first_s = time.perf_counter() - t0
+    noop_s = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        noop()
+        noop_s.append(time.perf_counter() - t0)
+
+    from flows.release import release
+
+    template = make_workload(work / "template", rows=args.rows, epochs=args.epochs)
+    clock = StageClock()
+    clock.install()
+
+    def fresh(name: str) -> Path:
+        return template.copy_to(work / name).write_config()
+
+    server = psutil.Process(args.server_pid) if args.server_pid else None
+
+    def server_cpu() -> float:
+        """CPU seconds the API server (and its workers) has used so far."""
+        if server is None:
+            return float("nan")
+        procs = [server, *server.children(recursive=True)]
+        return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+    def run_flow(config: Path) -> dict[str, Any]:
+        cpu = server_cpu()
+        t0 = time.perf_counter()
+        summary = release(config_path=str(config))
+        wall = time.perf_counter() - t0
+        outer, inner = clock.take()
+        resumed = summary.training.resumed_from_epoch
+        return {
+            "wall": wall,
+            "outer": outer,
+            "inner": inner,
+            "resumed_from_epoch": resumed,
+            "server_cpu_s": server_cpu() - cpu,
+        }
+
+    def run_bare(config: Path) -> dict[str, Any]:
+        times: dict[str, float] = {}
+        cpu = server_cpu()
+        t0 = time.perf_counter()
+        bare_release(config, times)
+        return {"wall": time.perf_counter() - t0, "stages": times, "server_cpu_s": server_cpu() - cpu}
+
+    warm = {"flow": run_flow(fresh("warm-flow")), "bare": run_bare(fresh("warm-bare"))}
+    runs = []
+    for r in range(args.repeats):
+        flow_cfg, bare_cfg = fresh(f"flow-{r}"), fresh(f"bare-{r}")
+        rec: dict[str, Any] = {"order": ["flow", "bare"] if r % 2 == 0 else ["bare", "flow"]}
+        for side in rec["order"]:
+            rec[side] = run_flow(flow_cfg) if side == "flow" else run_bare(bare_cfg)
+        rec["rerun"] = run_flow(flow_cfg)
+        runs.append(rec)
+    return {
+        "import_prefect_s": import_s,
+        "noop_flow_first_s": noop_first_s,
+        "noop_flow_s": noop_s,
+        "rows": template.rows,
+        "epochs": template.epochs,
+        "warm_up": warm,
+        "runs": runs,
+    }
+
+
+def _startup(args: argparse.Namespace) -> dict[str, Any]:
+    """Child: the first flow call of a fresh process, which starts the temporary API when none is set."""
+    t0 = time.perf_counter()
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    import_s = time.perf_counter() - t0
+
+    @flow(name="bench-noop")
+    def noop() -> int:
+        return 1
+
+    t0 = time.perf_counter()
+    noop()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    noop()
+    second = time.perf_counter() - t0
+    api_url = get_current_settings().api.url
+    return {"import_prefect_s": import_s, "first_flow_s": first, "second_flow_s": second, "api_url": api_url}
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[tuple[str, float, int]]:
+    """A real ``prefect server start`` on a free local port; yields (API URL, seconds until healthy, pid)."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = child_env({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    env.pop("PREFECT_API_URL", None)
+    prefect_cli = Path(sys.executable).with_name("prefect")
+    url = f"http://127.0.0.1:{port}/api"
+    log = (home / "server.log").open("w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(prefect_cli), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited {proc.returncode}: see {home / 'server.log'}")
+            if time.perf_counter() - t0 > 180:
+                raise RuntimeError("prefect server did not answer /health within 180 s")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        yield url, time.perf_counter() - t0, proc.pid
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def _stage_figures(runs: list[dict[str, Any]]) -> tuple[list[Figure], dict[str, Any]]:
+    figures, per_stage = [], {}
+    for name in STAGES:
+        plain = [r["bare"]["stages"][name] for r in runs if name in r["bare"]["stages"]]
+        outer = [r["flow"]["outer"][name] for r in runs if name in r["flow"]["outer"]]
+        inner = [r["flow"]["inner"][name] for r in runs if name in r["flow"]["inner"]]
+        wrap = [
+            r["flow"]["outer"][name] - r["flow"]["inner"][name] for r in runs if name in r["flow"]["outer"]
+        ]
+        per_stage[name] = {
+            "plain_s": median(plain),
+            "flow_task_s": median(outer),
+            "flow_inner_s": median(inner),
+            "task_wrapper_s": median(wrap),
+        }
+        figures.append(
+            Figure.of(
+                f"stage_{name}",
+                f"task wrapper around {name} (task wall - function inside it)",
+                median(wrap) * 1000,
+                "ms",
+                measured=f"flow task {median(outer):.2f} s vs plain call {median(plain):.2f} s",
+            )
+        )
+    return figures, per_stage
+
+
+def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
+    """Run the comparison (and the temporary-API start-up) and turn it into figures."""
+    started = time.perf_counter()
+    with scratch("orchestration") as work:
+        env = child_env({"PREFECT_HOME": str(work / "client-home")})
+        env.pop("PREFECT_API_URL", None)
+        startup_env = dict(env, PREFECT_HOME=str(work / "temporary-api-home"))
+        startup = [run_child("benchmarks.orchestration", ["startup"], env=startup_env) for _ in range(2)]
+        with prefect_server(work / "server-home") as (url, server_s, server_pid):
+            env["PREFECT_API_URL"] = url
+            with_api = run_child("benchmarks.orchestration", ["startup"], env=env)
+            args = ["compare", "--work", str(work / "runs"), "--repeats", str(repeats)]
+            args += ["--server-pid", str(server_pid)]
+            if rows:
+                args += ["--rows", str(rows)]
+            if epochs:
+                args += ["--epochs", str(epochs)]
+            compare = run_child("benchmarks.orchestration", args, env=env, timeout_s=1200)
+
+    runs = compare["runs"]
+    flow = median([r["flow"]["wall"] for r in runs])
+    bare = median([r["bare"]["wall"] for r in runs])
+    rerun = median([r["rerun"]["wall"] for r in runs])
+    pair_ratio = median([r["flow"]["wall"] / r["bare"]["wall"] for r in runs])
+    rerun_ratio = median([r["rerun"]["wall"] / r["flow"]["wall"] for r in runs])
+    # Prefect's own time, from one run: flow wall minus the stage functions inside it, less what
+    # the bare script spends outside its stage calls (config, git revision, JSON evidence).
+    prefect_own = median(
+        [
+            (r["flow"]["wall"] - sum(r["flow"]["inner"].values()))
+            - (r["bare"]["wall"] - sum(r["bare"]["stages"].values()))
+            for r in runs
+        ]
+    )
+    temp_api = startup[1]["first_flow_s"] - with_api["first_flow_s"]
+    stage_figs, per_stage = _stage_figures(runs)
+    wrappers = [v["task_wrapper_s"] for v in per_stage.values()]
+    rerun_stages = {
+        name: median([r["rerun"]["outer"].get(name, float("nan")) for r in runs]) for name in STAGES
+    }
+    top = sorted(rerun_stages.items(), key=lambda kv: -kv[1])[:3]
+    n = len(runs)
+    figures = [
+        Figure.of(
+            "flow_vs_bare",
+            "release flow vs bare script (Prefect API already running)",
+            pair_ratio,
+            "x",
+            measured=f"{flow:.2f} s vs {bare:.2f} s (medians of {n})",
+            target=Target("<=", 1.05),
+        ),
+        Figure.of(
+            "prefect_own_time",
+            "Prefect's own time per release (flow wall - stage functions, less the script's own)",
+            prefect_own,
+            "s",
+            measured=f"{100 * ratio(prefect_own, bare):.1f}% of the bare script",
+        ),
+        Figure.of(
+            "server_cpu",
+            "CPU the local API server used during one release (same 2 cores)",
+            median([r["flow"]["server_cpu_s"] for r in runs]),
+            "s",
+            measured=f"{median([r['bare']['server_cpu_s'] for r in runs]):.2f} s during a bare script; "
+            f"stage functions ran {median([sum(r['flow']['inner'].values()) for r in runs]):.2f} s in the flow "
+            f"vs {median([sum(r['bare']['stages'].values()) for r in runs]):.2f} s bare",
+        ),
+        Figure.of(
+            "empty_flow_run",
+            "an empty flow run (API running): Prefect's fixed cost per flow run",
+            median(compare["noop_flow_s"]),
+            "s",
+            measured="median of 3, after a first call of "
+            f"{compare['noop_flow_first_s']:.2f} s; each task adds ~{1000 * median(wrappers):.0f} ms",
+        ),
+        Figure.of(
+            "temporary_api_startup",
+            "fixed cost per process: Prefect's temporary API (no API configured)",
+            temp_api,
+            "s",
+            measured=(
+                f"first flow call {startup[1]['first_flow_s']:.2f} s without an API "
+                f"vs {with_api['first_flow_s']:.2f} s with one; "
+                f"{startup[0]['first_flow_s'] - with_api['first_flow_s']:.1f} s the very first time (new database)"
+            ),
+        ),
+        Figure.of(
+            "flow_with_temporary_api_vs_bare",
+            "release flow incl. temporary API start-up vs bare script",
+            ratio(flow + temp_api, bare),
+            "x",
+            measured=f"{flow + temp_api:.2f} s vs {bare:.2f} s",
+        ),
+        Figure.of(
+            "server_startup",
+            "`prefect server start` until /health answers (once per machine)",
+            server_s,
+            "s",
+        ),
+        *stage_figs,
+        Figure.of(
+            "rerun_vs_first",
+            "unchanged re-run vs first release (flow, API running)",
+            rerun_ratio,
+            "x",
+            measured=f"{rerun:.2f} s vs {flow:.2f} s; most of it: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in top),
+            target=Target("<=", 0.10),
+        ),
+    ]
+    details = {
+        "repeats": n,
+        "rows": compare["rows"],
+        "epochs": compare["epochs"],
+        "flow_s": [r["flow"]["wall"] for r in runs],
+        "bare_s": [r["bare"]["wall"] for r in runs],
+        "rerun_s": [r["rerun"]["wall"] for r in runs],
+        "per_stage": per_stage,
+        "rerun_per_stage_s": rerun_stages,
+        "rerun_resumed_from_epoch": [r["rerun"]["resumed_from_epoch"] for r in runs],
+        "prefect_server_startup_s": server_s,
+        "temporary_api": {"fresh_home": startup[0], "existing_home": startup[1], "with_api": with_api},
+        "import_prefect_s": compare["import_prefect_s"],
+        "warm_up": compare["warm_up"],
+        "runs": runs,
+    }
+    return Section(
+        name="orchestration",
+        title="Orchestration overhead and unchanged re-run",
+        figures=figures,
+        details=details,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the child process."""
+    parser = argparse.ArgumentParser(description="Release flow vs bare script (child process).")
+    parser.add_argument("mode", choices=["compare", "startup"])
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--server-pid", type=int, help="the API server's pid, to count its CPU time")
+    args = parser.parse_args(argv)
+    from attestflow.workspace import quiet_third_parties
+
+    quiet_third_parties()
+    write_result(args.result, _compare(args) if args.mode == "compare" else _startup(args))
+
+
+if __name__ == "__main__":
+    main()
