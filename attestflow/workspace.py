@@ -66,6 +66,9 @@ class Workspace:
         os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+        # The temporary API's first start creates and migrates its SQLite database; on a busy
+        # 2-core machine that can take longer than Prefect's default 20 s.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         quiet_third_parties()
 
 

@@ -151,7 +151,10 @@ def _run_release(config: Path, overrides: list[str]) -> None:
     from flows.release import release
 
     _quiet_expected_failures()
-    state: Any = release(config_path=str(config), overrides=overrides, return_state=True)
+    try:
+        state: Any = release(config_path=str(config), overrides=overrides, return_state=True)
+    except Exception as e:  # the orchestrator itself failed (no API, no database): not a gate's "no"
+        fail(1, f"[bold red]release could not run:[/] {type(e).__name__}: {str(e).splitlines()[0]}")
     if state.is_completed():
         print_summary(state.result(), time.perf_counter() - started)
         return
