@@ -83,7 +83,7 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
     from tasks.gates import run_gates
     from tasks.gates.report import publish_gates
     from tasks.promote import promote
-    from tasks.register import register
+    from tasks.register import register, release_tags
     from tasks.sign import sign
     from tasks.snapshot import snapshot
     from tasks.validate_data import validate_data
@@ -147,24 +147,7 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
         "triggered_by": who,
     }
     signed = call("sign", sign, cfg, ws, out_dir, snap, trained, exported, checked_onnx, revision, invocation)
-    tags = {
-        "data_md5": snap.dvc_md5,
-        "data_manifest_sha256": snap.manifest_digest.value,
-        "onnx_sha256": exported.digest.value,
-        "config_sha256": cfg.digest().value,
-        "git_commit": revision.commit,
-        "git_dirty": str(revision.dirty).lower(),
-        "prefect_flow_run_id": run_id,
-        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
-        "onnx_provider": checked_onnx.provider,
-        "triggered_by": who,
-        "bundle_sha256": signed.bundle_digest.value,
-        "signature_sha256": signed.signature_digest.value,
-        "provenance_sha256": signed.provenance_digest.value,
-        "signing_key_id": signed.key_id,
-        "release_key": signed.release_key,
-        "gate_policy_sha256": policy.digest().value,
-    }
+    tags = release_tags(cfg, snap, trained, exported, checked_onnx, signed, revision, run_id, who, policy)
     registered = call(
         "register",
         register,

@@ -33,7 +33,7 @@ from tasks.fine_tune import fine_tune_task
 from tasks.gates import run_gates_task
 from tasks.gates.report import publish_gates_task
 from tasks.promote import promote_task
-from tasks.register import register_task
+from tasks.register import register_task, release_tags
 from tasks.sign import sign_task
 from tasks.snapshot import snapshot_task
 from tasks.validate_data import validate_data_task
@@ -125,24 +125,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     signed = stage(sign_task, cfg.sign)(
         cfg, ws, out_dir, snap, trained, exported, checked_onnx, revision, invocation
     )
-    tags = {
-        "data_md5": snap.dvc_md5,
-        "data_manifest_sha256": snap.manifest_digest.value,
-        "onnx_sha256": exported.digest.value,
-        "config_sha256": cfg.digest().value,
-        "git_commit": revision.commit,
-        "git_dirty": str(revision.dirty).lower(),
-        "prefect_flow_run_id": run_id,
-        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
-        "onnx_provider": checked_onnx.provider,
-        "triggered_by": who,
-        "bundle_sha256": signed.bundle_digest.value,
-        "signature_sha256": signed.signature_digest.value,
-        "provenance_sha256": signed.provenance_digest.value,
-        "signing_key_id": signed.key_id,
-        "release_key": signed.release_key,
-        "gate_policy_sha256": policy.digest().value,
-    }
+    tags = release_tags(cfg, snap, trained, exported, checked_onnx, signed, revision, run_id, who, policy)
     registered = stage(register_task, cfg.register)(
         cfg.model_name, signed.bundle_dir, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
     )

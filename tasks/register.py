@@ -20,11 +20,53 @@ import onnx
 from prefect import task
 
 from attestflow.bundle import ATTESTATION, MODEL
-from attestflow.config import DataConfig
+from attestflow.config import DataConfig, ReleaseConfig
 from attestflow.dataset import load_splits
 from attestflow.errors import GateFailedError
-from attestflow.records import OnnxValidationRecord, RegistrationRecord
+from attestflow.lineage import CodeRevision
+from attestflow.policy import GatePolicy
+from attestflow.records import (
+    OnnxExportRecord,
+    OnnxValidationRecord,
+    RegistrationRecord,
+    SnapshotRecord,
+    TrainingRecord,
+)
 from attestflow.tracking import client, fluent_uri
+from tasks.sign import SignatureRecord
+
+
+def release_tags(
+    cfg: ReleaseConfig,
+    snap: SnapshotRecord,
+    trained: TrainingRecord,
+    exported: OnnxExportRecord,
+    checked: OnnxValidationRecord,
+    signed: SignatureRecord,
+    revision: CodeRevision,
+    run_id: str,
+    who: str,
+    policy: GatePolicy,
+) -> dict[str, str]:
+    """The model version's tags: the digests that tie it to its inputs, its evidence and its run."""
+    return {
+        "data_md5": snap.dvc_md5,
+        "data_manifest_sha256": snap.manifest_digest.value,
+        "onnx_sha256": exported.digest.value,
+        "config_sha256": cfg.digest().value,
+        "git_commit": revision.commit,
+        "git_dirty": str(revision.dirty).lower(),
+        "prefect_flow_run_id": run_id,
+        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+        "onnx_provider": checked.provider,
+        "triggered_by": who,
+        "bundle_sha256": signed.bundle_digest.value,
+        "signature_sha256": signed.signature_digest.value,
+        "provenance_sha256": signed.provenance_digest.value,
+        "signing_key_id": signed.key_id,
+        "release_key": signed.release_key,
+        "gate_policy_sha256": policy.digest().value,
+    }
 
 
 def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
