@@ -30,8 +30,9 @@ from attestflow.workspace import Workspace, quiet_third_parties
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Signed, gated model releases on Prefect.")
 gates_app = typer.Typer(no_args_is_help=True, help="The release gates: calibration of their thresholds.")
 app.add_typer(gates_app, name="gates")
-console = Console()
-err = Console(stderr=True)
+# Piped or under make, rich would wrap at 80 columns and fold digests and gate tables to pieces.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Release config YAML.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: stage.key=value.")]
@@ -91,7 +92,8 @@ def gate_table(report: GateReport) -> Table:
     for row in table_rows(report):
         result = "[green]pass[/]" if row["result"] == "pass" else "[red]FAIL[/]"
         cells = [escape(row[k]) for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
-        table.add_row(*cells, result, escape(row["reason"]))
+        # A passing gate's reason restates value and threshold; only a "no" needs its sentence.
+        table.add_row(*cells, result, escape(row["reason"]) if row["result"] != "pass" else "")
     return table
 
 
@@ -118,6 +120,17 @@ def print_summary(summary: ReleaseSummary, seconds: float) -> None:
         ),
         ("metrics", ", ".join(f"{k} {v:.4f}" for k, v in summary.onnx_validation.metrics.items())),
         ("model version", summary.registration.model_uri),
+        (
+            "signed",
+            f"bundle {summary.signature.bundle_digest.value[:16]}..., key {summary.signature.key_id[:23]}...",
+        ),
+        (
+            "approval",
+            f"{summary.approval.approver} ({summary.approval.mode}): {summary.approval.reason}"
+            if summary.approval
+            else "not asked",
+        ),
+        ("canary", summary.canary.reason if summary.canary else "not run"),
         (
             "promoted",
             f"@{promo.alias} -> v{promo.version} (was {promo.previous_version or 'unset'})"
