@@ -22,6 +22,7 @@ from attestflow.tracking import tracking_uri
 from attestflow.verify import dvc_object_path
 from attestflow.workspace import Workspace
 from tasks.drift import DriftReport, drift_task
+from tasks.gates.report import artifact_key
 
 DRIFT_EVENT = "attestflow.drift.detected"
 
@@ -66,9 +67,10 @@ def monitor_drift(current: str, config_path: str = "configs/release.yaml") -> Dr
     uri = tracking_uri(cfg.register.tracking_uri, ws)
     reference = champion_training_data(cfg.model_name, cfg.promote.alias, uri, ws)
     report = drift_task(cfg.drift, cfg.data, reference, Path(current))
-    key = "drift-" + "".join(ch if ch.isalnum() else "-" for ch in cfg.model_name.lower())
     create_markdown_artifact(
-        key=key, markdown=_markdown(report, cfg.model_name), description="data drift report"
+        key=artifact_key(cfg.model_name, "drift"),
+        markdown=_markdown(report, cfg.model_name),
+        description="data drift report",
     )
     if report.drifted:
         emit_event(

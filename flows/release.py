@@ -27,6 +27,7 @@ from attestflow.records import ReleaseSummary, write_json
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 from flows.approval import approve
+from flows.artifacts import publish_lineage
 from tasks.canary import canary_task
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
@@ -239,6 +240,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         flow_run_id=run_id,
     )
     write_json(out_dir / "release.json", summary)
+    publish_lineage(summary, "refused" if failed else "released")
     if failed:
         if not any("rolled back" in r for r in failed):
             failed.append(f"{cfg.promote.alias} not moved")

@@ -23,9 +23,9 @@ PASSED_PREFIX = "gate_passed/"
 THRESHOLD_PREFIX = "gate_threshold/"
 
 
-def artifact_key(model_name: str) -> str:
-    """The Prefect artifact key of a model's gate table: lowercase letters, digits and dashes."""
-    return "gates-" + (re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-") or "model")
+def artifact_key(model_name: str, kind: str = "gates") -> str:
+    """A model's stable Prefect artifact key (lowercase letters, digits, dashes), so history accrues."""
+    return f"{kind}-" + (re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-") or "model")
 
 
 def metric_name(d: GateDecision, prefix: str = MARGIN_PREFIX) -> str:

@@ -1,0 +1,70 @@
+"""What the Prefect run page shows of a release: its lineage, as a markdown artifact.
+
+Prefect's open-source UI has no asset lineage graph, so each release publishes the chain
+data snapshot -> validation -> training -> ONNX -> signature -> registry -> gates -> approval
+-> promotion -> canary under a key stable per model (``lineage-<model>``), so that the
+Artifacts page keeps the history of every release of that model.
+"""
+
+from __future__ import annotations
+
+from prefect.artifacts import create_markdown_artifact
+
+from attestflow.records import ReleaseSummary
+from tasks.gates.report import artifact_key
+
+
+def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
+    """The release's lineage as markdown, with the ids to open it in MLflow and DVC."""
+    s, t, o, g, reg = summary.snapshot, summary.training, summary.onnx, summary.gates, summary.registration
+    approval = summary.approval
+    promo = summary.promotion
+    canary = summary.canary
+    rows = [
+        (
+            "data snapshot",
+            f"`{s.data_path.name}`, DVC md5 `{s.dvc_md5}` ({s.dvc_file.name}), remote `{s.remote_url}`",
+        ),
+        (
+            "validation",
+            f"{summary.validation.evaluated} expectations, {'passed' if summary.validation.success else 'FAILED'}",
+        ),
+        (
+            "training",
+            f"MLflow run `{t.mlflow_run_id}`, {t.device} {t.precision}, resumed from epoch {t.resumed_from_epoch}",
+        ),
+        (
+            "checkpoints",
+            f"base `{t.base_checkpoint_digest.value[:16]}`, final `{t.checkpoint_digest.value[:16]}`",
+        ),
+        ("ONNX", f"sha256 `{o.digest.value}`, opset {o.opset}, ran on {summary.onnx_validation.provider}"),
+        (
+            "signature",
+            f"bundle `{summary.signature.bundle_digest.value[:16]}`, key `{summary.signature.key_id}`",
+        ),
+        ("registry", f"`{reg.model_uri}`{' (same inputs, reused)' if reg.reused else ''}"),
+        (
+            "gates",
+            f"{'passed' if g.passed else 'FAILED'}: {len(g.decisions)} decisions, policy `{g.policy_digest.value[:12]}`",
+        ),
+        ("approval", f"{approval.approver}: {approval.reason}" if approval else "not asked"),
+        (
+            "promotion",
+            f"@{promo.alias} -> v{promo.version} (was v{promo.previous_version})" if promo else "none",
+        ),
+        ("canary", canary.reason if canary else "not run"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return (
+        f"# Release of {summary.model_name}: {outcome}\n\n| stage | evidence |\n|---|---|\n{table}\n\n"
+        f"`attestflow lineage {reg.model_uri}` and `attestflow verify {reg.model_uri}` go further.\n"
+    )
+
+
+def publish_lineage(summary: ReleaseSummary, outcome: str) -> None:
+    """Create the release's lineage artifact on the current flow run."""
+    create_markdown_artifact(
+        key=artifact_key(summary.model_name, "lineage"),
+        markdown=lineage_markdown(summary, outcome),
+        description=f"lineage of {summary.registration.model_uri}",
+    )
