@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,18 @@ class Digest:
         return f"{self.algorithm}:{self.value}"
 
 
+_buffers = threading.local()
+
+
 def file_digest(path: Path, algorithm: str = "sha256") -> Digest:
-    """Hash a file's bytes in fixed-size chunks (flat memory at any size)."""
+    """Hash a file's bytes through this thread's one reusable buffer (flat memory at any size)."""
+    buf: memoryview | None = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = memoryview(bytearray(CHUNK))
     h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(buf[:n])
     return Digest(algorithm, h.hexdigest(), "file bytes")
 
 

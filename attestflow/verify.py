@@ -9,7 +9,6 @@ provenance names is still in the DVC remote with that md5.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tempfile
@@ -28,7 +27,7 @@ from attestflow.bundle import (
     signature_manifest,
     signed_files,
 )
-from attestflow.digests import CHUNK, file_digest
+from attestflow.digests import file_digest
 from attestflow.errors import BadInputError
 from attestflow.formats import check_onnx_file
 from attestflow.keys import load_public_key
@@ -149,14 +148,6 @@ def _check_tags(bundle: Path, tags: dict[str, str], stmt: dict[str, Any] | None)
     return Check("registry tags", True, "registry tags agree with the files and the provenance")
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def dvc_object_path(remote: Path, md5: str) -> Path:
     """Where a local DVC 3 remote keeps the object with this md5."""
     return remote / "files" / "md5" / md5[:2] / md5[2:]
@@ -171,7 +162,7 @@ def check_dvc_remote(remote_url: str, md5: str) -> Check:
     obj = dvc_object_path(remote, md5)
     if not obj.is_file():
         return Check("data snapshot", False, f"DVC object {md5} is not in the remote {remote}")
-    if _md5(obj) != md5.removesuffix(".dir"):
+    if file_digest(obj, "md5").value != md5.removesuffix(".dir"):
         return Check("data snapshot", False, f"DVC object {md5} in the remote does not have that md5")
     if md5.endswith(".dir"):
         entries = json.loads(obj.read_text())

@@ -10,9 +10,7 @@ entry; any other path is tracked with ``dvc add``.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,24 +22,15 @@ import yaml
 from prefect import task
 
 from attestflow.config import SnapshotConfig
-from attestflow.digests import CHUNK, Digest, json_digest
+from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.errors import BadInputError
 from attestflow.records import SnapshotRecord, write_json
 from attestflow.workspace import Workspace, redact_uri
 
-_buffers = threading.local()
-
 
 def _sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read into this thread's one reusable buffer."""
-    buf: memoryview | None = getattr(_buffers, "buf", None)
-    if buf is None:
-        buf = _buffers.buf = memoryview(bytearray(CHUNK))
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(buf[:n])
-    return h.hexdigest()
+    """Hex SHA-256 of one file, for the thread pool."""
+    return file_digest(path).value
 
 
 def _files(folder: Path) -> list[Path]:
