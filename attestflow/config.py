@@ -58,10 +58,22 @@ class ValidateDataConfig(StageConfig):
     suite: Path
 
 
+class ModelConfig(_Model):
+    """Which kind of model this is: the adapter that knows how to build, feed and export it."""
+
+    adapter: str = "tabular"
+    """A shipped adapter (``tabular``, ``text_classifier``) or ``package.module:ClassName``."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Adapter-specific settings, checked by the adapter (e.g. ``max_length`` for text)."""
+    warm_start: Literal["none", "champion"] = "none"
+    """``champion``: start from the current champion's fine-tuned weights when there is one."""
+
+
 class FineTuneConfig(StageConfig):
     """Fine-tuning of the base checkpoint."""
 
-    base_checkpoint: Path
+    base_checkpoint: Path | None = None
+    """Base weights (a safetensors file or a model folder); unset: the adapter's default."""
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(3e-3, gt=0)
@@ -70,6 +82,14 @@ class FineTuneConfig(StageConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     """Mixed precision (bf16 autocast) when training on CUDA; ignored on the CPU."""
+    grad_accum_steps: int = Field(1, ge=1)
+    """Batches whose gradients are summed before each optimizer step."""
+    num_workers: int = Field(0, ge=0)
+    """Data loader worker processes (0: batches are made in the training process)."""
+    compile: bool = False
+    """Run the model through ``torch.compile``."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Optimizer steps between mid-epoch checkpoints; 0: a checkpoint at the end of each epoch only."""
     allow_pickle_import: bool = False
     """Import a pickle-based base checkpoint after a picklescan scan, with weights_only loading."""
 
@@ -169,6 +189,7 @@ class ReleaseConfig(_Model):
     workspace: Path = Path(".attestflow")
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig
+    model: ModelConfig = ModelConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
     validate_data: ValidateDataConfig
     fine_tune: FineTuneConfig

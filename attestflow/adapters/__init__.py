@@ -1,0 +1,133 @@
+"""Model adapters: everything the pipeline needs to know about one kind of model.
+
+The flow, the exporter, ONNX validation, the gates and the canary are model-agnostic: they
+hand rows of a table to an adapter and get back named input arrays (`Inputs`), whose names
+are the ONNX model's input names and whose first axis is the row. A model is an
+``nn.Module`` whose ``forward`` takes those inputs as tensors, positionally in
+``input_names`` order, and returns class logits (rows x classes).
+
+Two adapters ship: ``tabular`` (the example's MLP over numeric columns) and
+``text_classifier`` (a pretrained transformer encoder with a classification head). A user's
+own is named by import path in config: ``model.adapter: my_pkg.module:MyAdapter``; the class
+is constructed with the `ModelConfig` and must satisfy `ModelAdapter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from attestflow.config import DataConfig, ModelConfig
+from attestflow.digests import Digest
+from attestflow.errors import BadInputError
+
+Inputs = dict[str, np.ndarray]
+"""Model inputs by ONNX input name; every array's first axis is the row."""
+
+SHIPPED = {
+    "tabular": "attestflow.adapters.tabular:TabularAdapter",
+    "text_classifier": "attestflow.adapters.text:TextClassifierAdapter",
+}
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """What the pipeline asks of a kind of model."""
+
+    input_names: tuple[str, ...]
+    """The model's inputs, in the order ``forward`` takes them; also the ONNX input names."""
+
+    def encode(self, df: pd.DataFrame, data: DataConfig) -> Inputs:
+        """The model inputs for the rows of `df` (select columns, tokenise, ...)."""
+        ...
+
+    def default_base(self) -> Path | None:
+        """The base weights to fine-tune when ``fine_tune.base_checkpoint`` is not set."""
+        ...
+
+    def weights_file(self, base: Path) -> Path:
+        """The weights file inside `base` (a file or a folder), checked for a safe format before loading."""
+        ...
+
+    def base_digest(self, base: Path) -> Digest:
+        """Digest of everything in `base` that the model depends on (weights, tokenizer, config)."""
+        ...
+
+    def load_base(self, base: Path, weights: Path, n_classes: int) -> nn.Module:
+        """The model to fine-tune, from `weights` (a safetensors file) and the rest of `base`."""
+        ...
+
+    def convert_state_dict(self, state: dict[str, Any], out: Path) -> None:
+        """Write a state dict imported from a scanned pickle file as this adapter's safetensors weights."""
+        ...
+
+    def prepare(self, model: nn.Module, train: Inputs) -> None:
+        """One-time set-up from the training rows on a fresh start (e.g. normalisation statistics)."""
+        ...
+
+    def save(self, model: nn.Module, path: Path, meta: dict[str, str]) -> None:
+        """Write the fine-tuned model as one safetensors file that `load` reads back."""
+        ...
+
+    def load(self, path: Path) -> nn.Module:
+        """The model written by `save`; a file that is not one is `BadInputError`."""
+        ...
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """Per input, the axes that vary (e.g. ``{0: "batch", 1: "sequence"}``), for ONNX export."""
+        ...
+
+    def perturb(self, inputs: Inputs, scale: float, rng: np.random.Generator) -> Inputs:
+        """A slightly corrupted copy of `inputs` at `scale`, for the robustness gate."""
+        ...
+
+
+def load_adapter(model: ModelConfig) -> ModelAdapter:
+    """The adapter `model.adapter` names (a shipped name or ``pkg.module:Class``), built with `model`."""
+    spec = SHIPPED.get(model.adapter, model.adapter)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise BadInputError(
+            f"model.adapter {model.adapter!r}: expected one of {', '.join(SHIPPED)} or 'package.module:ClassName'"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise BadInputError(f"model.adapter {model.adapter!r} cannot be imported: {e}") from None
+    adapter = cls(model)
+    if not isinstance(adapter, ModelAdapter):
+        raise BadInputError(f"model.adapter {model.adapter!r} does not implement the ModelAdapter protocol")
+    return adapter
+
+
+def n_rows(inputs: Mapping[str, np.ndarray]) -> int:
+    """How many rows `inputs` holds."""
+    return len(next(iter(inputs.values())))
+
+
+def take(inputs: Mapping[str, np.ndarray], rows: slice | np.ndarray) -> Inputs:
+    """The same rows of every input."""
+    return {k: v[rows] for k, v in inputs.items()}
+
+
+def as_tensors(adapter: ModelAdapter, inputs: Mapping[str, np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """The model's positional arguments for `inputs`, on `device`."""
+    return [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(device) for n in adapter.input_names]
+
+
+@torch.no_grad()
+def torch_logits(adapter: ModelAdapter, model: nn.Module, inputs: Inputs, batch: int = 256) -> np.ndarray:
+    """The model's logits for `inputs` on the CPU, in batches."""
+    model.eval()
+    out = [
+        model(*as_tensors(adapter, take(inputs, slice(i, i + batch)), torch.device("cpu"))).float().numpy()
+        for i in range(0, n_rows(inputs), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
