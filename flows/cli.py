@@ -75,7 +75,7 @@ def preflight(cfg: ReleaseConfig) -> None:
         ("validate_data.suite", cfg.validate_data.suite),
         ("fine_tune.base_checkpoint", cfg.fine_tune.base_checkpoint),
     ):
-        if not path.exists():
+        if path is not None and not path.exists():
             raise BadInputError(f"{what}: {path} does not exist")
 
 
