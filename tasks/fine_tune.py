@@ -264,6 +264,13 @@ def _batches(
     )
 
 
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`; host memory is pinned first so the copy to a GPU can overlap compute."""
+    if device.type == "cuda" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 @dataclass
 class Trainer:
     """One training run: the model, its optimizer, where checkpoints go, and what is logged."""
@@ -302,8 +309,8 @@ class Trainer:
             if len(group) < self.schedule.accum and i < last:
                 continue
             for j, (*inputs, y) in enumerate(group):
-                inputs = [t.to(self.device, non_blocking=True) for t in inputs]
-                y = y.to(self.device, non_blocking=True)
+                inputs = [_to(t, self.device) for t in inputs]
+                y = _to(y, self.device)
                 sync = j == len(group) - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
                 ctx = nullcontext() if sync else self.model.no_sync()  # type: ignore[operator]
                 amp: AbstractContextManager[object] = (
