@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
 
+from attestflow.artifacts import artifact_key
 from attestflow.records import ReleaseSummary
-from tasks.gates.report import artifact_key
 
 
 def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:

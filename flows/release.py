@@ -152,6 +152,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         data_validation=checked,
         model_label=registered.model_uri,
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
+        task_runner=cfg.gates.make_task_runner(),
     )
     gates_json = write_json(out_dir / "gates.json", gates)
     stage(publish_gates_task, cfg.gates)(gates, gates_json, registered, uri)
