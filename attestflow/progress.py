@@ -180,6 +180,8 @@ class TrainingProgress:
         self.enabled = in_prefect_run()
         self.api_calls = 0
         """Calls made to the Prefect API so far (for the throttling to be seen)."""
+        self.failures = 0
+        """Of those, the calls that failed (each logged; training went on)."""
         self._progress_id: UUID | None = None
         self._last_call = -math.inf
         self._warned = False
@@ -231,6 +233,7 @@ class TrainingProgress:
 
     def _warn(self, what: str, e: Exception) -> None:
         """Warn once on the run's log (later failures go to debug, so a long run is not flooded)."""
+        self.failures += 1
         logger: Any = log
         try:
             from prefect.logging import get_run_logger
