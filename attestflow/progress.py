@@ -164,7 +164,7 @@ def curves_markdown(model_name: str, history: Sequence[dict[str, float]]) -> tup
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
     body = "\n".join("| " + " | ".join(_fmt(r[c]) if c in r else "-" for c in columns) + " |" for r in rows)
     caption = "at the end of each epoch" if "epoch" in columns else "at evenly spread points"
-    markdown = f"# Training curves of {model_name}\n\n{summary}.\n\nMetrics {caption}:\n\n{header}\n{body}\n"
+    markdown = f"# Training curves of {model_name}\n\nMetrics {caption}:\n\n{header}\n{body}\n"
     return markdown, f"{plot}\n\n{summary}"
 
 
