@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest bench lock dashboard clean
+.PHONY: install demo test lint typecheck pytest chromium bench lock dashboard clean
 
 install: $(STAMP)
 
@@ -33,8 +33,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install chromium
 	$(BIN)/pytest
+
+# Headless Chromium for the dashboard test (tests/flows/test_dashboard_browser.py): Debian's package.
+chromium:
+	@test -x /usr/bin/chromium || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends chromium; }
 
 # Each figure beside its alternative, measured in one run (about 8 minutes on 2 CPU cores):
 # writes benchmarks/results/latest.json and prints the table. BENCH_ARGS=--quick for a smoke run.

@@ -7,16 +7,20 @@ to the raw YAML before validation, so they are checked exactly like the file.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attestflow.digests import Digest, json_digest
 from attestflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
 
 
 class _Model(BaseModel):
@@ -131,10 +135,70 @@ class RegisterConfig(StageConfig):
     experiment: str = "attestflow"
 
 
+def task_runner_class(path: str) -> type[TaskRunner[Any]]:
+    """The Prefect TaskRunner class at the import path ``package.module:ClassName``.
+
+    Raises ValueError (which validation reports as one line naming the key) when the path is
+    malformed, its module cannot be imported, or what it names is not a TaskRunner.
+    """
+    from prefect.task_runners import TaskRunner
+
+    module_name, sep, attr = path.partition(":")
+    if not (sep and module_name and attr):
+        raise ValueError(
+            "expected 'threads' or the import path 'package.module:ClassName' of a Prefect TaskRunner"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r} ({e}); is its package installed?") from None
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, TaskRunner)):
+        raise ValueError(f"{module_name}:{attr} is not a Prefect TaskRunner class")
+    return cls
+
+
 class GatesConfig(StageConfig):
-    """The gate suite: the versioned policy file that says which gates run and their thresholds."""
+    """The gate suite: the versioned policy file that says which gates run and their thresholds,
+    and the Prefect task runner that evaluates the gates of a release side by side."""
 
     policy: Path = Path("configs/gates.yaml")
+    task_runner: str = "threads"
+    """``threads`` (a thread pool of `max_workers`), or the import path of any Prefect TaskRunner,
+    e.g. ``prefect_dask:DaskTaskRunner`` or ``prefect_ray:RayTaskRunner``, made with `task_runner_options`."""
+    max_workers: int = Field(4, ge=1, le=256)
+    """Threads of the ``threads`` runner."""
+    task_runner_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of the import-path task runner's class, e.g. ``{address: tcp://scheduler:8786}``."""
+
+    @field_validator("task_runner")
+    @classmethod
+    def _resolves(cls, value: str) -> str:
+        if value != "threads":
+            task_runner_class(value)  # refused at load time, not after training
+        return value
+
+    @model_validator(mode="after")
+    def _runner_can_be_made(self) -> GatesConfig:
+        if self.task_runner == "threads" and self.task_runner_options:
+            raise ValueError(
+                "task_runner_options are for an import-path task_runner; threads take max_workers"
+            )
+        if self.task_runner != "threads":
+            self.make_task_runner()
+        return self
+
+    def make_task_runner(self) -> TaskRunner[Any]:
+        """A new, not yet started task runner as configured."""
+        if self.task_runner == "threads":
+            from prefect.task_runners import ThreadPoolTaskRunner
+
+            return ThreadPoolTaskRunner(max_workers=self.max_workers)
+        cls = task_runner_class(self.task_runner)
+        try:
+            return cls(**self.task_runner_options)
+        except TypeError as e:
+            raise ValueError(f"task_runner_options do not fit {self.task_runner}: {e}") from None
 
 
 class ApproveConfig(_Model):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact
 
+from attestflow.artifacts import artifact_key
 from attestflow.records import ReleaseSummary
-from tasks.gates.report import artifact_key
 
 
 def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
@@ -50,7 +50,10 @@ def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
         ("approval", f"{approval.approver}: {approval.reason}" if approval else "not asked"),
         (
             "promotion",
-            f"@{promo.alias} -> v{promo.version} (was v{promo.previous_version})" if promo else "none",
+            f"@{promo.alias} -> v{promo.version} "
+            + (f"(was v{promo.previous_version})" if promo.previous_version else "(the first)")
+            if promo
+            else "none",
         ),
         ("canary", canary.reason if canary else "not run"),
     ]

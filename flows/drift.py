@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
+from attestflow.artifacts import artifact_key
 from attestflow.config import load_config
 from attestflow.errors import BadInputError
 from attestflow.lineage_graph import lineage
@@ -22,7 +23,6 @@ from attestflow.tracking import tracking_uri
 from attestflow.verify import dvc_object_path
 from attestflow.workspace import Workspace
 from tasks.drift import DriftReport, drift_task
-from tasks.gates.report import artifact_key
 
 DRIFT_EVENT = "attestflow.drift.detected"
 

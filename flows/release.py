@@ -162,6 +162,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         model_label=registered.model_uri,
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
         model=cfg.model,
+        task_runner=cfg.gates.make_task_runner(),
     )
     gates_json = write_json(out_dir / "gates.json", gates)
     stage(publish_gates_task, cfg.gates)(gates, gates_json, registered, uri)

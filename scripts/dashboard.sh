@@ -7,6 +7,8 @@ mkdir -p "$ws/prefect" "$ws/mlartifacts"
 prefect_port="${PREFECT_PORT:-4200}"
 mlflow_port="${MLFLOW_PORT:-5000}"
 export PREFECT_HOME="$PWD/$ws/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
+# The UI calls the API at this address; it defaults to port 4200 whatever --port says.
+export PREFECT_UI_API_URL="http://127.0.0.1:$prefect_port/api"
 prefect server start --host 127.0.0.1 --port "$prefect_port" &
 mlflow ui --backend-store-uri "sqlite:///$PWD/$ws/mlflow.db" --default-artifact-root "$PWD/$ws/mlartifacts" \
   --host 127.0.0.1 --port "$mlflow_port" &

@@ -3,19 +3,29 @@
 One module per gate (`performance`, `regression`, `fairness`, `robustness`, `resources`,
 `data`, `format`), each a pure function ``gate(evaluation, policy) -> list[GateDecision]``.
 `run_gates` does the I/O once (reads the data, runs the candidate and the champion in ONNX
-Runtime) and asks each gate the policy lists, in order. It returns every decision, passed or
-not: acting on them (refusing to promote) is the flow's job.
+Runtime) and asks each gate the policy lists. It returns every decision, passed or not, in the
+order of the policy: acting on them (refusing to promote) is the flow's job.
+
+Given a Prefect task runner (in a release: `gates.task_runner`, threads by default, or Dask or
+Ray on a cluster), each gate is a Prefect task run of its own on that runner, so the gates run
+side by side and show one by one on the run page; without one (`attestflow evaluate`, plain
+calls) they run one after another in the calling thread. Either way the decisions are the same.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from attestflow.adapters import load_adapter
+from attestflow.adapters import Inputs, load_adapter
 from attestflow.config import DataConfig, ModelConfig
 from attestflow.dataset import read_table, split_table
 from attestflow.digests import file_digest
@@ -23,7 +33,7 @@ from attestflow.policy import GatePolicy
 from attestflow.records import DataValidationRecord, GateDecision, GateReport
 from tasks.gates import data, fairness, performance, regression, resources, robustness
 from tasks.gates import format as format_gate
-from tasks.gates.evaluation import Evaluation, evaluation
+from tasks.gates.evaluation import Evaluation, Predict, evaluation, onnx_predictor
 from tasks.gates.registry import champion
 
 Gate = Callable[[Evaluation, GatePolicy], list[GateDecision]]
@@ -39,6 +49,56 @@ GATES: dict[str, Gate] = {
 }
 
 
+def evaluate_gate(name: str, ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
+    """The decisions of the gate `name` on `ev`."""
+    return GATES[name](ev, policy)
+
+
+gate_task = task(name="gate", task_run_name="gate-{name}", cache_policy=NO_CACHE)(evaluate_gate)
+
+
+class PortablePredict:
+    """The candidate's ONNX Runtime predictor in a form that can be sent to another process.
+
+    An ONNX Runtime session cannot be pickled, so this pickles as the model's path and provider
+    choice and opens its own session where it is first called. The path must be readable there
+    too: on a cluster, the workspace sits on storage the workers share.
+    """
+
+    def __init__(self, onnx_path: Path, provider: str) -> None:
+        self.onnx_path = onnx_path
+        self.provider = provider
+        self._predict: Predict | None = None
+
+    def __call__(self, inputs: Inputs) -> np.ndarray:
+        if self._predict is None:
+            self._predict, _ = onnx_predictor(self.onnx_path, self.provider)
+        return self._predict(inputs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"onnx_path": self.onnx_path, "provider": self.provider, "_predict": None}
+
+
+def decide(
+    ev: Evaluation, policy: GatePolicy, task_runner: TaskRunner[Any] | None = None
+) -> list[GateDecision]:
+    """Every decision of the gates the policy lists, in the policy's order.
+
+    With a `task_runner`, each gate is submitted as a task run to a fresh copy of it and the
+    results are collected in submission order; a gate that raises raises here, as it would
+    when the gates run one after another.
+    """
+    if task_runner is None:
+        return [d for name in policy.run for d in evaluate_gate(name, ev, policy)]
+    if ev.predict is not None and not isinstance(task_runner, ThreadPoolTaskRunner):
+        ev = replace(ev, predict=PortablePredict(ev.onnx_path, ev.provider))
+    with task_runner.duplicate() as runner:
+        futures = [
+            runner.submit(gate_task, {"name": name, "ev": ev, "policy": policy}) for name in policy.run
+        ]
+        return [d for future in futures for d in future.result()]
+
+
 def run_gates(
     policy: GatePolicy,
     onnx_path: Path,
@@ -52,8 +112,13 @@ def run_gates(
     model_label: str | None = None,
     public_key: Path | None = None,
     model: ModelConfig | None = None,
+    task_runner: TaskRunner[Any] | None = None,
 ) -> GateReport:
-    """Evaluate the candidate once and return the decision of every gate the policy lists."""
+    """Evaluate the candidate once and return the decision of every gate the policy lists.
+
+    `task_runner` runs the gates as Prefect task runs side by side (see `decide`); it needs a
+    Prefect flow or task run around it.
+    """
     started = time.perf_counter()
     adapter = load_adapter(model or ModelConfig())
     table = read_table(data_cfg.path)
@@ -75,7 +140,7 @@ def run_gates(
         checkpoint=checkpoint,
         data_validation=data_validation,
     )
-    decisions = [d for name in policy.run for d in GATES[name](ev, policy)]
+    decisions = decide(ev, policy, task_runner)
     return GateReport(
         model=model_label or str(onnx_path),
         model_digest=file_digest(onnx_path),

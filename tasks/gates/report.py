@@ -15,17 +15,13 @@ from pathlib import Path
 
 from prefect import task
 
+from attestflow.artifacts import artifact_key
 from attestflow.records import GateDecision, GateReport, RegistrationRecord
 from attestflow.tracking import client
 
 MARGIN_PREFIX = "gate_margin/"
 PASSED_PREFIX = "gate_passed/"
 THRESHOLD_PREFIX = "gate_threshold/"
-
-
-def artifact_key(model_name: str, kind: str = "gates") -> str:
-    """A model's stable Prefect artifact key (lowercase letters, digits, dashes), so history accrues."""
-    return f"{kind}-" + (re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-") or "model")
 
 
 def metric_name(d: GateDecision, prefix: str = MARGIN_PREFIX) -> str:
