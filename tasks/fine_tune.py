@@ -548,7 +548,7 @@ def fine_tune(
         )
         mlflow.log_artifact(run_id, str(final), artifact_path=CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
         if progress is not None:
-            progress.finish(_history(mlflow, run_id))
+            progress.finish(_history(mlflow, run_id, schedule.steps_per_epoch))
     return TrainingRecord(
         checkpoint_path=final,
         checkpoint_digest=digest,
@@ -582,12 +582,13 @@ def _tag(key: str, value: str) -> Any:
     return RunTag(key, value)
 
 
-def _history(mlflow: Any, run_id: str) -> list[dict[str, float]]:
+def _history(mlflow: Any, run_id: str, steps_per_epoch: int) -> list[dict[str, float]]:
     """Per-epoch metrics of the run from MLflow (so a resumed run's curves start at epoch 1)."""
     points: dict[int, dict[str, float]] = {}
     for name in ("train_loss", "val_loss", "val_accuracy"):
         for m in mlflow.get_metric_history(run_id, name):
-            points.setdefault(m.step, {"epoch": float(m.step), "step": float(m.step)})[name] = m.value
+            point = {"epoch": float(m.step), "step": float(m.step * steps_per_epoch)}
+            points.setdefault(m.step, point)[name] = m.value
     return [points[k] for k in sorted(points)]
 
 
