@@ -23,7 +23,16 @@ import pandas as pd
 import yaml
 
 PRODUCTS = {
-    "electronics": ["headphones", "charger", "phone case", "keyboard", "speaker", "webcam", "mouse", "tablet"],
+    "electronics": [
+        "headphones",
+        "charger",
+        "phone case",
+        "keyboard",
+        "speaker",
+        "webcam",
+        "mouse",
+        "tablet",
+    ],
     "kitchen": ["kettle", "blender", "frying pan", "coffee grinder", "toaster", "knife set", "rice cooker"],
     "home": ["lamp", "vacuum", "pillow", "curtains", "desk chair", "bookshelf", "rug"],
     "outdoor": ["tent", "backpack", "water bottle", "hiking boots", "rain jacket", "camping stove"],
@@ -34,7 +43,17 @@ ASPECTS = {
     "home": ["colour", "material", "assembly", "size", "stitching", "finish"],
     "outdoor": ["zipper", "straps", "weight", "waterproofing", "seams", "grip"],
 }
-POS_ADJ = ["excellent", "great", "solid", "reliable", "sturdy", "fantastic", "impressive", "comfortable", "perfect"]
+POS_ADJ = [
+    "excellent",
+    "great",
+    "solid",
+    "reliable",
+    "sturdy",
+    "fantastic",
+    "impressive",
+    "comfortable",
+    "perfect",
+]
 NEG_ADJ = ["terrible", "flimsy", "awful", "disappointing", "cheap", "useless", "poor", "unreliable", "broken"]
 POS_VERB = [
     "works perfectly",
@@ -52,7 +71,13 @@ NEG_VERB = [
     "never worked properly",
     "had to go back to the seller",
 ]
-POS_CLOSE = ["Highly recommend.", "Would buy again.", "Five stars from me.", "Very happy with it.", "Love it."]
+POS_CLOSE = [
+    "Highly recommend.",
+    "Would buy again.",
+    "Five stars from me.",
+    "Very happy with it.",
+    "Love it.",
+]
 NEG_CLOSE = ["Avoid.", "Would not buy again.", "Returning it.", "Very disappointed.", "Not recommended."]
 LUKEWARM = [
     "It's okay, nothing special.",
@@ -100,7 +125,9 @@ def _clause(rng: np.random.Generator, positive: bool, category: str, product: st
         return f"{this} {product} {verb}."
     if kind == 3:
         return (
-            f"No complaints about the {aspect}." if positive else f"Cannot recommend it, the {aspect} {be} {adv} bad."
+            f"No complaints about the {aspect}."
+            if positive
+            else f"Cannot recommend it, the {aspect} {be} {adv} bad."
         )
     adj = rng.choice(POS_ADJ if positive else NEG_ADJ)
     return f"{str(adj).capitalize()} {product}, {adv} {'pleased' if positive else 'annoyed'}."
@@ -113,7 +140,9 @@ def review(rng: np.random.Generator, positive: bool, region: str) -> tuple[str, 
     product = str(rng.choice(PRODUCTS[category]))
     parts: list[str] = []
     if rng.random() < 0.45:
-        parts.append(str(rng.choice(OPENERS)).format(product=product, who=rng.choice(WHO), when=rng.choice(WHEN)))
+        parts.append(
+            str(rng.choice(OPENERS)).format(product=product, who=rng.choice(WHO), when=rng.choice(WHEN))
+        )
     if rng.random() < 0.08:
         parts.append(str(rng.choice(LUKEWARM)).format(product=product))
         positive = bool(rng.random() < 0.5)

@@ -109,7 +109,7 @@ def _strip_prefix(key: str, prefix: str) -> str:
 class TextClassifierAdapter:
     """Text column in, token ids and attention mask to the model, class logits out."""
 
-    input_names = INPUT_NAMES
+    input_names: tuple[str, ...] = INPUT_NAMES
     _pad_unk: tuple[int, int]
 
     def __init__(self, model: ModelConfig) -> None:
@@ -149,10 +149,13 @@ class TextClassifierAdapter:
         if special_map.is_file():
             for k, v in json.loads(special_map.read_text()).items():
                 names[k] = v["content"] if isinstance(v, dict) else str(v)
+        ids = []
         for kind in ("pad_token", "unk_token"):
-            if tok.token_to_id(names[kind]) is None:
+            i = tok.token_to_id(names[kind])
+            if i is None:
                 raise BadInputError(f"{self.tokenizer_file}: has no {kind} {names[kind]!r}")
-        self._pad_unk = (int(tok.token_to_id(names["pad_token"])), int(tok.token_to_id(names["unk_token"])))
+            ids.append(int(i))
+        self._pad_unk = (ids[0], ids[1])
         tok.enable_truncation(max_length=self.options.max_length)
         tok.enable_padding(pad_id=self._pad_unk[0], pad_token=names["pad_token"])
         return tok
@@ -247,11 +250,14 @@ class TextClassifierAdapter:
         prefix = model.encoder.base_model_prefix
         stripped = {_strip_prefix(k, prefix): v for k, v in state.items()}
         encoder_state = {k: v for k, v in stripped.items() if not k.startswith(IGNORED_BASE_KEYS)}
-        result = model.encoder.load_state_dict(encoder_state, strict=False)
+        misfit = f"{weights}: weights do not fit the {config.model_type} encoder of {folder / 'config.json'}"
+        try:
+            result = model.encoder.load_state_dict(encoder_state, strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise BadInputError(f"{misfit}: {str(e).splitlines()[1].strip()}") from None
         if result.missing_keys or result.unexpected_keys:
             raise BadInputError(
-                f"{weights}: weights do not fit the {config.model_type} encoder in {folder}/config.json "
-                f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
+                f"{misfit} (missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
             )
         return model
 
@@ -317,7 +323,7 @@ class TextClassifierAdapter:
         candidates = (inputs["attention_mask"] == 1) & ~np.isin(ids, self.special_ids)
         for row in range(len(ids)):
             positions = np.flatnonzero(candidates[row])
-            k = int(round(scale * len(positions)))
+            k = round(scale * len(positions))
             if k:
                 ids[row, rng.choice(positions, size=k, replace=False)] = self.unk_id
         return {"input_ids": ids, "attention_mask": inputs["attention_mask"].copy()}
