@@ -90,6 +90,8 @@ class FineTuneConfig(StageConfig):
     """Run the model through ``torch.compile``."""
     checkpoint_every: int = Field(0, ge=0)
     """Optimizer steps between mid-epoch checkpoints; 0: a checkpoint at the end of each epoch only."""
+    processes: int = Field(1, ge=1)
+    """Training processes on this node (one per GPU); above 1 the stage runs under ``torchrun`` with DDP."""
     allow_pickle_import: bool = False
     """Import a pickle-based base checkpoint after a picklescan scan, with weights_only loading."""
 

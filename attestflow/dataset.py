@@ -12,17 +12,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from attestflow.adapters import Inputs, ModelAdapter, take
 from attestflow.config import DataConfig
 from attestflow.errors import BadInputError
 
 
 @dataclass(frozen=True)
 class Split:
-    """Features and labels of one side of the split, as float32/int64 arrays."""
+    """One side of the split: the model's inputs (as the adapter encodes them), labels, groups."""
 
-    x: np.ndarray
+    inputs: Inputs
     y: np.ndarray
     sensitive: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def x(self) -> np.ndarray:
+        """The single input of a one-input model (the tabular features); multi-input models have none."""
+        if len(self.inputs) != 1:
+            raise BadInputError(f"this model takes {len(self.inputs)} inputs, not one feature array")
+        return next(iter(self.inputs.values()))
+
+    def head(self, n: int) -> Split:
+        """The first `n` rows."""
+        sens = None if self.sensitive is None else self.sensitive[:n]
+        return Split(take(self.inputs, slice(0, n)), self.y[:n], sens)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -43,24 +59,23 @@ def test_mask(n_rows: int, test_fraction: float, seed: int) -> np.ndarray:
     return rng.random(n_rows) < test_fraction
 
 
-def split_table(df: pd.DataFrame, cfg: DataConfig) -> tuple[Split, Split]:
-    """Train and held-out splits of `df` with the configured columns."""
-    missing = [c for c in [*cfg.features, cfg.label] if c not in df.columns]
-    if missing:
-        raise BadInputError(f"data is missing column(s): {', '.join(missing)}")
+def split_table(df: pd.DataFrame, cfg: DataConfig, adapter: ModelAdapter) -> tuple[Split, Split]:
+    """Train and held-out splits of `df`, encoded by `adapter`."""
+    if cfg.label not in df.columns:
+        raise BadInputError(f"data is missing the label column {cfg.label!r}")
     mask = test_mask(len(df), cfg.test_fraction, cfg.split_seed)
 
     def side(rows: pd.DataFrame) -> Split:
         sens = rows[cfg.sensitive].to_numpy() if cfg.sensitive in rows.columns else None
-        return Split(
-            x=rows[cfg.features].to_numpy(dtype=np.float32, copy=True),
-            y=rows[cfg.label].to_numpy(dtype=np.int64, copy=True),
-            sensitive=sens,
-        )
+        try:
+            y = rows[cfg.label].to_numpy(dtype=np.int64, copy=True)
+        except (TypeError, ValueError) as e:
+            raise BadInputError(f"label column {cfg.label!r} must hold integer classes: {e}") from None
+        return Split(inputs=adapter.encode(rows, cfg), y=y, sensitive=sens)
 
     return side(df[~mask]), side(df[mask])
 
 
-def load_splits(cfg: DataConfig) -> tuple[Split, Split]:
+def load_splits(cfg: DataConfig, adapter: ModelAdapter) -> tuple[Split, Split]:
     """Read the configured dataset and split it."""
-    return split_table(read_table(cfg.path), cfg)
+    return split_table(read_table(cfg.path), cfg, adapter)

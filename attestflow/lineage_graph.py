@@ -86,7 +86,8 @@ def lineage(
         run = c.get_run(mlflow_run)
         training_run = {
             "mlflow_run_id": mlflow_run,
-            **{k: run.data.tags.get(k) for k in ("device", "precision")},
+            **{k: run.data.tags.get(k) for k in ("device", "precision", "processes", "resumed_from_step")},
+            **{k: run.data.params.get(k) for k in ("adapter", "warm_start")},
         }
         training_run["metrics"] = dict(run.data.metrics)
     data = deps.get("data", {})

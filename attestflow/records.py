@@ -73,25 +73,60 @@ class DataValidationRecord:
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """Fine-tuning starts from a released model's weights instead of the base checkpoint."""
+
+    model_uri: str
+    """``models:/NAME/VERSION`` whose training checkpoint this is (verified before use)."""
+    path: Path
+    digest: Digest
+    """SHA-256 of the checkpoint, as the version's signed provenance records it."""
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> WarmStart:
+        return cls(raw["model_uri"], Path(raw["path"]), Digest(**raw["digest"]))
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     """A fine-tuned model and how it was made."""
 
     checkpoint_path: Path
-    """safetensors weights of the final epoch."""
+    """safetensors weights of the final step."""
     checkpoint_digest: Digest
     base_checkpoint_digest: Digest
+    """The weights training started from: the base model's, or the warm start's."""
     epoch_checkpoints: list[str]
-    """SHA-256 of each epoch's checkpoint, in order."""
+    """SHA-256 of each epoch's last checkpoint, in order."""
     device: str
     precision: str
     epochs: int
     resumed_from_epoch: int
-    """0 when training started from the base checkpoint."""
+    """Epochs completed by the checkpoint training resumed from; 0 when it started afresh."""
     mlflow_run_id: str
     metrics: dict[str, float]
     samples_per_s: float
     training_key: str
     """Digest of every input of training; the checkpoint folder is named after it."""
+    resumed_from_step: int = 0
+    """Optimizer steps completed by the checkpoint training resumed from (may be mid-epoch)."""
+    peak_memory_mb: float = 0.0
+    """Peak CUDA memory allocated on a GPU; the process's peak resident memory on the CPU."""
+    adapter: str = "tabular"
+    processes: int = 1
+    """Training processes (DDP ranks)."""
+    warm_start: WarmStart | None = None
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TrainingRecord:
+        """The record `write_json` wrote (for a training run in another process)."""
+        fields = dict(raw)
+        fields["checkpoint_path"] = Path(raw["checkpoint_path"])
+        fields["checkpoint_digest"] = Digest(**raw["checkpoint_digest"])
+        fields["base_checkpoint_digest"] = Digest(**raw["base_checkpoint_digest"])
+        fields["metrics"] = {k: (float("nan") if v is None else v) for k, v in raw["metrics"].items()}
+        fields["warm_start"] = WarmStart.from_json(raw["warm_start"]) if raw.get("warm_start") else None
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     """Child: export, then alternate torch and ONNX Runtime at batch 1 and batch 64."""
     import torch
 
+    from attestflow.adapters import load_adapter
     from attestflow.config import ExportOnnxConfig, load_config
     from attestflow.dataset import load_splits
     from attestflow.tabular import load_checkpoint
@@ -44,13 +45,13 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_config(workload.write_config())
     t0 = time.perf_counter()
     exported = export_onnx(
-        ExportOnnxConfig(opset=cfg.export_onnx.opset), workload.base_checkpoint, work / "out"
+        ExportOnnxConfig(opset=cfg.export_onnx.opset), workload.base_checkpoint, work / "out", cfg.data
     )
     export_s = time.perf_counter() - t0
     model = load_checkpoint(workload.base_checkpoint).eval()
     sess = session(exported.onnx_path, cfg.validate_onnx.provider)
     name = sess.get_inputs()[0].name
-    _, test = load_splits(cfg.data)
+    _, test = load_splits(cfg.data, load_adapter(cfg.model))
     rows = test.x
     with torch.inference_mode():
         expected = model(torch.from_numpy(rows)).numpy()

@@ -5,7 +5,7 @@ the same base checkpoint, the same rows, batch size, epochs, optimizer and per-e
 shuffle, and nothing else (no per-epoch evaluation, metric logging or checkpoints). It runs
 twice: with torch's default threads, and on one intra-op thread as the stage's inner loop
 runs a model this small. The sides alternate with the whole stage and its inner loop
-(`train_one_epoch` alone), so the stage's per-epoch bookkeeping, the thread choice and the
+(`train_in_memory`: the same Trainer with no checkpoints or tracking), so the stage's per-epoch bookkeeping, the thread choice and the
 inner loop's own speed show apart. Each fine_tune run starts from the base checkpoint: its
 checkpoint folder is removed first, since the stage would otherwise resume from it.
 
@@ -68,6 +68,7 @@ class Sides:
     """The three ways of training one workload, each returning samples/s."""
 
     def __init__(self, config: Path, ws_root: Path, device: str = "cpu", amp: bool = False) -> None:
+        from attestflow.adapters import load_adapter
         from attestflow.config import load_config
         from attestflow.dataset import load_splits
         from attestflow.workspace import Workspace
@@ -77,7 +78,8 @@ class Sides:
         )
         self.ws = Workspace.at(self.cfg.workspace)
         self.ws.activate()
-        self.train, _ = load_splits(self.cfg.data)
+        self.adapter = load_adapter(self.cfg.model)
+        self.train, _ = load_splits(self.cfg.data, self.adapter)
         self.samples = len(self.train.y) * self.cfg.fine_tune.epochs
         self.data_md5 = hashlib.md5(self.cfg.data.path.read_bytes()).hexdigest()
         self.folder: Path | None = None
@@ -102,26 +104,22 @@ class Sides:
 
         from attestflow.tabular import load_checkpoint
 
-        model = load_checkpoint(self.cfg.fine_tune.base_checkpoint)
+        base = self.cfg.fine_tune.base_checkpoint
+        assert base is not None, "the benchmark workload names its base checkpoint"
+        model = load_checkpoint(base)
         model.set_normalisation(torch.from_numpy(self.train.x))
         return model
 
     def inner(self) -> dict[str, float]:
-        """`train_one_epoch` alone, over the stage's epochs, on a fresh model."""
+        """The stage's training loop alone (`train_in_memory`), over the stage's epochs, on a fresh model, on the CPU."""
         import torch
 
-        from tasks.fine_tune import pick_device, train_one_epoch
+        from tasks.fine_tune import train_in_memory
 
-        ft = self.cfg.fine_tune
-        device = pick_device(ft.device)
-        model = self._fresh_model().to(device)
-        torch.manual_seed(ft.seed)
-        opt = torch.optim.AdamW(model.parameters(), lr=ft.lr, weight_decay=ft.weight_decay)
+        model = self._fresh_model()
+        torch.manual_seed(self.cfg.fine_tune.seed)
         t0 = time.perf_counter()
-        for epoch in range(1, ft.epochs + 1):
-            train_one_epoch(model, opt, self.train, epoch, ft, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        train_in_memory(self.adapter, model, self.train, self.cfg.fine_tune)
         return {"inner": self.samples / (time.perf_counter() - t0)}
 
     def plain(self) -> dict[str, float]:

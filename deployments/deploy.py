@@ -7,7 +7,7 @@
 - ``retrain/on-drift``: the same flow, triggered by the ``attestflow.drift.detected`` event.
 - ``drift-monitor/on-demand``: compares a snapshot with the champion's training data.
 - ``release/gpu`` (when ``gpu.enabled``): the release on a Kubernetes work pool whose job
-  template requests a GPU.
+  template requests ``gpu.gpus`` GPUs; training runs one DDP process per GPU.
 
 Usage: ``python -m deployments.deploy [--config configs/deployments.yaml]``, then run a worker:
 ``prefect worker start --pool attestflow-local``.
@@ -101,7 +101,12 @@ def deploy(config: Path, root: Path = ROOT) -> list[str]:
             "flows/release.py:release",
             "gpu",
             work_pool_name=gpu["work_pool"],
-            parameters={**release_params, "overrides": ["fine_tune.device=cuda"]},
+            # One training process per requested GPU: the stage runs itself under torchrun with DDP.
+            parameters={
+                **release_params,
+                "overrides": ["fine_tune.device=cuda", f"fine_tune.processes={int(gpu.get('gpus', 1))}"],
+            },
+            job_variables={"gpus": int(gpu.get("gpus", 1))},
         )
     return made
 

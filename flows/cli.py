@@ -24,7 +24,7 @@ from rich.table import Table
 from attestflow.config import ReleaseConfig, default_config_path, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.policy import load_policy
-from attestflow.records import GateReport, ReleaseSummary
+from attestflow.records import GateReport, ReleaseSummary, TrainingRecord
 from attestflow.workspace import Workspace, quiet_third_parties
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Signed, gated model releases on Prefect.")
@@ -75,7 +75,7 @@ def preflight(cfg: ReleaseConfig) -> None:
         ("validate_data.suite", cfg.validate_data.suite),
         ("fine_tune.base_checkpoint", cfg.fine_tune.base_checkpoint),
     ):
-        if not path.exists():
+        if path is not None and not path.exists():
             raise BadInputError(f"{what}: {path} does not exist")
 
 
@@ -97,6 +97,17 @@ def gate_table(report: GateReport) -> Table:
     return table
 
 
+def training_line(t: TrainingRecord) -> str:
+    """Adapter, hardware, speed and where training started from, on one line."""
+    start = f"warm start from {t.warm_start.model_uri}" if t.warm_start else "from the base model"
+    resumed = f", resumed at step {t.resumed_from_step}" if t.resumed_from_step else ""
+    procs = f" x{t.processes} processes" if t.processes > 1 else ""
+    return (
+        f"{t.adapter} on {t.device}{procs} {t.precision}, {t.epochs} epochs, {t.samples_per_s:,.0f} samples/s, "
+        f"peak {t.peak_memory_mb:,.0f} MB, {start}{resumed}"
+    )
+
+
 def print_summary(summary: ReleaseSummary, seconds: float) -> None:
     """The end-of-release summary: digests, version, gates and where to look."""
     table = Table(title=f"attestflow release of {summary.model_name}", show_header=False)
@@ -107,11 +118,7 @@ def print_summary(summary: ReleaseSummary, seconds: float) -> None:
         ("data", f"{summary.snapshot.data_path.name} ({summary.snapshot.files} file(s))"),
         ("data DVC md5", summary.snapshot.dvc_md5),
         ("data validation", f"{summary.validation.evaluated} expectations passed"),
-        (
-            "training",
-            f"{summary.training.device} {summary.training.precision}, "
-            f"{summary.training.epochs} epochs, resumed from epoch {summary.training.resumed_from_epoch}",
-        ),
+        ("training", training_line(summary.training)),
         ("ONNX sha256", summary.onnx.digest.value),
         (
             "ONNX Runtime",

@@ -67,4 +67,5 @@ def evaluate(
             data_validation=checked,
             model_label=model,
             public_key=public_key,
+            model=cfg.model,
         )

@@ -39,6 +39,7 @@ from tasks.sign import sign_task
 from tasks.snapshot import snapshot_task
 from tasks.validate_data import validate_data_task
 from tasks.validate_onnx import validate_onnx_task
+from tasks.warm_start import warm_start_task
 
 T = TypeVar("T", bound=Task[Any, Any])
 CODE_ROOT = Path(__file__).resolve().parents[1]
@@ -109,12 +110,20 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         raise GateFailedError([f"data validation failed: {', '.join(checked.failed)}"])
 
     run_tags = {"prefect_flow_run_id": run_id, "data_md5": snap.dvc_md5, "git_commit": revision.commit}
-    trained = stage(fine_tune_task, cfg.fine_tune)(
-        cfg.fine_tune, cfg.data, ws, snap.dvc_md5, uri, cfg.register.experiment, run_tags
+    warm = None
+    if cfg.model.warm_start == "champion":
+        warm = stage(warm_start_task, cfg.fine_tune)(
+            cfg.model_name, cfg.promote.alias, uri, trusted_public_key(cfg.sign.public_key, ws.root), ws
+        )
+        log.info(
+            "warm start: %s", f"from {warm.model_uri}" if warm else "no champion yet, from the base model"
+        )
+    trained = stage(fine_tune_task, cfg.fine_tune)(cfg, ws, snap.dvc_md5, uri, run_tags, out_dir, warm)
+    exported = stage(export_onnx_task, cfg.export_onnx)(
+        cfg.export_onnx, trained.checkpoint_path, out_dir, cfg.data, cfg.model
     )
-    exported = stage(export_onnx_task, cfg.export_onnx)(cfg.export_onnx, trained.checkpoint_path, out_dir)
     checked_onnx = stage(validate_onnx_task, cfg.validate_onnx)(
-        cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path
+        cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path, cfg.model
     )
     invocation = {
         "config_path": str(config_path),
@@ -128,7 +137,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     )
     tags = release_tags(cfg, snap, trained, exported, checked_onnx, signed, revision, run_id, who, policy)
     registered = stage(register_task, cfg.register)(
-        cfg.model_name, signed.bundle_dir, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags
+        cfg.model_name, signed.bundle_dir, cfg.data, trained.mlflow_run_id, uri, checked_onnx, tags, cfg.model
     )
     audit.append(
         "registration",
@@ -152,6 +161,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         data_validation=checked,
         model_label=registered.model_uri,
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
+        model=cfg.model,
     )
     gates_json = write_json(out_dir / "gates.json", gates)
     stage(publish_gates_task, cfg.gates)(gates, gates_json, registered, uri)
@@ -198,6 +208,7 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
                         promotion.previous_version,
                         uri,
                         public_key,
+                        cfg.model,
                     )
                 except GateFailedError as e:
                     txn.set("rollback_reason", "; ".join(e.reasons))

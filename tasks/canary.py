@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from prefect import task
 
+from attestflow.adapters import Inputs, ModelAdapter, load_adapter, n_rows
 from attestflow.bundle import MODEL
-from attestflow.config import CanaryConfig, DataConfig
+from attestflow.config import CanaryConfig, DataConfig, ModelConfig
 from attestflow.dataset import load_splits, read_table
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.verify import verify_model_uri
@@ -37,38 +38,35 @@ class CanaryRecord:
     reason: str
 
 
-def _score(sess: Any, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """(logits, error rate) of a model on `x`: a failure or a non-finite score is an error."""
-    name = sess.get_inputs()[0].name
+def _score(sess: Any, inputs: Inputs) -> tuple[np.ndarray, float]:
+    """(logits, error rate) of a model on `inputs`: a failure or a non-finite score is an error."""
     try:
-        logits = np.asarray(sess.run(None, {name: x})[0])
+        logits = np.asarray(sess.run(None, inputs)[0])
     except Exception:  # an ONNX Runtime failure on the sample is the canary's error
-        return np.full((len(x), 2), np.nan), 1.0
+        return np.full((n_rows(inputs), 2), np.nan), 1.0
     return logits, float(np.mean(~np.isfinite(logits).all(axis=1)))
 
 
-def median_latencies_ms(sessions: list[Any], x: np.ndarray, runs: int = 21) -> list[float]:
+def median_latencies_ms(sessions: list[Any], inputs: Inputs, runs: int = 21) -> list[float]:
     """Median batch latency of each session, timed in alternation so load hits all alike."""
     times: list[list[float]] = [[] for _ in sessions]
     for _ in range(runs):
         for sess, out in zip(sessions, times, strict=True):
             t0 = time.perf_counter()
-            sess.run(None, {sess.get_inputs()[0].name: x})
+            sess.run(None, inputs)
             out.append((time.perf_counter() - t0) * 1000)
     return [float(np.median(t)) for t in times]
 
 
-def canary_sample(cfg: CanaryConfig, data: DataConfig) -> np.ndarray:
+def canary_sample(cfg: CanaryConfig, data: DataConfig, adapter: ModelAdapter) -> Inputs:
     """The rows the canary scores: the configured sample, else the held-out split."""
     if cfg.sample is None:
-        x = load_splits(data)[1].x
-    else:
-        df = read_table(cfg.sample)
-        missing = [c for c in data.features if c not in df.columns]
-        if missing:
-            raise BadInputError(f"canary sample {cfg.sample} lacks column(s) {', '.join(missing)}")
-        x = df[data.features].to_numpy(dtype=np.float32, copy=True)
-    return x[: cfg.rows]
+        return load_splits(data, adapter)[1].head(cfg.rows).inputs
+    df = read_table(cfg.sample)
+    missing = [c for c in data.features if c not in df.columns]
+    if missing:
+        raise BadInputError(f"canary sample {cfg.sample} lacks column(s) {', '.join(missing)}")
+    return adapter.encode(df.head(cfg.rows), data)
 
 
 def canary(
@@ -79,11 +77,12 @@ def canary(
     previous_version: str | None,
     tracking_uri: str,
     public_key: Path,
+    model: ModelConfig | None = None,
 ) -> CanaryRecord:
     """Compare the new champion with the previous one; raise `GateFailedError` if it is worse."""
     from tasks.validate_onnx import session
 
-    x = canary_sample(cfg, data)
+    x = canary_sample(cfg, data, load_adapter(model or ModelConfig()))
     sessions: dict[str, Any] = {}
 
     def load(label: str, v: str) -> None:
@@ -120,10 +119,10 @@ def canary(
         problems.append(f"latency {ratio:.2f}x the previous champion's > {cfg.max_latency_ratio:.2f}x")
     against = f"v{previous_version}" if previous_version else "no previous champion"
     reason = "; ".join(problems) or (
-        f"on {len(x)} rows against {against}: errors {errors:.3f}, disagreement {disagreement:.3f}, latency {ratio:.2f}x"
+        f"on {n_rows(x)} rows against {against}: errors {errors:.3f}, disagreement {disagreement:.3f}, latency {ratio:.2f}x"
     )
     record = CanaryRecord(
-        model_name, version, previous_version, len(x), errors, disagreement, ratio, not problems, reason
+        model_name, version, previous_version, n_rows(x), errors, disagreement, ratio, not problems, reason
     )
     if problems:
         raise GateFailedError([f"canary of v{version}: {reason}"])

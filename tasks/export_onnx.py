@@ -1,7 +1,7 @@
 """Stage `export_onnx`: the fine-tuned model as ONNX, the only format that is deployed.
 
 Export uses the torch.export-based exporter (the maintained path; it needs onnxscript) at
-the opset pinned in config, with a dynamic batch axis, and the result must pass the full
+the opset pinned in config, with the adapter's dynamic axes (batch, sequence), and the result must pass the full
 ONNX checker (shape inference included) before anything downstream sees it.
 """
 
@@ -15,12 +15,13 @@ import onnx
 import torch
 from prefect import task
 
-from attestflow.config import ExportOnnxConfig
+from attestflow.adapters import Inputs, ModelAdapter, load_adapter
+from attestflow.config import DataConfig, ExportOnnxConfig, ModelConfig
+from attestflow.dataset import read_table
 from attestflow.digests import file_digest
+from attestflow.errors import BadInputError
 from attestflow.records import OnnxExportRecord
-from attestflow.tabular import load_checkpoint
 
-INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
 
 
@@ -28,33 +29,53 @@ def _shapes(values: list[onnx.ValueInfoProto]) -> dict[str, list[str | int]]:
     return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
 
 
-def _export(model: torch.nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    batch = torch.export.Dim("batch", min=1)
+def _example(adapter: ModelAdapter, data: DataConfig) -> Inputs:
+    """Two real rows of the data as the tracing example (real token ids, real feature values)."""
+    df = read_table(data.path)
+    if len(df) < 2:
+        raise BadInputError(f"{data.path}: need at least two rows to export the model")
+    return adapter.encode(df.head(2), data)
+
+
+def _export(adapter: ModelAdapter, model: torch.nn.Module, example: Inputs, path: Path, opset: int) -> None:
+    args = tuple(torch.from_numpy(example[n]) for n in adapter.input_names)
+    # One torch.export.Dim per named axis, shared by every input that has it (batch, sequence).
+    dims: dict[str, torch.export.Dim] = {}
+    dynamic = [
+        {
+            axis: dims.setdefault(name, torch.export.Dim(name, min=1))
+            for axis, name in adapter.dynamic_axes()[n].items()
+        }
+        for n in adapter.input_names
+    ]
     torch.onnx.export(
         model,
-        (example,),
+        args,
         str(path),
         dynamo=True,
         opset_version=opset,
-        input_names=[INPUT_NAME],
+        input_names=list(adapter.input_names),
         output_names=[OUTPUT_NAME],
-        dynamic_shapes={"x": {0: batch}},
+        dynamic_shapes=tuple(dynamic),
         external_data=False,
         verbose=False,
     )
 
 
-def export_onnx(cfg: ExportOnnxConfig, checkpoint: Path, out_dir: Path) -> OnnxExportRecord:
-    """Export the safetensors checkpoint to ``out_dir/model.onnx`` and check it."""
-    model = load_checkpoint(checkpoint).eval()
-    example = torch.zeros(2, model.mean.shape[0])
+def export_onnx(
+    cfg: ExportOnnxConfig, checkpoint: Path, out_dir: Path, data: DataConfig, model: ModelConfig | None = None
+) -> OnnxExportRecord:
+    """Export the fine-tuned checkpoint to ``out_dir/model.onnx`` and check it."""
+    adapter = load_adapter(model or ModelConfig())
+    net = adapter.load(checkpoint).eval()
+    example = _example(adapter, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
     # The exporter warns about torchvision ops it cannot register and a torch-internal deprecation.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        _export(model, example, path, cfg.opset)
+        _export(adapter, net, example, path, cfg.opset)
     onnx.checker.check_model(str(path), full_check=True)
 
     proto = onnx.load(str(path))

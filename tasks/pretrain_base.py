@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from attestflow.config import FineTuneConfig
-from attestflow.dataset import read_table
+from attestflow.adapters.tabular import TabularAdapter
+from attestflow.config import DataConfig, FineTuneConfig, ModelConfig
+from attestflow.dataset import Split, read_table
 from attestflow.tabular import TabularMLP, save_checkpoint
-from tasks.fine_tune import train_one_epoch
+from tasks.fine_tune import train_in_memory
 from tasks.generate_data import FEATURES
 
 
@@ -27,20 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = yaml.safe_load(args.params.read_text())["pretrain_base"]
     df = read_table(args.data)
-    from attestflow.dataset import Split
-
-    split = Split(
-        x=df[FEATURES].to_numpy(dtype="float32", copy=True),
-        y=df["default"].to_numpy(dtype="int64", copy=True),
-        sensitive=None,
-    )
+    data = DataConfig(path=args.data, label="default", features=FEATURES)
+    adapter = TabularAdapter(ModelConfig())
+    split = Split(inputs=adapter.encode(df, data), y=df["default"].to_numpy(dtype="int64"), sensitive=None)
     torch.manual_seed(params["seed"])
     model = TabularMLP(len(FEATURES), tuple(params["hidden"]))
-    model.set_normalisation(torch.from_numpy(split.x))
-    cfg = FineTuneConfig(base_checkpoint=args.out, seed=params["seed"], lr=3e-3, amp=False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    for epoch in range(1, params["epochs"] + 1):
-        train_one_epoch(model, opt, split, epoch, cfg, torch.device("cpu"))
+    adapter.prepare(model, split.inputs)
+    cfg = FineTuneConfig(seed=params["seed"], lr=3e-3, amp=False, epochs=params["epochs"])
+    train_in_memory(adapter, model, split, cfg)
     save_checkpoint(model, args.out, {"trained_on": str(args.data)})
 
 

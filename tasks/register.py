@@ -19,8 +19,9 @@ import numpy as np
 import onnx
 from prefect import task
 
+from attestflow.adapters import load_adapter
 from attestflow.bundle import ATTESTATION, MODEL
-from attestflow.config import DataConfig, ReleaseConfig
+from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
 from attestflow.dataset import load_splits
 from attestflow.errors import GateFailedError
 from attestflow.lineage import CodeRevision
@@ -92,6 +93,7 @@ def register(
     tracking_uri: str,
     validation: OnnxValidationRecord,
     tags: dict[str, str],
+    model: ModelConfig | None = None,
 ) -> RegistrationRecord:
     """Register the bundle as a new model version (or return the one these inputs already made)."""
     import mlflow
@@ -115,10 +117,10 @@ def register(
         )
 
     onnx_path = bundle_dir / MODEL
-    _, test = load_splits(data)
-    example = test.x[:5]
+    _, test = load_splits(data, load_adapter(model or ModelConfig()))
+    example = test.head(5).inputs
     sess = session(onnx_path, "cpu")
-    outputs = sess.run(None, {sess.get_inputs()[0].name: example})[0]
+    outputs = sess.run(None, example)[0]
     signature = infer_signature(example, np.asarray(outputs))
     with fluent_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"onnx_{k}": v for k, v in validation.metrics.items()})

@@ -17,11 +17,11 @@ import torch
 from prefect import task
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from attestflow.config import DataConfig, ValidateOnnxConfig
+from attestflow.adapters import Inputs, load_adapter, n_rows, take, torch_logits
+from attestflow.config import DataConfig, ModelConfig, ValidateOnnxConfig
 from attestflow.dataset import load_splits
 from attestflow.errors import GateFailedError
 from attestflow.records import OnnxValidationRecord
-from attestflow.tabular import load_checkpoint
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -64,31 +64,42 @@ def classification_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float
     }
 
 
+def run_batched(sess: ort.InferenceSession, inputs: Inputs, batch: int = 1024) -> np.ndarray:
+    """The session's first output for `inputs`, run `batch` rows at a time (bounded memory for large models)."""
+    outs = [
+        np.asarray(sess.run(None, take(inputs, slice(i, i + batch)))[0])
+        for i in range(0, n_rows(inputs), batch)
+    ]
+    return np.concatenate(outs)
+
+
 def validate_onnx(
-    cfg: ValidateOnnxConfig, data: DataConfig, onnx_path: Path, checkpoint: Path
+    cfg: ValidateOnnxConfig,
+    data: DataConfig,
+    onnx_path: Path,
+    checkpoint: Path,
+    model: ModelConfig | None = None,
 ) -> OnnxValidationRecord:
     """Compare ONNX Runtime with torch on held-out rows, time it, and score it."""
+    adapter = load_adapter(model or ModelConfig())
     sess = session(onnx_path, cfg.provider)
-    input_name = sess.get_inputs()[0].name
-    _, test = load_splits(data)
-    logits = sess.run(None, {input_name: test.x})[0]
+    _, test = load_splits(data, adapter)
+    logits = run_batched(sess, test.inputs)
 
-    rows = test.x[: cfg.parity_rows]
-    model = load_checkpoint(checkpoint).eval()
-    with torch.no_grad():
-        expected = model(torch.from_numpy(rows)).numpy()
+    rows = test.head(cfg.parity_rows)
+    expected = torch_logits(adapter, adapter.load(checkpoint), rows.inputs)
     max_diff = float(np.max(np.abs(expected - logits[: len(rows)])))
     if not max_diff <= cfg.tolerance:
         raise GateFailedError(
             [f"ONNX output differs from torch by {max_diff:.3g} (tolerance {cfg.tolerance:g})"]
         )
 
-    one = test.x[:1]
-    sess.run(None, {input_name: one})
+    one = take(test.inputs, slice(0, 1))
+    sess.run(None, one)
     times = []
     for _ in range(cfg.latency_runs):
         t0 = time.perf_counter()
-        sess.run(None, {input_name: one})
+        sess.run(None, one)
         times.append((time.perf_counter() - t0) * 1000)
     return OnnxValidationRecord(
         provider=sess.get_providers()[0],

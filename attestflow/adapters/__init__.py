@@ -41,8 +41,10 @@ SHIPPED = {
 class ModelAdapter(Protocol):
     """What the pipeline asks of a kind of model."""
 
-    input_names: tuple[str, ...]
-    """The model's inputs, in the order ``forward`` takes them; also the ONNX input names."""
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's inputs, in the order ``forward`` takes them; also the ONNX input names."""
+        ...
 
     def encode(self, df: pd.DataFrame, data: DataConfig) -> Inputs:
         """The model inputs for the rows of `df` (select columns, tokenise, ...)."""
@@ -117,17 +119,20 @@ def take(inputs: Mapping[str, np.ndarray], rows: slice | np.ndarray) -> Inputs:
     return {k: v[rows] for k, v in inputs.items()}
 
 
-def as_tensors(adapter: ModelAdapter, inputs: Mapping[str, np.ndarray], device: torch.device) -> list[torch.Tensor]:
+def as_tensors(
+    adapter: ModelAdapter, inputs: Mapping[str, np.ndarray], device: torch.device
+) -> list[torch.Tensor]:
     """The model's positional arguments for `inputs`, on `device`."""
     return [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(device) for n in adapter.input_names]
 
 
 @torch.no_grad()
 def torch_logits(adapter: ModelAdapter, model: nn.Module, inputs: Inputs, batch: int = 256) -> np.ndarray:
-    """The model's logits for `inputs` on the CPU, in batches."""
+    """The model's logits for `inputs`, computed in batches on the model's device, returned as a NumPy array."""
     model.eval()
+    device = next(model.parameters()).device
     out = [
-        model(*as_tensors(adapter, take(inputs, slice(i, i + batch)), torch.device("cpu"))).float().numpy()
+        model(*as_tensors(adapter, take(inputs, slice(i, i + batch)), device)).float().cpu().numpy()
         for i in range(0, n_rows(inputs), batch)
     ]
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from prefect import task
 
-from attestflow.config import DataConfig
+from attestflow.adapters import load_adapter
+from attestflow.config import DataConfig, ModelConfig
 from attestflow.dataset import read_table, split_table
 from attestflow.digests import file_digest
 from attestflow.policy import GatePolicy
@@ -50,19 +51,24 @@ def run_gates(
     data_validation: DataValidationRecord | None = None,
     model_label: str | None = None,
     public_key: Path | None = None,
+    model: ModelConfig | None = None,
 ) -> GateReport:
     """Evaluate the candidate once and return the decision of every gate the policy lists."""
     started = time.perf_counter()
+    adapter = load_adapter(model or ModelConfig())
     table = read_table(data_cfg.path)
-    _, held_out = split_table(table, data_cfg)
+    _, held_out = split_table(table, data_cfg, adapter)
     base = None
     if "regression" in policy.run:
-        base = champion(model_name, policy.baseline.alias, tracking_uri, held_out.x, provider, public_key)
+        base = champion(
+            model_name, policy.baseline.alias, tracking_uri, held_out.inputs, provider, public_key
+        )
     ev = evaluation(
         onnx_path,
         data_cfg,
         table,
         held_out,
+        adapter,
         provider=provider,
         format_policy=policy.format,
         baseline=base,

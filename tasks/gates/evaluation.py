@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from attestflow.adapters import Inputs, ModelAdapter, n_rows
 from attestflow.config import DataConfig
 from attestflow.dataset import Split
 from attestflow.policy import FormatPolicy
 from attestflow.records import DataValidationRecord
 
-Predict = Callable[[np.ndarray], np.ndarray]
-"""Features (rows × features, float32) -> class logits (rows × classes)."""
+Predict = Callable[[Inputs], np.ndarray]
+"""Model inputs (by ONNX input name) -> class logits (rows × classes)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +48,8 @@ class Evaluation:
     table: pd.DataFrame
     """The whole dataset, for the data gates."""
     held_out: Split
+    adapter: ModelAdapter
+    """The model kind, for perturbations and for loading the torch checkpoint."""
     provider: str
     """The configured provider choice (``auto``, ``cpu``, ``cuda``)."""
     ran_on: str
@@ -64,13 +67,12 @@ class Evaluation:
 
 def onnx_predictor(onnx_path: Path, provider: str) -> tuple[Predict, str]:
     """A function running the model in ONNX Runtime, and the provider that actually runs it."""
-    from tasks.validate_onnx import session
+    from tasks.validate_onnx import run_batched, session
 
     sess = session(onnx_path, provider)
-    name = sess.get_inputs()[0].name
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(sess.run(None, {name: x})[0])
+    def predict(inputs: Inputs) -> np.ndarray:
+        return run_batched(sess, inputs)
 
     return predict, sess.get_providers()[0]
 
@@ -91,14 +93,14 @@ class ModelRun:
     problem: str | None = None
 
 
-def run_model(onnx_path: Path, provider: str, x: np.ndarray) -> ModelRun:
-    """Run the model on `x`; a model that cannot run, or gives no class logits, says why."""
+def run_model(onnx_path: Path, provider: str, inputs: Inputs) -> ModelRun:
+    """Run the model on `inputs`; a model that cannot run, or gives no class logits, says why."""
     try:
         predict, ran_on = onnx_predictor(onnx_path, provider)
-        logits = predict(x)
+        logits = predict(inputs)
     except Exception as e:  # ONNX Runtime raises its own exception types for unloadable models
         return ModelRun(None, None, "none", f"ONNX Runtime cannot run {onnx_path.name}: {_first_line(e)}")
-    if logits.ndim != 2 or logits.shape[0] != len(x) or logits.shape[1] < 2:
+    if logits.ndim != 2 or logits.shape[0] != n_rows(inputs) or logits.shape[1] < 2:
         return ModelRun(
             None, None, ran_on, f"expected class logits (rows × classes), got shape {logits.shape}"
         )
@@ -110,6 +112,7 @@ def evaluation(
     data: DataConfig,
     table: pd.DataFrame,
     held_out: Split,
+    adapter: ModelAdapter,
     *,
     provider: str = "cpu",
     format_policy: FormatPolicy | None = None,
@@ -121,12 +124,15 @@ def evaluation(
     from tasks.gates.format import refusal
 
     refused = refusal(onnx_path, format_policy or FormatPolicy())
-    run = ModelRun(None, None, "none", refused) if refused else run_model(onnx_path, provider, held_out.x)
+    run = (
+        ModelRun(None, None, "none", refused) if refused else run_model(onnx_path, provider, held_out.inputs)
+    )
     return Evaluation(
         onnx_path=onnx_path,
         data=data,
         table=table,
         held_out=held_out,
+        adapter=adapter,
         provider=provider,
         ran_on=run.ran_on,
         predict=run.predict,

@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
+from attestflow.adapters import Inputs
 from attestflow.bundle import MODEL
 from attestflow.errors import BadInputError
 from attestflow.tracking import alias_version, client
@@ -23,9 +22,9 @@ _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<ali
 
 
 def champion(
-    model_name: str, alias: str, tracking_uri: str, x: np.ndarray, provider: str, public_key: Path | None
+    model_name: str, alias: str, tracking_uri: str, inputs: Inputs, provider: str, public_key: Path | None
 ) -> Baseline:
-    """The model `alias` points at, verified and run on `x`; a baseline that cannot be trusted or run says why."""
+    """The model `alias` points at, verified and run on `inputs`; a baseline that cannot be trusted or run says why."""
     try:
         version = alias_version(model_name, alias, tracking_uri)
     except Exception as e:  # an unreachable or broken registry must not look like a first release
@@ -40,7 +39,7 @@ def champion(
     runs: list[ModelRun] = []
     try:
         checked = verify_model_uri(
-            uri, tracking_uri, public_key, use=lambda f: runs.append(run_model(f / MODEL, provider, x))
+            uri, tracking_uri, public_key, use=lambda f: runs.append(run_model(f / MODEL, provider, inputs))
         )
     except BadInputError as e:
         return Baseline(alias, uri, problem=str(e))

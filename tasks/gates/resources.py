@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from attestflow.adapters import Inputs, n_rows, take
 from attestflow.policy import GatePolicy, ResourcesPolicy, Threshold
 from attestflow.records import GateDecision
 from tasks.gates.decisions import bound, cannot_run, judge
@@ -33,7 +34,7 @@ class InferenceProfile:
 
 
 def profile_inference(
-    onnx_path: Path, provider: str, x: np.ndarray, rules: ResourcesPolicy
+    onnx_path: Path, provider: str, inputs: Inputs, rules: ResourcesPolicy
 ) -> InferenceProfile:
     """Load a fresh session and time it at every batch size of the policy."""
     from tasks.validate_onnx import session
@@ -41,15 +42,15 @@ def profile_inference(
     proc = psutil.Process()
     before = peak = proc.memory_info().rss
     sess = session(onnx_path, provider)
-    name = sess.get_inputs()[0].name
     latency: dict[int, tuple[float, float]] = {}
     for budget in rules.latency:
-        batch = np.resize(x, (budget.batch_size, x.shape[1])).astype(np.float32)
-        sess.run(None, {name: batch})
+        # Held-out rows repeated up to the batch size (the rows cycle when there are fewer).
+        batch = take(inputs, np.arange(budget.batch_size) % n_rows(inputs))
+        sess.run(None, batch)
         times = []
         for _ in range(rules.runs):
             started = time.perf_counter()
-            sess.run(None, {name: batch})
+            sess.run(None, batch)
             times.append((time.perf_counter() - started) * 1000)
             peak = max(peak, proc.memory_info().rss)
         latency[budget.batch_size] = (float(np.percentile(times, 50)), float(np.percentile(times, 95)))
@@ -77,6 +78,6 @@ def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
     runtime = runtime_rules(rules)
     if ev.problem is not None:
         return decisions + [cannot_run(GATE, r, ev.problem, digest) for r in runtime]
-    profile = profile_inference(ev.onnx_path, ev.provider, ev.held_out.x, rules)
+    profile = profile_inference(ev.onnx_path, ev.provider, ev.held_out.inputs, rules)
     values = [v for b in rules.latency for v in profile.latency_ms[b.batch_size]] + [profile.memory_mb]
     return decisions + [judge(GATE, r, v, digest) for r, v in zip(runtime, values, strict=True)]

@@ -1,7 +1,8 @@
 """Gate `robustness`: how much the metric drops when the inputs are perturbed a little.
 
-Two perturbations: Gaussian noise at the policy's scales (relative to each feature's
-standard deviation), run through ONNX Runtime on the deployed artifact; and FGSM, a one-step
+Two perturbations: the adapter's own corruption at the policy's scales (Gaussian noise
+relative to each feature's standard deviation for tabular inputs, a share of tokens replaced
+for text), run through ONNX Runtime on the deployed artifact; and FGSM, a one-step
 gradient attack computed on the torch model the ONNX was exported from (ONNX Runtime gives
 no gradients) and then scored in ONNX Runtime again. All perturbed copies of the held-out
 rows go through the model in one batch, so the gate stays cheap.
@@ -14,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attestflow.adapters import Inputs, ModelAdapter
 from attestflow.errors import BadInputError
 from attestflow.policy import GatePolicy, RobustnessPolicy
 from attestflow.records import GateDecision
-from attestflow.tabular import load_checkpoint
 from tasks.gates.decisions import bound, cannot_run, judge
 from tasks.gates.evaluation import Evaluation, Predict
 from tasks.validate_onnx import classification_metrics
@@ -27,23 +28,40 @@ PARITY_TOLERANCE = 1e-3
 """Largest |torch - ONNX| logit difference at which the checkpoint counts as the same model."""
 
 
-def noisy_metrics(predict: Predict, x: np.ndarray, y: np.ndarray, rules: RobustnessPolicy) -> list[float]:
+def noisy_metrics(
+    predict: Predict, adapter: ModelAdapter, inputs: Inputs, y: np.ndarray, rules: RobustnessPolicy
+) -> list[float]:
     """The metric at each noise scale, averaged over the policy's repeats."""
     rng = np.random.default_rng(rules.seed)
-    std = x.std(axis=0)
-    copies = len(rules.noise_scales) * rules.noise_repeats
-    scales = np.repeat(rules.noise_scales, rules.noise_repeats)[:, None, None]
-    noisy = (x[None] + rng.standard_normal((copies, *x.shape)) * scales * std).astype(np.float32)
-    logits = predict(noisy.reshape(-1, x.shape[1])).reshape(copies, len(x), -1)
+    scales = np.repeat(rules.noise_scales, rules.noise_repeats)
+    noisy = [adapter.perturb(inputs, float(s), rng) for s in scales]
+    logits = predict(_stack(noisy)).reshape(len(scales), len(y), -1)
     scores = [classification_metrics(y, block)[rules.metric] for block in logits]
     return [float(np.mean(s)) for s in np.reshape(scores, (len(rules.noise_scales), rules.noise_repeats))]
 
 
+def _stack(copies: list[Inputs]) -> Inputs:
+    """Copies of the same rows as one batch; padded inputs (token ids) are padded to the longest copy."""
+    out = {}
+    for name in copies[0]:
+        arrays = [c[name] for c in copies]
+        width = max(a.shape[1] for a in arrays) if arrays[0].ndim == 2 else None
+        if width is not None and any(a.shape[1] != width for a in arrays):
+            arrays = [np.pad(a, ((0, 0), (0, width - a.shape[1]))) for a in arrays]
+        out[name] = np.concatenate(arrays)
+    return out
+
+
 def fgsm_inputs(
-    checkpoint: Path, x: np.ndarray, y: np.ndarray, epsilon: float, reference: np.ndarray
+    adapter: ModelAdapter,
+    checkpoint: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    epsilon: float,
+    reference: np.ndarray,
 ) -> np.ndarray:
     """FGSM copies of `x` from the torch checkpoint; refuses a checkpoint that is not the ONNX model."""
-    model = load_checkpoint(checkpoint).eval()
+    model = adapter.load(checkpoint).eval()
     xt = torch.from_numpy(x).requires_grad_(True)
     logits = model(xt)
     diff = float(np.abs(logits.detach().numpy() - reference).max())
@@ -60,12 +78,18 @@ def fgsm_decision(ev: Evaluation, rules: RobustnessPolicy, clean: float, digest:
     rule = bound(f"{rules.metric}_drop_fgsm_{rules.fgsm_epsilon:g}", rules.fgsm_max_drop, "at_most")
     if ev.checkpoint is None or ev.predict is None or ev.logits is None or rules.fgsm_epsilon is None:
         return cannot_run(GATE, rule, ev.problem or "no torch checkpoint of this model was given", digest)
-    x, y = ev.held_out.x, ev.held_out.y
+    (name, x), *others = ev.held_out.inputs.items()
+    if others or not np.issubdtype(x.dtype, np.floating):
+        why = (
+            "FGSM needs one float input (token ids have no gradient); leave fgsm_epsilon unset for this model"
+        )
+        return cannot_run(GATE, rule, why, digest)
+    y = ev.held_out.y
     try:
-        attacked = fgsm_inputs(ev.checkpoint, x, y, rules.fgsm_epsilon, ev.logits)
+        attacked = fgsm_inputs(ev.adapter, ev.checkpoint, x, y, rules.fgsm_epsilon, ev.logits)
     except BadInputError as e:
         return cannot_run(GATE, rule, str(e), digest)
-    drop = clean - classification_metrics(y, ev.predict(attacked))[rules.metric]
+    drop = clean - classification_metrics(y, ev.predict({name: attacked}))[rules.metric]
     return judge(GATE, rule, drop, digest)
 
 
@@ -81,7 +105,7 @@ def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
         clean = float("nan")
     else:
         clean = classification_metrics(ev.held_out.y, ev.logits)[rules.metric]
-        scores = noisy_metrics(ev.predict, ev.held_out.x, ev.held_out.y, rules)
+        scores = noisy_metrics(ev.predict, ev.adapter, ev.held_out.inputs, ev.held_out.y, rules)
         decisions = [judge(GATE, r, clean - s, digest) for r, s in zip(noise, scores, strict=True)]
     if rules.fgsm_epsilon is not None:
         decisions.append(fgsm_decision(ev, rules, clean, digest))

@@ -18,17 +18,19 @@ import pandas as pd
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from attestflow.config import DataConfig, ExportOnnxConfig, FineTuneConfig
+from attestflow.adapters.tabular import TabularAdapter
+from attestflow.config import DataConfig, ExportOnnxConfig, FineTuneConfig, ModelConfig
 from attestflow.dataset import Split, split_table
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.records import DataValidationRecord
 from attestflow.tabular import TabularMLP, save_checkpoint
 from tasks.export_onnx import export_onnx
-from tasks.fine_tune import train_one_epoch
+from tasks.fine_tune import train_in_memory
 from tasks.gates.evaluation import Baseline, Evaluation, evaluation
 from tasks.generate_data import FEATURES, generate
 
 ROOT = Path(__file__).resolve().parents[2]
+TABULAR = TabularAdapter(ModelConfig())
 PASSED_SUITE = DataValidationRecord(
     suite="credit", success=True, evaluated=23, failed=[], result_path=Path("x")
 )
@@ -44,20 +46,18 @@ def train_model(train: Split, seed: int, epochs: int = 8) -> TabularMLP:
     """A `TabularMLP` trained from scratch on `train`, fixed by `seed`."""
     torch.manual_seed(seed)
     model = TabularMLP(train.x.shape[1])
-    model.set_normalisation(torch.from_numpy(train.x))
-    cfg = FineTuneConfig(base_checkpoint=Path("unused"), seed=seed, batch_size=64, lr=3e-3)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    for epoch in range(1, epochs + 1):
-        train_one_epoch(model, opt, train, epoch, cfg, torch.device("cpu"))
-    return model.eval()
+    TABULAR.prepare(model, train.inputs)
+    cfg = FineTuneConfig(seed=seed, batch_size=64, lr=3e-3, epochs=epochs)
+    train_in_memory(TABULAR, model, train, cfg)
+    return model
 
 
-def export(model: TabularMLP, folder: Path) -> tuple[Path, Path]:
+def export(model: TabularMLP, folder: Path, data: DataConfig) -> tuple[Path, Path]:
     """Save `model` as safetensors and export it to ONNX in `folder`; returns (onnx, checkpoint)."""
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / "model.safetensors"
     save_checkpoint(model, checkpoint)
-    return export_onnx(ExportOnnxConfig(), checkpoint, folder).onnx_path, checkpoint
+    return export_onnx(ExportOnnxConfig(), checkpoint, folder, data).onnx_path, checkpoint
 
 
 def torch_logits(model: TabularMLP, x: np.ndarray) -> np.ndarray:
@@ -83,7 +83,7 @@ class Lab:
         """The evaluation of `onnx_path` on the lab's held-out rows (no baseline unless given)."""
         kw.setdefault("baseline", Baseline("champion", None))
         kw.setdefault("data_validation", PASSED_SUITE)
-        return evaluation(onnx_path, self.data, self.table, self.held_out, **kw)
+        return evaluation(onnx_path, self.data, self.table, self.held_out, TABULAR, **kw)
 
 
 def make_lab(root: Path) -> Lab:
@@ -94,9 +94,9 @@ def make_lab(root: Path) -> Lab:
     table.to_csv(path, index=False)
     data = DataConfig(path=path, label="default", features=FEATURES, sensitive="group")
     table = pd.read_csv(path)
-    train, held_out = split_table(table, data)
+    train, held_out = split_table(table, data, TABULAR)
     good = train_model(train, seed=0)
-    onnx_path, checkpoint = export(good, root / "good")
+    onnx_path, checkpoint = export(good, root / "good", data)
     return Lab(root, data, table, train, held_out, good, onnx_path, checkpoint)
 
 

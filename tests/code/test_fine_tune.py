@@ -1,4 +1,4 @@
-"""fine_tune trains from the base checkpoint, checkpoints every epoch, and resumes exactly."""
+"""fine_tune trains from the base checkpoint, checkpoints by step and epoch, and resumes exactly."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from tasks import fine_tune as ft
 from tests.conftest import ExampleRepo
 
 
-def _run(repo: ExampleRepo, ws_dir: Path, epochs: int, **kw: Any) -> ft.TrainingRecord:
+def _run(repo: ExampleRepo, ws_dir: Path, epochs: int, step_hook: Any = None, **kw: Any) -> ft.TrainingRecord:
     cfg = FineTuneConfig(base_checkpoint=repo.base_checkpoint, epochs=epochs, batch_size=64, **kw)
     ws = Workspace.at(ws_dir)
     ws.activate()
     data = repo.config().data
-    return ft.fine_tune(cfg, data, ws, "md5-of-data", ws.mlflow_uri, "tests")
+    return ft.fine_tune(cfg, data, ws, "md5-of-data", ws.mlflow_uri, "tests", step_hook=step_hook)
 
 
 def test_training_writes_a_verified_checkpoint_per_epoch(example_repo: ExampleRepo, tmp_path: Path) -> None:
@@ -53,19 +53,61 @@ def test_resumed_training_ends_with_the_same_weights(example_repo: ExampleRepo, 
 def test_a_corrupted_last_checkpoint_is_skipped(example_repo: ExampleRepo, tmp_path: Path) -> None:
     first = _run(example_repo, tmp_path / "ws", epochs=2)
     folder = first.checkpoint_path.parent
-    last = folder / "epoch-0002.safetensors"
-    data = bytearray(last.read_bytes())
+    steps = sorted(folder.glob("step-*.safetensors"))
+    assert len(steps) == 2
+    data = bytearray(steps[-1].read_bytes())
     data[-1] ^= 0xFF
-    last.write_bytes(bytes(data))
-    assert ft.last_good_checkpoint(folder, 2).epoch == 1  # type: ignore[union-attr]
+    steps[-1].write_bytes(bytes(data))
+    good = ft.last_good_checkpoint(folder, 10**6)
+    assert good is not None and good.path == steps[0]
     again = _run(example_repo, tmp_path / "ws", epochs=2)
     assert again.resumed_from_epoch == 1
 
 
 def test_a_half_written_checkpoint_without_sidecar_is_ignored(tmp_path: Path) -> None:
-    (tmp_path / "epoch-0001.safetensors.partial").write_bytes(b"junk")
-    (tmp_path / "epoch-0002.safetensors").write_bytes(b"junk")
+    (tmp_path / "step-00000001.safetensors.partial").write_bytes(b"junk")
+    (tmp_path / "step-00000002.safetensors").write_bytes(b"junk")
     assert ft.last_good_checkpoint(tmp_path, 5) is None
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_schedule_counts_optimizer_steps_with_accumulation() -> None:
+    sched = ft.Schedule(rows=1000, batch_size=64, accum=3, seed=0)
+    assert sched.batches_per_epoch == 16 and sched.steps_per_epoch == 6
+    assert sched.position(0) == (1, 0)
+    assert sched.position(4) == (1, 12)
+    assert sched.position(6) == (2, 0)
+    first, again = sched.batches(2), sched.batches(2)
+    assert all((a == b).all() for a, b in zip(first, again, strict=True))
+    assert not (sched.batches(1)[0] == first[0]).all()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_crash_mid_epoch_resumes_from_the_step_checkpoint(
+    example_repo: ExampleRepo, tmp_path: Path
+) -> None:
+    kw: dict[str, Any] = {"checkpoint_every": 4, "grad_accum_steps": 2}
+    straight = _run(example_repo, tmp_path / "a", epochs=2, **kw)
+
+    def crash_at_step_10(step: int) -> None:
+        if step == 10:
+            raise Crash
+
+    with pytest.raises(Crash):
+        _run(example_repo, tmp_path / "b", epochs=2, step_hook=crash_at_step_10, **kw)
+    resumed = _run(example_repo, tmp_path / "b", epochs=2, **kw)
+    # 800 training rows / 64 = 13 batches = 7 optimizer steps an epoch: step 8 is mid-epoch 2.
+    assert resumed.resumed_from_step == 8 and resumed.resumed_from_epoch == 1
+    _same_weights(straight.checkpoint_path, resumed.checkpoint_path)
 
 
 def test_forcing_cuda_without_a_gpu_is_bad_input(example_repo: ExampleRepo, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def test_a_good_model_passes_every_threshold_with_its_margin(lab: Lab) -> None:
 
 
 def test_a_model_that_ignores_its_input_is_refused(lab: Lab, tmp_path: Path) -> None:
-    onnx_path, _ = export(ignoring_input(lab.good), tmp_path)
+    onnx_path, _ = export(ignoring_input(lab.good), tmp_path, lab.data)
     decisions = performance.gate(lab.evaluate(onnx_path), bundled_policy())
     assert not any(d.passed for d in decisions)
     by_metric = {d.metric: d for d in decisions}

@@ -8,7 +8,7 @@ import numpy as np
 
 from attestflow.policy import RobustnessPolicy
 from tasks.gates import robustness
-from tests.code.planted import Lab, bundled_policy, flipping_under_noise, train_model
+from tests.code.planted import TABULAR, Lab, bundled_policy, flipping_under_noise, train_model
 
 
 def test_a_good_model_passes_noise_and_fgsm(lab: Lab) -> None:
@@ -38,8 +38,8 @@ def test_noise_results_are_fixed_by_the_seed(lab: Lab) -> None:
     rules = RobustnessPolicy(noise_scales=[0.2], noise_repeats=2, max_drop=0.1)
     ev = lab.evaluate(lab.good_onnx)
     assert ev.predict is not None
-    first = robustness.noisy_metrics(ev.predict, lab.held_out.x, lab.held_out.y, rules)
-    assert first == robustness.noisy_metrics(ev.predict, lab.held_out.x, lab.held_out.y, rules)
+    first = robustness.noisy_metrics(ev.predict, TABULAR, lab.held_out.inputs, lab.held_out.y, rules)
+    assert first == robustness.noisy_metrics(ev.predict, TABULAR, lab.held_out.inputs, lab.held_out.y, rules)
 
 
 def test_fgsm_fails_without_the_matching_checkpoint(lab: Lab, tmp_path: Path) -> None:

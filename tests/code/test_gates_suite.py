@@ -57,7 +57,7 @@ def test_the_suite_compares_with_the_registered_champion(lab: Lab, tmp_path: Pat
 
     version = _register(uri, "credit", lab.good_onnx, tmp_path, {})
     MlflowClient(uri, uri).set_registered_model_alias("credit", "champion", version)
-    worse, _ = export(ignoring_input(lab.good), tmp_path / "worse")
+    worse, _ = export(ignoring_input(lab.good), tmp_path / "worse", lab.data)
     report = run_gates(policy, worse, lab.data, model_name="credit", tracking_uri=uri)
     assert report.baseline == "models:/credit/1" and not report.passed
     refused = {line.split(":")[0] for line in report.failures()}
@@ -147,7 +147,7 @@ def test_evaluate_exits_0_when_every_gate_passes(lab: Lab, tmp_path: Path) -> No
 
 @pytest.mark.usefixtures("wide_terminal")
 def test_evaluate_exits_1_with_one_reason_per_failing_gate(lab: Lab, tmp_path: Path) -> None:
-    worse, _ = export(ignoring_input(lab.good), tmp_path / "worse")
+    worse, _ = export(ignoring_input(lab.good), tmp_path / "worse", lab.data)
     result = CliRunner().invoke(app, ["evaluate", str(worse), "--config", str(_config(lab, tmp_path))])
     assert result.exit_code == 1, result.output
     assert "gates said no" in result.output

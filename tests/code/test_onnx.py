@@ -17,7 +17,9 @@ from tests.conftest import ExampleRepo
 
 
 def test_export_is_checked_with_a_dynamic_batch_axis(example_repo: ExampleRepo, tmp_path: Path) -> None:
-    rec = export_onnx(ExportOnnxConfig(opset=18), example_repo.base_checkpoint, tmp_path)
+    rec = export_onnx(
+        ExportOnnxConfig(opset=18), example_repo.base_checkpoint, tmp_path, example_repo.config().data
+    )
     assert rec.opset == 18
     assert rec.inputs == {"features": ["batch", 7]}
     sess = session(rec.onnx_path, "cpu")
@@ -27,8 +29,8 @@ def test_export_is_checked_with_a_dynamic_batch_axis(example_repo: ExampleRepo, 
 
 
 def test_onnx_runtime_matches_torch_and_is_scored(example_repo: ExampleRepo, tmp_path: Path) -> None:
-    rec = export_onnx(ExportOnnxConfig(), example_repo.base_checkpoint, tmp_path)
     data = example_repo.config().data
+    rec = export_onnx(ExportOnnxConfig(), example_repo.base_checkpoint, tmp_path, data)
     val = validate_onnx(ValidateOnnxConfig(latency_runs=3), data, rec.onnx_path, example_repo.base_checkpoint)
     assert val.max_abs_diff <= 1e-4
     assert val.provider == "CPUExecutionProvider" or torch.cuda.is_available()
@@ -37,7 +39,7 @@ def test_onnx_runtime_matches_torch_and_is_scored(example_repo: ExampleRepo, tmp
 
 
 def test_parity_check_says_no_when_onnx_and_torch_disagree(example_repo: ExampleRepo, tmp_path: Path) -> None:
-    rec = export_onnx(ExportOnnxConfig(), example_repo.base_checkpoint, tmp_path)
+    rec = export_onnx(ExportOnnxConfig(), example_repo.base_checkpoint, tmp_path, example_repo.config().data)
     other = load_checkpoint(example_repo.base_checkpoint)
     first = other.net[0]
     assert isinstance(first, torch.nn.Linear)

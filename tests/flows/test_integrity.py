@@ -148,7 +148,9 @@ def test_replacing_the_onnx_with_another_valid_onnx_fails(released: Released, tm
     from attestflow.config import ExportOnnxConfig
     from tasks.export_onnx import export_onnx
 
-    other = export_onnx(ExportOnnxConfig(), released.repo.base_checkpoint, tmp_path)
+    other = export_onnx(
+        ExportOnnxConfig(), released.repo.base_checkpoint, tmp_path, released.repo.config().data
+    )
     with tampered(released.artifacts / "model.onnx") as path:
         shutil.copy(other.onnx_path, path)
         code, report = released.verify()

@@ -185,17 +185,16 @@ def test_corrupted_data_fails_validation_with_the_expectation_named(example_repo
 def test_a_training_crash_is_retried_and_resumes_from_the_checkpoint(
     example_repo: ExampleRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ft.train_one_epoch
+    real = ft.Trainer.run_epoch
     calls: list[int] = []
 
-    def crash_in_epoch_2_once(*args: Any, **kwargs: Any) -> float:
-        epoch = args[3]
+    def crash_in_epoch_2_once(self: ft.Trainer, train: Any, epoch: int, first_batch: int) -> float:
         calls.append(epoch)
         if epoch == 2 and calls.count(2) == 1:
             raise RuntimeError("simulated worker loss during epoch 2")
-        return real(*args, **kwargs)
+        return real(self, train, epoch, first_batch)
 
-    monkeypatch.setattr(ft, "train_one_epoch", crash_in_epoch_2_once)
+    monkeypatch.setattr(ft.Trainer, "run_epoch", crash_in_epoch_2_once)
     summary = _run(example_repo.write_config(fine_tune={"epochs": 3, "retries": 1, "retry_delay_s": 0}))
     assert calls == [1, 2, 2, 3]
     assert summary.training.resumed_from_epoch == 1
