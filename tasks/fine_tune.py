@@ -230,6 +230,8 @@ class _Batches(torch.utils.data.Dataset[list[torch.Tensor]]):
 
     def __init__(self, adapter: ModelAdapter, split: Split, batches: list[np.ndarray], ranks: Ranks) -> None:
         self.inputs = [split.inputs[n] for n in adapter.input_names]
+        axes = adapter.dynamic_axes()
+        self.sequences = [i for i, n in enumerate(adapter.input_names) if 1 in axes.get(n, {})]
         self.y = split.y
         self.batches = [b[ranks.rank :: ranks.world] for b in batches]
 
@@ -238,7 +240,16 @@ class _Batches(torch.utils.data.Dataset[list[torch.Tensor]]):
 
     def __getitem__(self, i: int) -> list[torch.Tensor]:
         idx = self.batches[i]
-        return [torch.from_numpy(np.ascontiguousarray(a[idx])) for a in (*self.inputs, self.y)]
+        arrays = [a[idx] for a in self.inputs]
+        if self.sequences:
+            # The split is padded to its longest row; a batch needs only its own longest. Trailing
+            # columns that are zero (padding) in every sequence input of every row are cut.
+            used = np.zeros(arrays[self.sequences[0]].shape[1], dtype=bool)
+            for k in self.sequences:
+                used |= (arrays[k] != 0).any(axis=0)
+            width = int(np.flatnonzero(used)[-1]) + 1 if used.any() else 1
+            arrays = [a[:, :width] if k in self.sequences else a for k, a in enumerate(arrays)]
+        return [torch.from_numpy(np.ascontiguousarray(a)) for a in (*arrays, self.y[idx])]
 
 
 def _batches(
@@ -339,14 +350,27 @@ class Trainer:
         return float((per_batch * torch.tensor(sizes, dtype=torch.float64)).sum()) / sum(sizes)
 
     def checkpoint(self, step: int) -> Checkpoint | None:
-        """Rank 0 writes the state after `step`; every rank waits until it is on disk."""
-        ckpt = (
-            save_training_state(self.folder, step, self.raw, self.opt, self.run_id)
-            if self.ranks.main
-            else None
-        )
+        """Rank 0 writes the state after `step` and prunes older mid-epoch ones; every rank waits for it."""
+        ckpt = None
+        if self.ranks.main:
+            ckpt = save_training_state(self.folder, step, self.raw, self.opt, self.run_id)
+            prune_mid_epoch(self.folder, step, self.schedule.steps_per_epoch)
         self.ranks.barrier()
         return ckpt
+
+
+def prune_mid_epoch(folder: Path, newest: int, steps_per_epoch: int) -> None:
+    """Delete mid-epoch checkpoints older than step `newest`.
+
+    Epoch-end checkpoints stay: their digests are part of the training record, and a longer
+    run resumes from them. So does the newest checkpoint; if it is damaged, the previous epoch
+    end is the fallback.
+    """
+    for side in folder.glob("step-*.json"):
+        step = int(side.stem.removeprefix("step-"))
+        if step < newest and step % steps_per_epoch:
+            side.with_suffix(".safetensors").unlink(missing_ok=True)
+            side.unlink(missing_ok=True)
 
 
 def evaluate(adapter: ModelAdapter, model: nn.Module, split: Split) -> dict[str, float]:

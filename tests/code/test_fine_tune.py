@@ -104,6 +104,12 @@ def test_a_crash_mid_epoch_resumes_from_the_step_checkpoint(
 
     with pytest.raises(Crash):
         _run(example_repo, tmp_path / "b", epochs=2, step_hook=crash_at_step_10, **kw)
+    folder = next((tmp_path / "b" / "training").glob("*/"))
+    # Older mid-epoch checkpoints are pruned: epoch 1's end (step 7) and the newest (step 8) stay.
+    assert sorted(p.name for p in folder.glob("step-*.safetensors")) == [
+        "step-00000007.safetensors",
+        "step-00000008.safetensors",
+    ]
     resumed = _run(example_repo, tmp_path / "b", epochs=2, **kw)
     # 800 training rows / 64 = 13 batches = 7 optimizer steps an epoch: step 8 is mid-epoch 2.
     assert resumed.resumed_from_step == 8 and resumed.resumed_from_epoch == 1
