@@ -67,15 +67,44 @@ def _quiet_expected_failures() -> None:
             handler.addFilter(filt)
 
 
+def materialize(path: Path, repo_root: Path) -> bool:
+    """Build or fetch a missing file that a stage of the DVC pipeline outputs (``dvc repro``, pulling
+    cached outputs from the remote where it has them); False when no stage outputs it."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    if not (repo_root / "dvc.yaml").is_file():
+        return False
+    with Repo(str(repo_root)) as repo:
+        target = path.resolve()
+        stages = [s for s in repo.index.stages if any(Path(o.fs_path) == target for o in s.outs)]
+        if not stages:
+            return False
+        console.print(
+            f"[bold]dvc repro {stages[0].addressing}[/]: {path} is a pipeline output not yet built here"
+        )
+        try:
+            repo.reproduce(stages[0].addressing, pull=True)
+        except DvcException as e:
+            raise BadInputError(
+                f"{path} is missing and `dvc repro {stages[0].addressing}` failed: {e}"
+            ) from None
+    return path.exists()
+
+
 def preflight(cfg: ReleaseConfig) -> None:
-    """Catch missing inputs and an invalid gate policy before a flow run starts, so they cost nothing."""
+    """Catch missing inputs and an invalid gate policy before a flow run starts, so they cost nothing.
+
+    A missing input that the DVC pipeline produces (the example data, the base checkpoint) is
+    built first, as `dvc repro` would.
+    """
     load_policy(cfg.gates.policy)
     for what, path in (
         ("data.path", cfg.data.path),
         ("validate_data.suite", cfg.validate_data.suite),
         ("fine_tune.base_checkpoint", cfg.fine_tune.base_checkpoint),
     ):
-        if path is not None and not path.exists():
+        if path is not None and not path.exists() and not materialize(path, cfg.snapshot.repo):
             raise BadInputError(f"{what}: {path} does not exist")
 
 
