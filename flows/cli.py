@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,6 +84,8 @@ def materialize(path: Path, repo_root: Path) -> bool:
         console.print(
             f"[bold]dvc repro {stages[0].addressing}[/]: {path} is a pipeline output not yet built here"
         )
+        # Stage commands say `python`: this environment's, wherever the CLI was started from.
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         try:
             repo.reproduce(stages[0].addressing, pull=True)
         except DvcException as e:
@@ -471,6 +474,7 @@ def demo(set_: SetOpt = None) -> None:
     from dvc.repo import Repo
 
     console.print("[bold]dvc repro[/]: example data and base checkpoint")
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with Repo(".") as repo:
         repo.reproduce()
     _run_release(Path("configs/release.yaml"), set_ or [])
