@@ -79,6 +79,10 @@ class PortablePredict:
         return {"onnx_path": self.onnx_path, "provider": self.provider, "_predict": None}
 
 
+ALONE = {"resources"}
+"""Gates that measure the process itself, so they never share it with other gates."""
+
+
 def decide(
     ev: Evaluation, policy: GatePolicy, task_runner: TaskRunner[Any] | None = None
 ) -> list[GateDecision]:
@@ -92,11 +96,18 @@ def decide(
         return [d for name in policy.run for d in evaluate_gate(name, ev, policy)]
     if ev.predict is not None and not isinstance(task_runner, ThreadPoolTaskRunner):
         ev = replace(ev, predict=PortablePredict(ev.onnx_path, ev.provider))
+    # The resources gate measures latency and the process's memory growth: it runs alone, after
+    # the others, or their threads' allocations and CPU time would be counted as the model's.
+    shared = [name for name in policy.run if name not in ALONE]
     with task_runner.duplicate() as runner:
-        futures = [
-            runner.submit(gate_task, {"name": name, "ev": ev, "policy": policy}) for name in policy.run
-        ]
-        return [d for future in futures for d in future.result()]
+        futures = {
+            name: runner.submit(gate_task, {"name": name, "ev": ev, "policy": policy}) for name in shared
+        }
+        decided = {name: future.result() for name, future in futures.items()}
+    for name in policy.run:
+        if name in ALONE:
+            decided[name] = evaluate_gate(name, ev, policy)
+    return [d for name in policy.run for d in decided[name]]
 
 
 def run_gates(
