@@ -559,17 +559,15 @@ def fine_tune(
         summary = {
             "device": device.type,
             "precision": precision,
-            "samples_per_s": f"{samples_per_s:.1f}",
-            "peak_memory_mb": f"{peak_mb:.0f}",
             "processes": str(ranks.world),
             "resumed_from_step": str(start_step),
             "checkpoint_sha256": digest.value,
         }
-        mlflow.log_batch(
-            run_id,
-            metrics=[_metric("samples_per_s", samples_per_s, 0), _metric("peak_memory_mb", peak_mb, 0)],
-            tags=[_tag(k, v) for k, v in summary.items()],
-        )
+        speed = []
+        if trained:  # a re-run that found training complete measured nothing: keep the real figures
+            summary.update(samples_per_s=f"{samples_per_s:.1f}", peak_memory_mb=f"{peak_mb:.0f}")
+            speed = [_metric("samples_per_s", samples_per_s, 0), _metric("peak_memory_mb", peak_mb, 0)]
+        mlflow.log_batch(run_id, metrics=speed, tags=[_tag(k, v) for k, v in summary.items()])
         mlflow.log_artifact(run_id, str(final), artifact_path=CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
         if progress is not None:
             progress.finish(_history(mlflow, run_id, schedule.steps_per_epoch))
