@@ -53,6 +53,11 @@ class Workspace:
         return self.root / "releases"
 
     @property
+    def hash_cache(self) -> Path:
+        """md5 and SHA-256 of data files keyed by their stat, one JSON per data path."""
+        return self.root / "hash-cache"
+
+    @property
     def mlflow_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
 
