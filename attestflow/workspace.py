@@ -58,6 +58,11 @@ class Workspace:
         return self.root / "hash-cache"
 
     @property
+    def stage_cache(self) -> Path:
+        """Results of cached release stages, one JSON file per content key."""
+        return self.root / "stage-cache"
+
+    @property
     def mlflow_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
 
