@@ -134,7 +134,10 @@ class ContentKey(CachePolicy):
             key = base if n == 0 else f"{base}-{n}"
             if not store.exists(key):
                 return key
-            problem = artifacts_intact(store.read(key).result)
+            try:
+                problem = artifacts_intact(store.read(key).result)
+            except Exception as e:  # an unreadable entry is as good as none
+                problem = f"unreadable ({type(e).__name__})"
             if problem is None:
                 return key
             log.warning("cached %s result %s not used: %s", self.stage, key, problem)

@@ -242,8 +242,8 @@ class StageClock:
 
         original = rel.stage
 
-        def timed_stage(task: Any, cfg: Any) -> Any:
-            staged = original(task, cfg)
+        def timed_stage(task: Any, cfg: Any, cache: Any = None) -> Any:
+            staged = original(task, cfg, cache)
             fn = staged.fn
 
             @functools.wraps(fn)
