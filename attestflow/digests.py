@@ -34,12 +34,12 @@ class Digest:
 _buffers = threading.local()
 
 
-def file_digest(path: Path, algorithm: str = "sha256") -> Digest:
+def file_digest(path: Path | str, algorithm: str = "sha256") -> Digest:
     """Hash a file's bytes through this thread's one reusable buffer (flat memory at any size)."""
     return file_digests(path, (algorithm,))[0]
 
 
-def file_digests(path: Path, algorithms: tuple[str, ...]) -> tuple[Digest, ...]:
+def file_digests(path: Path | str, algorithms: tuple[str, ...]) -> tuple[Digest, ...]:
     """Several digests of a file's bytes from one read pass, in the order of `algorithms`."""
     buf: memoryview | None = getattr(_buffers, "buf", None)
     if buf is None:
