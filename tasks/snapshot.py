@@ -85,15 +85,18 @@ class FileHashes:
 
 
 def _stat_key(path: str) -> list[int]:
-    """What says a file is unchanged without reading it: size, mtime and inode, as DVC's state uses."""
+    """What says a file is unchanged without reading it: size, mtime and inode as in DVC's state, and ctime.
+
+    ctime cannot be set back from user space, so a rewrite that restores the mtime is still seen.
+    """
     st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 class HashCache:
     """The md5 and SHA-256 of every file of one data path, keyed by each file's stat.
 
-    A file whose size, mtime and inode are those recorded is not read again, so the
+    A file whose size, mtime, ctime and inode are those recorded is not read again, so the
     re-check of unchanged data costs one ``stat`` per file. Also remembers the last snapshot
     that was recorded and pushed, so an unchanged one needs no DVC at all. One JSON file per
     data path under the workspace; a missing or unreadable one is an empty cache.
@@ -119,7 +122,7 @@ class HashCache:
         files, rels = _listing(data_path)
         keys = [_stat_key(p) for p in files]
         stale = [
-            i for i, (rel, k) in enumerate(zip(rels, keys, strict=True)) if self.files.get(rel, [])[:3] != k
+            i for i, (rel, k) in enumerate(zip(rels, keys, strict=True)) if self.files.get(rel, [])[:4] != k
         ]
         for i, digests in zip(
             stale, _hash_many([files[i] for i in stale], ("md5", "sha256"), workers), strict=True
@@ -128,7 +131,7 @@ class HashCache:
         if stale or len(self.files) != len(rels):
             self.files = {rel: self.files[rel] for rel in rels}
             self.save()
-        return {rel: FileHashes(*self.files[rel][3:5]) for rel in rels}
+        return {rel: FileHashes(*self.files[rel][4:6]) for rel in rels}
 
     def save(self) -> None:
         """Write the cache atomically."""

@@ -123,3 +123,16 @@ def test_a_changed_dvc_config_or_remote_runs_dvc_again(
         SnapshotConfig(repo=example_repo.root, remote_url=str(other)), example_repo.data, ws, tmp_path / "c"
     )
     assert len(runs) == 3
+
+
+def test_a_rewrite_that_restores_the_mtime_is_still_seen(example_repo: ExampleRepo, tmp_path: Path) -> None:
+    ws = Workspace.at(example_repo.workspace)
+    cfg = SnapshotConfig(repo=example_repo.root, push=False)
+    first = snap.snapshot(cfg, example_repo.data, ws, tmp_path / "a")
+    st = example_repo.data.stat()
+    data = bytearray(example_repo.data.read_bytes())
+    data[-2] = ord("7") if data[-2] != ord("7") else ord("8")
+    example_repo.data.write_bytes(bytes(data))
+    os.utime(example_repo.data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = snap.snapshot(cfg, example_repo.data, ws, tmp_path / "b")
+    assert second.dvc_md5 == hashlib.md5(bytes(data)).hexdigest() != first.dvc_md5
