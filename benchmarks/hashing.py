@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def _plain_dvc(repo: Path, folder: Path) -> dict[str, float]:
         )
         out: dict[str, float] = {}
         for run in ("first", "recheck"):
+            os.sync()  # no writes of the run before still being flushed during this one
             t0 = time.perf_counter()
             track(repo, folder)
             push(repo, folder, "plain")
@@ -144,11 +146,13 @@ def _snapshot(folder: Path) -> dict[str, Any]:
     cfg = SnapshotConfig(repo=repo, push=True)
     md5_before = md5sum(folder)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
+    os.sync()
     t0 = time.perf_counter()
     first = snap.snapshot(cfg, folder, ws, repo / "out-1")
     first_s = time.perf_counter() - t0
     first_parts = dict(parts)
     parts.clear()
+    os.sync()
     t0 = time.perf_counter()
     snap.snapshot(cfg, folder, ws, repo / "out-2")
     recheck_s = time.perf_counter() - t0
