@@ -6,6 +6,10 @@ provenance and verification use because md5 is not collision resistant.
 
 A dataset that is the output of a ``dvc.yaml`` stage is committed to that stage's lock
 entry; any other path is tracked with ``dvc add``.
+
+Each file is read once for both digests, and the result is kept in the workspace keyed by the
+file's stat (`HashCache`), so an unchanged snapshot is re-checked without reading the data or
+running DVC.
 """
 
 from __future__ import annotations
