@@ -249,6 +249,13 @@ class DriftConfig(StageConfig):
     bins: int = Field(10, ge=2, le=100)
 
 
+class CacheConfig(_Model):
+    """Content-keyed caching of the pure stages (validate_data, fine_tune, export_onnx, validate_onnx)."""
+
+    enabled: bool = True
+    """A re-run with the same data, config and code reuses those stages' results (files re-checked)."""
+
+
 class ReleaseConfig(_Model):
     """The whole release: one section per stage."""
 
@@ -268,6 +275,7 @@ class ReleaseConfig(_Model):
     promote: PromoteConfig = PromoteConfig()
     canary: CanaryConfig = CanaryConfig()
     drift: DriftConfig = DriftConfig()
+    cache: CacheConfig = CacheConfig()
 
     def digest(self) -> Digest:
         """SHA-256 of the validated configuration as canonical JSON."""

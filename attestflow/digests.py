@@ -34,16 +34,23 @@ class Digest:
 _buffers = threading.local()
 
 
-def file_digest(path: Path, algorithm: str = "sha256") -> Digest:
+def file_digest(path: Path | str, algorithm: str = "sha256") -> Digest:
     """Hash a file's bytes through this thread's one reusable buffer (flat memory at any size)."""
+    return file_digests(path, (algorithm,))[0]
+
+
+def file_digests(path: Path | str, algorithms: tuple[str, ...]) -> tuple[Digest, ...]:
+    """Several digests of a file's bytes from one read pass, in the order of `algorithms`."""
     buf: memoryview | None = getattr(_buffers, "buf", None)
     if buf is None:
         buf = _buffers.buf = memoryview(bytearray(CHUNK))
-    h = hashlib.new(algorithm)
+    hashes = [hashlib.new(a) for a in algorithms]
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
-            h.update(buf[:n])
-    return Digest(algorithm, h.hexdigest(), "file bytes")
+            chunk = buf[:n]
+            for h in hashes:
+                h.update(chunk)
+    return tuple(Digest(a, h.hexdigest(), "file bytes") for a, h in zip(algorithms, hashes, strict=True))
 
 
 def bytes_digest(data: bytes, algorithm: str = "sha256") -> Digest:

@@ -53,6 +53,16 @@ class Workspace:
         return self.root / "releases"
 
     @property
+    def hash_cache(self) -> Path:
+        """md5 and SHA-256 of data files keyed by their stat, one JSON per data path."""
+        return self.root / "hash-cache"
+
+    @property
+    def stage_cache(self) -> Path:
+        """Results of cached release stages, one JSON file per content key."""
+        return self.root / "stage-cache"
+
+    @property
     def mlflow_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
 

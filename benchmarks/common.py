@@ -141,6 +141,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "TQDM_DISABLE": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "DVC_NO_ANALYTICS": "1",
+        # As Workspace.activate: a busy 2-core machine can take longer than Prefect's 20 s.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }.items():
         env.setdefault(key, value)
     env.update(extra or {})

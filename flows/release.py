@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.transactions import transaction
 
 from attestflow.audit import AuditLog
+from attestflow.caching import StageCache, code_version
 from attestflow.config import StageConfig, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.keys import trusted_public_key
@@ -51,14 +52,18 @@ def _retryable(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
     return not isinstance(exc, BadInputError | GateFailedError)
 
 
-def stage(t: T, cfg: StageConfig) -> T:
-    """The task `t` with the retries, retry delay and timeout of its config section."""
+def stage(t: T, cfg: StageConfig, cache: StageCache | None = None) -> T:
+    """The task `t` with the retries, retry delay and timeout of its config section.
+
+    With `cache`, its result is cached by content (see `attestflow.caching`); else never.
+    """
+    caching = cache.task_options(t.name) if cache else {"cache_policy": NO_CACHE}
     return t.with_options(  # type: ignore[return-value]
         retries=cfg.retries,
         retry_delay_seconds=cfg.retry_delay_s,
         timeout_seconds=cfg.timeout_s,
         retry_condition_fn=_retryable,
-        cache_policy=NO_CACHE,
+        **caching,
     )
 
 
@@ -98,7 +103,12 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         manifest_sha256=snap.manifest_digest.value,
     )
 
-    checked = stage(validate_data_task, cfg.validate_data)(cfg.validate_data, snap.data_path, out_dir)
+    cache = (
+        StageCache(ws.stage_cache, code_version(CODE_ROOT, revision), snap.dvc_md5, snap.data_path)
+        if cfg.cache.enabled
+        else None
+    )
+    checked = stage(validate_data_task, cfg.validate_data, cache)(cfg.validate_data, snap.data_path, out_dir)
     audit.append(
         "data_validation",
         model=cfg.model_name,
@@ -118,11 +128,11 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
         log.info(
             "warm start: %s", f"from {warm.model_uri}" if warm else "no champion yet, from the base model"
         )
-    trained = stage(fine_tune_task, cfg.fine_tune)(cfg, ws, snap.dvc_md5, uri, run_tags, out_dir, warm)
-    exported = stage(export_onnx_task, cfg.export_onnx)(
+    trained = stage(fine_tune_task, cfg.fine_tune, cache)(cfg, ws, snap.dvc_md5, uri, run_tags, out_dir, warm)
+    exported = stage(export_onnx_task, cfg.export_onnx, cache)(
         cfg.export_onnx, trained.checkpoint_path, out_dir, cfg.data, cfg.model
     )
-    checked_onnx = stage(validate_onnx_task, cfg.validate_onnx)(
+    checked_onnx = stage(validate_onnx_task, cfg.validate_onnx, cache)(
         cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path, cfg.model
     )
     invocation = {
