@@ -196,3 +196,22 @@ def check_onnx_file(path: Path, allowed_domains: frozenset[str]) -> OnnxCheck:
                 if Path(entry.value).is_absolute() or not target.is_relative_to(root):
                     problems.append(f"external data path escapes the model folder: {entry.value}")
     return OnnxCheck(not problems, problems)
+
+
+def read_weights(path: Path, arch: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors and metadata of a safetensors file written for architecture `arch`.
+
+    A file that is not safetensors, or was written for another architecture, is `BadInputError`.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for a non-safetensors file
+        raise BadInputError(f"{path} is not a readable safetensors checkpoint: {e}") from None
+    if meta.get("arch") != arch:
+        raise BadInputError(f"{path}: not a {arch} checkpoint (arch={meta.get('arch')!r})")
+    return state, meta

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from attestflow.errors import BadInputError
@@ -54,16 +54,9 @@ def save_checkpoint(model: TabularMLP, path: Path, extra: dict[str, str] | None 
 
 def load_checkpoint(path: Path) -> TabularMLP:
     """Build a `TabularMLP` from a safetensors checkpoint written by `save_checkpoint`."""
-    from safetensors import safe_open
+    from attestflow.formats import read_weights
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises several types for a non-safetensors file
-        raise BadInputError(f"{path} is not a readable safetensors checkpoint: {e}") from None
-    if meta.get("arch") != "TabularMLP":
-        raise BadInputError(f"{path}: not a TabularMLP checkpoint (arch={meta.get('arch')!r})")
+    state, meta = read_weights(path, "TabularMLP")
     hidden = tuple(json.loads(meta["hidden"]))
     n_features = state["mean"].shape[0]
     n_classes = state[f"net.{2 * len(hidden)}.bias"].shape[0]

@@ -290,17 +290,9 @@ class TextClassifierAdapter:
         save_file(state, str(path), metadata={**meta, **info})
 
     def load(self, path: Path) -> nn.Module:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from attestflow.formats import read_weights
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except Exception as e:  # safetensors raises several types for a non-safetensors file
-            raise BadInputError(f"{path} is not a readable safetensors checkpoint: {e}") from None
-        if meta.get("arch") != ARCH:
-            raise BadInputError(f"{path}: not a {ARCH} checkpoint (arch={meta.get('arch')!r})")
+        state, meta = read_weights(path, ARCH)
         if meta.get("tokenizer_sha256") != self.tokenizer_digest.value:
             raise BadInputError(
                 f"{path} was trained with another tokenizer than {self.tokenizer_file} "
