@@ -313,7 +313,7 @@ def section(*, repeats: int, rows: int | None, scaled_rows: int, epochs: int | N
             figures.append(
                 Figure.of(
                     f"inner_loop_vs_plain_1t_{name}",
-                    f"train_one_epoch alone vs plain loop on one thread, {name} data",
+                    f"the training loop alone (train_in_memory) vs plain loop on one thread, {name} data",
                     _paired(sps["inner"], sps["plain_1t"]),
                     "x",
                     measured=f"{s['inner']:,.0f} vs {s['plain_1t']:,.0f} samples/s",
