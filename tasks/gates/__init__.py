@@ -104,9 +104,9 @@ def decide(
             name: runner.submit(gate_task, {"name": name, "ev": ev, "policy": policy}) for name in shared
         }
         decided = {name: future.result() for name, future in futures.items()}
-    for name in policy.run:
-        if name in ALONE:
-            decided[name] = evaluate_gate(name, ev, policy)
+        for name in policy.run:
+            if name in ALONE:
+                decided[name] = runner.submit(gate_task, {"name": name, "ev": ev, "policy": policy}).result()
     return [d for name in policy.run for d in decided[name]]
 
 
