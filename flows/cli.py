@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -68,30 +69,43 @@ def _quiet_expected_failures() -> None:
             handler.addFilter(filt)
 
 
+def pipeline_stage_of(path: Path, repo_root: Path) -> str | None:
+    """The name of the stage in ``repo_root/dvc.yaml`` that outputs `path`, read without importing DVC."""
+    dvc_yaml = repo_root / "dvc.yaml"
+    if not dvc_yaml.is_file():
+        return None
+    try:
+        stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
+    except yaml.YAMLError:
+        return None
+    target = path.resolve()
+    for name, stage in stages.items():
+        wdir = repo_root / stage.get("wdir", ".")
+        for out in stage.get("outs", []):
+            out_path = next(iter(out)) if isinstance(out, dict) else out
+            if (wdir / str(out_path)).resolve() == target:
+                return str(name)
+    return None
+
+
 def materialize(path: Path, repo_root: Path) -> bool:
     """Build or fetch a missing file that a stage of the DVC pipeline outputs (``dvc repro``, pulling
     cached outputs from the remote where it has them); False when no stage outputs it."""
+    stage = pipeline_stage_of(path, repo_root)
+    if stage is None:
+        return False
+    # Imported only now: DVC binds its log handler to whatever stdout is at its first import.
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    if not (repo_root / "dvc.yaml").is_file():
-        return False
-    with Repo(str(repo_root)) as repo:
-        target = path.resolve()
-        stages = [s for s in repo.index.stages if any(Path(o.fs_path) == target for o in s.outs)]
-        if not stages:
-            return False
-        console.print(
-            f"[bold]dvc repro {stages[0].addressing}[/]: {path} is a pipeline output not yet built here"
-        )
-        # Stage commands say `python`: this environment's, wherever the CLI was started from.
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        try:
-            repo.reproduce(stages[0].addressing, pull=True)
-        except DvcException as e:
-            raise BadInputError(
-                f"{path} is missing and `dvc repro {stages[0].addressing}` failed: {e}"
-            ) from None
+    console.print(f"[bold]dvc repro {stage}[/]: {path} is a pipeline output not yet built here")
+    # Stage commands say `python`: this environment's, wherever the CLI was started from.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    try:
+        with Repo(str(repo_root)) as repo:
+            repo.reproduce(stage, pull=True)
+    except DvcException as e:
+        raise BadInputError(f"{path} is missing and `dvc repro {stage}` failed: {e}") from None
     return path.exists()
 
 
