@@ -89,9 +89,9 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
     from tasks.validate_data import validate_data
     from tasks.validate_onnx import validate_onnx
 
-    def call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
-        out = fn(*args)
+        out = fn(*args, **kwargs)
         times[name] = time.perf_counter() - t0
         return out
 
@@ -129,8 +129,12 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
         uri,
         cfg.register.experiment,
         run_tags,
+        model=cfg.model,
+        model_name=cfg.model_name,
     )
-    exported = call("export_onnx", export_onnx, cfg.export_onnx, trained.checkpoint_path, out_dir)
+    exported = call(
+        "export_onnx", export_onnx, cfg.export_onnx, trained.checkpoint_path, out_dir, cfg.data, cfg.model
+    )
     checked_onnx = call(
         "validate_onnx",
         validate_onnx,
@@ -138,6 +142,7 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
         cfg.data,
         exported.onnx_path,
         trained.checkpoint_path,
+        cfg.model,
     )
     invocation = {
         "config_path": str(config_path),
@@ -158,6 +163,7 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
         uri,
         checked_onnx,
         tags,
+        cfg.model,
     )
     public_key = trusted_public_key(cfg.sign.public_key, ws.root)
     gates = call(
@@ -171,6 +177,7 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
             data_validation=checked,
             model_label=registered.model_uri,
             public_key=public_key,
+            model=cfg.model,
         ),
         policy,
         exported.onnx_path,
@@ -205,6 +212,7 @@ def bare_release(config_path: Path, times: dict[str, float]) -> Any:
             promotion.previous_version,
             uri,
             public_key,
+            cfg.model,
         )
     summary = ReleaseSummary(
         model_name=cfg.model_name,
