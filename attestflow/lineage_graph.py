@@ -18,6 +18,7 @@ from typing import Any
 from attestflow.audit import AuditLog
 from attestflow.bundle import PROVENANCE
 from attestflow.errors import BadInputError
+from attestflow.provenance import byproduct
 from attestflow.tracking import client, fluent_uri
 from attestflow.verify import MODEL_URI, resolve_version
 
@@ -78,10 +79,9 @@ def lineage(
         and (e.get("version") == version or e["details"].get("flow_run_id") == run_id)
     ]
     training_run = None
-    byproducts = stmt.get("predicate", {}).get("runDetails", {}).get("byproducts", [])
-    mlflow_run = next(
-        (b.get("uri", "").removeprefix("runs:/") for b in byproducts if b["name"] == "mlflow_run"), None
-    )
+    run_ref = byproduct(stmt, "mlflow_run")
+    mlflow_run = run_ref.get("uri", "").removeprefix("runs:/") if run_ref else None
+    checkpoint = byproduct(stmt, "checkpoint")
     if mlflow_run:
         run = c.get_run(mlflow_run)
         training_run = {
@@ -105,9 +105,7 @@ def lineage(
             **(training_run or {}),
             "training_key": internal.get("training_key"),
             "base_checkpoint_sha256": tags.get("base_checkpoint_sha256"),
-            "checkpoint_sha256": next(
-                (b["digest"].get("sha256") for b in byproducts if b["name"] == "checkpoint"), None
-            ),
+            "checkpoint_sha256": checkpoint["digest"].get("sha256") if checkpoint else None,
         },
         "onnx": {
             "sha256": tags.get("onnx_sha256"),

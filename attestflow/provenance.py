@@ -65,6 +65,14 @@ def dsse_verify(envelope: dict[str, Any], key: ec.EllipticCurvePublicKey) -> dic
     raise EnvelopeError("no signature in the envelope verifies with the trusted public key")
 
 
+def byproduct(statement: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The byproduct `name` (e.g. ``mlflow_run``, ``checkpoint``) of a provenance statement, if listed."""
+    for item in statement.get("predicate", {}).get("runDetails", {}).get("byproducts", []):
+        if item.get("name") == name:
+            return dict(item)
+    return None
+
+
 def resource(name: str, digest: dict[str, str], uri: str | None = None, **annotations: Any) -> dict[str, Any]:
     """An in-toto ResourceDescriptor."""
     out: dict[str, Any] = {"name": name, "digest": digest}

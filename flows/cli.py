@@ -69,6 +69,11 @@ def _quiet_expected_failures() -> None:
             handler.addFilter(filt)
 
 
+def python_on_path() -> None:
+    """Put this environment's interpreter first on PATH: DVC stage commands say `python`."""
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def pipeline_stage_of(path: Path, repo_root: Path) -> str | None:
     """The name of the stage in ``repo_root/dvc.yaml`` that outputs `path`, read without importing DVC."""
     dvc_yaml = repo_root / "dvc.yaml"
@@ -99,8 +104,7 @@ def materialize(path: Path, repo_root: Path) -> bool:
     from dvc.repo import Repo
 
     console.print(f"[bold]dvc repro {stage}[/]: {path} is a pipeline output not yet built here")
-    # Stage commands say `python`: this environment's, wherever the CLI was started from.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    python_on_path()
     try:
         with Repo(str(repo_root)) as repo:
             repo.reproduce(stage, pull=True)
@@ -488,7 +492,7 @@ def demo(set_: SetOpt = None) -> None:
     from dvc.repo import Repo
 
     console.print("[bold]dvc repro[/]: example data and base checkpoint")
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    python_on_path()
     with Repo(".") as repo:
         repo.reproduce()
     _run_release(Path("configs/release.yaml"), set_ or [])

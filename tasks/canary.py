@@ -40,8 +40,10 @@ class CanaryRecord:
 
 def _score(sess: Any, inputs: Inputs) -> tuple[np.ndarray, float]:
     """(logits, error rate) of a model on `inputs`: a failure or a non-finite score is an error."""
+    from tasks.validate_onnx import run_batched
+
     try:
-        logits = np.asarray(sess.run(None, inputs)[0])
+        logits = run_batched(sess, inputs)
     except Exception:  # an ONNX Runtime failure on the sample is the canary's error
         return np.full((n_rows(inputs), 2), np.nan), 1.0
     return logits, float(np.mean(~np.isfinite(logits).all(axis=1)))

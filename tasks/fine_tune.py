@@ -25,7 +25,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ from attestflow.dataset import Split, load_splits
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.errors import BadInputError
 from attestflow.formats import require_safe_weights
+from attestflow.progress import TrainingProgress
 from attestflow.records import TrainingRecord, WarmStart
 from attestflow.tracking import client, ensure_experiment
 from attestflow.workspace import Workspace
@@ -298,8 +299,8 @@ class Trainer:
     folder: Path
     run_id: str
     ranks: Ranks
-    progress: Any = None
-    step_hook: Any = None
+    progress: TrainingProgress | None = None
+    step_hook: Callable[[int], None] | None = None
     """Called with the step number after every optimizer step (tests use it to stop a run)."""
 
     def run_epoch(self, train: Split, epoch: int, first_batch: int) -> float:
@@ -430,7 +431,7 @@ def fine_tune(
     model: ModelConfig | None = None,
     warm_start: WarmStart | None = None,
     model_name: str | None = None,
-    step_hook: Any = None,
+    step_hook: Callable[[int], None] | None = None,
 ) -> TrainingRecord:
     """Fine-tune the base model (or the champion's weights) on the dataset, resuming from the last good checkpoint."""
     model_cfg = model or ModelConfig()
@@ -511,7 +512,7 @@ def fine_tune(
         running = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     if cfg.compile:
         running = torch.compile(running)  # type: ignore[assignment]
-    progress = _progress(model_name, total_steps) if ranks.main else None
+    progress = TrainingProgress(model_name or "model", total_steps) if ranks.main else None
     trainer = Trainer(
         adapter, running, net, opt, cfg, schedule, device, folder, run_id, ranks, progress, step_hook
     )
@@ -612,12 +613,6 @@ def _history(mlflow: Any, run_id: str, steps_per_epoch: int) -> list[dict[str, f
             point = {"epoch": float(m.step), "step": float(m.step * steps_per_epoch)}
             points.setdefault(m.step, point)[name] = m.value
     return [points[k] for k in sorted(points)]
-
-
-def _progress(model_name: str | None, total_steps: int) -> Any:
-    from attestflow.progress import TrainingProgress
-
-    return TrainingProgress(model_name or "model", total_steps)
 
 
 def train(

@@ -18,7 +18,7 @@ from attestflow.bundle import PROVENANCE
 from attestflow.digests import Digest, file_digest
 from attestflow.errors import GateFailedError
 from attestflow.keys import load_public_key
-from attestflow.provenance import dsse_verify
+from attestflow.provenance import byproduct, dsse_verify
 from attestflow.records import WarmStart
 from attestflow.tracking import alias_version, client
 from attestflow.verify import verify_model_uri
@@ -27,10 +27,10 @@ from tasks.fine_tune import CHECKPOINT_ARTIFACT
 
 
 def _byproduct(statement: dict[str, Any], name: str) -> dict[str, Any]:
-    for item in statement["predicate"]["runDetails"].get("byproducts", []):
-        if item.get("name") == name:
-            return dict(item)
-    raise GateFailedError([f"the champion's provenance names no {name!r}; cannot warm-start from it"])
+    item = byproduct(statement, name)
+    if item is None:
+        raise GateFailedError([f"the champion's provenance names no {name!r}; cannot warm-start from it"])
+    return item
 
 
 def champion_weights(
