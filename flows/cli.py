@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from attestflow.adapters import load_adapter
 from attestflow.config import ReleaseConfig, default_config_path, load_config
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.policy import load_policy
@@ -120,6 +121,7 @@ def preflight(cfg: ReleaseConfig) -> None:
     built first, as `dvc repro` would.
     """
     load_policy(cfg.gates.policy)
+    load_adapter(cfg.model)  # an unknown adapter or a bad option is bad input before any work
     for what, path in (
         ("data.path", cfg.data.path),
         ("validate_data.suite", cfg.validate_data.suite),

@@ -26,6 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
             ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "gates.policy=/no/gates.yaml"],
             "gate policy not found: /no/gates.yaml",
         ),
+        (
+            ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "model.adapter=nope.mod:X"],
+            "model.adapter 'nope.mod:X' cannot be imported",
+        ),
+        (
+            ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "model.options.foo=1"],
+            "model.options: the tabular adapter takes none",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args: list[str], message: str) -> None:
