@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -16,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from attestflow.audit import AuditLog
 from attestflow.workspace import Workspace
 from tests.conftest import ExampleRepo
+from tests.flows import api
 
 ATTESTFLOW = str(Path(sys.executable).with_name("attestflow"))
 
@@ -30,7 +30,7 @@ def _paused_run(api_url: str, timeout: float = 180) -> str:
     deadline = time.monotonic() + timeout
     body = {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}
     while time.monotonic() < deadline:
-        runs = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=5).json()
+        runs = api.post(f"{api_url}/flow_runs/filter", body)
         if runs:
             return str(runs[0]["id"])
         time.sleep(1)

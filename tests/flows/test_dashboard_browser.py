@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import ROOT, ExampleRepo
+from tests.flows import api
 from tests.flows.browser import CHROMIUM, Page, chromium
 
 OUTPUT = ROOT / "tests" / "output"
@@ -37,13 +37,13 @@ def _env(api_url: str) -> dict[str, str]:
 
 def _flow_run_id(api_url: str, flow_name: str) -> str:
     body = {"flows": {"name": {"any_": [flow_name]}}, "sort": "START_TIME_DESC", "limit": 1}
-    (run,) = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).json()
+    (run,) = api.post(f"{api_url}/flow_runs/filter", body)
     return str(run["id"])
 
 
 def _artifacts(api_url: str, flow_run_id: str) -> dict[str, dict[str, Any]]:
     body = {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
-    return {a["key"]: a for a in httpx.post(f"{api_url}/artifacts/filter", json=body, timeout=10).json()}
+    return {a["key"]: a for a in api.post(f"{api_url}/artifacts/filter", body)}
 
 
 def _artifacts_tab(page: Page, ui: str, flow_run_id: str, keys: list[str]) -> None:

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests.conftest import ROOT, ExampleRepo
+from tests.flows import api
 
 BIN = Path(sys.executable).parent
 
@@ -70,7 +70,7 @@ def _run_deployment(api_url: str, name: str) -> str:
 def _wait_final(api_url: str, run_id: str, timeout: float = 400) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = httpx.get(f"{api_url}/flow_runs/{run_id}", timeout=5).json()
+        run = api.get(f"{api_url}/flow_runs/{run_id}")
         if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return dict(run)
         time.sleep(1)
@@ -95,7 +95,7 @@ def test_the_scheduled_retraining_runs_on_a_worker_and_then_skips_unchanged_data
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert "deployed retrain/nightly" in deployed.stdout and "deployed retrain/on-drift" in deployed.stdout
 
-    deployments = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=5).json()
+    deployments = api.post(f"{prefect_server}/deployments/filter", {})
     nightly = next(d for d in deployments if d["name"] == "nightly")
     assert nightly["schedules"][0]["schedule"]["cron"] == spec["retrain"]["cron"]
     on_drift = next(d for d in deployments if d["name"] == "on-drift")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 from prefect import flow
 from prefect.settings import PREFECT_API_URL
@@ -18,6 +17,7 @@ from attestflow.config import GatesConfig
 from attestflow.records import GateDecision, GateReport
 from tasks.gates import run_gates
 from tests.code.planted import PASSED_SUITE, Lab, bundled_policy, make_lab
+from tests.flows import api
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def _task_run_names(flow_run_id: UUID | None, expected: int, timeout: float = 30
     body = {"flow_runs": {"id": {"any_": [str(flow_run_id)]}}}
     deadline = time.monotonic() + timeout
     while True:
-        runs = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json=body, timeout=10).json()
+        runs = api.post(f"{PREFECT_API_URL.value()}/task_runs/filter", body)
         if len(runs) >= expected or time.monotonic() > deadline:
             return sorted(r["name"] for r in runs)
         time.sleep(0.5)

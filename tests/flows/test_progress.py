@@ -7,11 +7,11 @@ import math
 from typing import Any
 from uuid import UUID
 
-import httpx
 from prefect import flow, task
 from prefect.settings import PREFECT_API_URL
 
 from attestflow.progress import TrainingProgress
+from tests.flows import api
 
 STEPS_PER_EPOCH = 10
 EPOCHS = 3
@@ -53,7 +53,7 @@ def training_flow(
 def _artifacts(flow_run_id: UUID | None) -> dict[str, dict[str, Any]]:
     """The artifacts of a flow run by key, as the API returns them."""
     body = {"artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}}}
-    found = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body, timeout=10).json()
+    found = api.post(f"{PREFECT_API_URL.value()}/artifacts/filter", body)
     return {a["key"]: a for a in found if a["key"]}
 
 
@@ -93,12 +93,12 @@ def test_progress_part_way_is_the_share_of_steps_done() -> None:
 @task
 def train_after_the_artifact_was_deleted() -> dict[str, Any]:
     """The API answers 404 to every progress update after the first; training goes on."""
-    api = PREFECT_API_URL.value()
+    base = PREFECT_API_URL.value()
     progress = TrainingProgress("gone", total_steps=3, min_interval_s=0.0)
     progress.update(1, 1, {"train_loss": 1.0})
     body = {"artifacts": {"key": {"any_": ["training-progress-gone"]}}}
-    (created,) = httpx.post(f"{api}/artifacts/filter", json=body, timeout=10).json()
-    httpx.delete(f"{api}/artifacts/{created['id']}", timeout=10).raise_for_status()
+    (created,) = api.post(f"{base}/artifacts/filter", body)
+    api.delete(f"{base}/artifacts/{created['id']}")
     for step in (2, 3):
         progress.update(step, 1, {"train_loss": 1.0 / step})
     progress.finish([{"step": 3.0, "epoch": 1.0, "train_loss": 0.33}])
