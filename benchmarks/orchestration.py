@@ -332,10 +332,12 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         procs = [server, *server.children(recursive=True)]
         return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
 
-    def run_flow(config: Path) -> dict[str, Any]:
+    def run_flow(config: Path, heartbeats: bool = True) -> dict[str, Any]:
         cpu = server_cpu()
+        quiet = {} if heartbeats else {"flows.heartbeat_frequency": None}
         t0 = time.perf_counter()
-        summary = release(config_path=str(config))
+        with temporary_settings(updates=quiet):
+            summary = release(config_path=str(config))
         wall = time.perf_counter() - t0
         outer, inner = clock.take()
         resumed = summary.training.resumed_from_epoch
@@ -362,6 +364,10 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         for side in rec["order"]:
             rec[side] = run_flow(flow_cfg) if side == "flow" else run_bare(bare_cfg)
         rec["rerun"] = run_flow(flow_cfg)
+        # The same release and re-run with flow-run heartbeats off, to show what they cost.
+        quiet_cfg = fresh(f"quiet-{r}")
+        rec["flow_no_heartbeat"] = run_flow(quiet_cfg, heartbeats=False)
+        rec["rerun_no_heartbeat"] = run_flow(quiet_cfg, heartbeats=False)
         runs.append(rec)
     return {
         "import_prefect_s": import_s,
@@ -500,6 +506,11 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             for r in runs
         ]
     )
+    quiet = [r for r in runs if "flow_no_heartbeat" in r]
+    quiet_ratio = median([r["flow_no_heartbeat"]["wall"] / r["bare"]["wall"] for r in quiet])
+    quiet_rerun_ratio = median(
+        [r["rerun_no_heartbeat"]["wall"] / r["flow_no_heartbeat"]["wall"] for r in quiet]
+    )
     temp_api = startup[1]["first_flow_s"] - with_api["first_flow_s"]
     stage_figs, per_stage = _stage_figures(runs)
     wrappers = [v["task_wrapper_s"] for v in per_stage.values()]
@@ -518,6 +529,15 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             "x",
             measured=f"{flow:.2f} s vs {bare:.2f} s (medians of {n})",
             target=Target("<=", 1.05),
+        ),
+        Figure.of(
+            "flow_no_heartbeat_vs_bare",
+            "release flow with flow-run heartbeats off vs bare script (API running)",
+            quiet_ratio,
+            "x",
+            measured=f"{median([r['flow_no_heartbeat']['wall'] for r in quiet]):.2f} s vs {bare:.2f} s; "
+            f"its unchanged re-run {quiet_rerun_ratio:.3f}x "
+            f"({median([r['rerun_no_heartbeat']['wall'] for r in quiet]):.2f} s)",
         ),
         Figure.of(
             "prefect_own_time",
