@@ -8,7 +8,7 @@ artifact (key ``training-curves-<model>``).
 
 The curves are an SVG plot inlined as a ``data:`` URI in a markdown image, because that is what
 the open-source Prefect UI shows: it renders a markdown image as a plain ``<img>``, whereas raw
-``<svg>`` HTML goes through a sanitizer that strips the ``style`` attributes matplotlib draws with,
+``<svg>`` HTML goes through a sanitizer that strips ``style`` attributes (`attestflow.plot` draws it),
 and an image artifact prints its whole URL under the picture. The image is the first line of the
 artifact's description, which is what the artifact's card on the flow run page (Artifacts tab)
 renders, so the plot is on the run page itself; the artifact's own page shows it above a table
@@ -21,7 +21,6 @@ API call is logged as a warning: progress reporting never stops training.
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import math
 import time
@@ -30,6 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from attestflow.artifacts import artifact_key
+from attestflow.plot import PALETTE, Panel, Series, line_chart_svg
 
 log = logging.getLogger(__name__)
 
@@ -70,60 +70,37 @@ def curves_svg(history: Sequence[dict[str, float]], title: str) -> bytes:
     """The training curves as an SVG: losses on the left, the other metrics on the right.
 
     Train and validation curves of one metric share a colour (train solid, validation dashed);
-    epoch boundaries are faint vertical lines, and the lowest ``val_loss`` is marked.
+    epoch boundaries are faint vertical lines, and the lowest ``val_loss`` is starred.
     """
-    import matplotlib
-    from matplotlib.figure import Figure
-
     points = thinned(history, MAX_PLOT_POINTS)
     has_steps = all("step" in p for p in points)
     xs = [p["step"] if has_steps else float(i) for i, p in enumerate(points)]
     names = metric_names(points)
     losses = [n for n in names if "loss" in n]
-    panels = [group for group in (losses, [n for n in names if n not in losses]) if group]
+    groups = [group for group in (losses, [n for n in names if n not in losses]) if group]
     bases = list(dict.fromkeys(n.removeprefix("train_").removeprefix("val_") for n in names))
-    colours = matplotlib.color_sequences["tab10"]
-
-    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "attestflow"}):
-        fig = Figure(figsize=(5.2 * max(1, len(panels)), 3.4), layout="constrained")
-        fig.suptitle(title, fontsize=12)
-        axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
-        for ax, group in zip(axes, panels, strict=False):
-            for name in group:
-                # A metric logged only at some points (validation once per epoch) is drawn
-                # through its own points, not broken up by the points where it is absent.
-                seen = [(x, p[name]) for x, p in zip(xs, points, strict=True) if name in p]
-                base = name.removeprefix("train_").removeprefix("val_")
-                ax.plot(
-                    [x for x, _ in seen],
-                    [y for _, y in seen],
-                    label=name,
-                    color=colours[bases.index(base) % len(colours)],
-                    linestyle="--" if name.startswith("val_") else "-",
-                    marker="o" if len(seen) <= 30 else None,
-                    markersize=3,
-                )
-                if name == "val_loss" and seen:
-                    bx, by = min(seen, key=lambda xy: math.inf if math.isnan(xy[1]) else xy[1])
-                    ax.plot([bx], [by], marker="*", markersize=12, color="black", linestyle="none")
-                    ax.annotate(
-                        f"lowest val_loss {_fmt(by)}",
-                        (bx, by),
-                        textcoords="offset points",
-                        xytext=(0, 10),
-                        ha="right",
-                        fontsize=8,
-                    )
-            for i in range(1, len(points)):
-                if "epoch" in points[i] and points[i].get("epoch") != points[i - 1].get("epoch"):
-                    ax.axvline((xs[i - 1] + xs[i]) / 2, color="0.85", linewidth=0.8, zorder=0)
-            ax.set_xlabel("optimizer step" if has_steps else "logged point")
-            ax.set_title("loss" if group is losses else "metrics", fontsize=10)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, frameon=False)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
+    guides = [
+        (xs[i - 1] + xs[i]) / 2
+        for i in range(1, len(points))
+        if "epoch" in points[i] and points[i].get("epoch") != points[i - 1].get("epoch")
+    ]
+    panels = []
+    for group in groups:
+        series = []
+        star = None
+        for name in group:
+            # A metric logged only at some points (validation once per epoch) is drawn
+            # through its own points, not broken up by the points where it is absent.
+            seen = [(x, p[name]) for x, p in zip(xs, points, strict=True) if name in p]
+            base = name.removeprefix("train_").removeprefix("val_")
+            colour = PALETTE[bases.index(base) % len(PALETTE)]
+            series.append(Series(name, seen, colour, name.startswith("val_"), len(seen) <= 30))
+            if name == "val_loss" and seen:
+                bx, by = min(seen, key=lambda xy: math.inf if math.isnan(xy[1]) else xy[1])
+                star = (bx, by, f"lowest val_loss {_fmt(by)}")
+        x_label = "optimizer step" if has_steps else "logged point"
+        panels.append(Panel("loss" if group is losses else "metrics", x_label, series, guides, star))
+    return line_chart_svg(title, panels)
 
 
 def image_markdown(svg: bytes, alt: str) -> str:
