@@ -357,17 +357,21 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         return {"wall": time.perf_counter() - t0, "stages": times, "server_cpu_s": server_cpu() - cpu}
 
     warm = {"flow": run_flow(fresh("warm-flow")), "bare": run_bare(fresh("warm-bare"))}
+    # Three sides, each on its own fresh copy: the flow, the bare script, and the flow with
+    # flow-run heartbeats off (to show what they cost). The order rotates from repeat to repeat
+    # so that no side always runs first or last; each flow is re-run unchanged right after.
+    sides = ["flow", "bare", "flow_no_heartbeat"]
     runs = []
     for r in range(args.repeats):
-        flow_cfg, bare_cfg = fresh(f"flow-{r}"), fresh(f"bare-{r}")
-        rec: dict[str, Any] = {"order": ["flow", "bare"] if r % 2 == 0 else ["bare", "flow"]}
+        rec: dict[str, Any] = {"order": sides[r % 3 :] + sides[: r % 3]}
         for side in rec["order"]:
-            rec[side] = run_flow(flow_cfg) if side == "flow" else run_bare(bare_cfg)
-        rec["rerun"] = run_flow(flow_cfg)
-        # The same release and re-run with flow-run heartbeats off, to show what they cost.
-        quiet_cfg = fresh(f"quiet-{r}")
-        rec["flow_no_heartbeat"] = run_flow(quiet_cfg, heartbeats=False)
-        rec["rerun_no_heartbeat"] = run_flow(quiet_cfg, heartbeats=False)
+            config = fresh(f"{side}-{r}")
+            if side == "bare":
+                rec[side] = run_bare(config)
+                continue
+            heartbeats = side == "flow"
+            rec[side] = run_flow(config, heartbeats=heartbeats)
+            rec["rerun" if heartbeats else "rerun_no_heartbeat"] = run_flow(config, heartbeats=heartbeats)
         runs.append(rec)
     return {
         "import_prefect_s": import_s,
