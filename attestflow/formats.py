@@ -163,41 +163,6 @@ def require_safe_weights(
     return out, PickleImport(path, fmt.value, scanner, 0, out)
 
 
-@dataclass(frozen=True)
-class OnnxCheck:
-    """The outcome of the ONNX safety checks."""
-
-    ok: bool
-    problems: list[str]
-
-
-def check_onnx_file(path: Path, allowed_domains: frozenset[str]) -> OnnxCheck:
-    """ONNX by content, operator domains in the allowlist, no external data outside its folder."""
-    import onnx
-
-    if detect_format(path) is not Format.ONNX:
-        return OnnxCheck(False, [f"{path.name} is not an ONNX model (content check)"])
-    model = onnx.load(str(path), load_external_data=False)
-    problems: list[str] = []
-    domains = {n.domain or "ai.onnx" for n in model.graph.node}
-    for fn in model.functions:
-        domains |= {n.domain or "ai.onnx" for n in fn.node}
-    local_functions = {fn.domain for fn in model.functions}
-    bad = sorted(d for d in domains - allowed_domains - local_functions)
-    if bad:
-        problems.append(f"operator domain(s) not allowed: {', '.join(bad)}")
-    root = path.parent.resolve()
-    for tensor in list(model.graph.initializer) + [
-        a.t for n in model.graph.node for a in n.attribute if a.HasField("t")
-    ]:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                target = (root / entry.value).resolve()
-                if Path(entry.value).is_absolute() or not target.is_relative_to(root):
-                    problems.append(f"external data path escapes the model folder: {entry.value}")
-    return OnnxCheck(not problems, problems)
-
-
 def read_weights(path: Path, arch: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The tensors and metadata of a safetensors file written for architecture `arch`.
 

@@ -29,8 +29,8 @@ from attestflow.bundle import (
 )
 from attestflow.digests import file_digest
 from attestflow.errors import BadInputError
-from attestflow.formats import check_onnx_file
 from attestflow.keys import load_public_key
+from attestflow.onnx_check import check_onnx
 from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE, EnvelopeError, dsse_verify
 
 ALLOWED_ONNX_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml"})
@@ -65,7 +65,7 @@ class Verification:
 def _check_format(bundle: Path) -> Check:
     if not (bundle / MODEL).is_file():
         return Check("format", False, f"{MODEL} is missing")
-    result = check_onnx_file(bundle / MODEL, ALLOWED_ONNX_DOMAINS)
+    result = check_onnx(bundle / MODEL, allowed_domains=ALLOWED_ONNX_DOMAINS)
     return Check(
         "format", result.ok, "; ".join(result.problems) or "ONNX by content, allowed operator domains"
     )

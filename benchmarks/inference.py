@@ -36,9 +36,9 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     from attestflow.adapters import load_adapter
     from attestflow.config import ExportOnnxConfig, load_config
     from attestflow.dataset import load_splits
+    from attestflow.onnx_runtime import session
     from attestflow.tabular import load_checkpoint
     from tasks.export_onnx import export_onnx
-    from tasks.validate_onnx import session
 
     work = Path(args.work)
     workload = make_workload(work / "repo", rows=args.rows or None, dvc=False)

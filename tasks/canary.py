@@ -40,7 +40,7 @@ class CanaryRecord:
 
 def _score(sess: Any, inputs: Inputs) -> tuple[np.ndarray, float]:
     """(logits, error rate) of a model on `inputs`: a failure or a non-finite score is an error."""
-    from tasks.validate_onnx import run_batched
+    from attestflow.onnx_runtime import run_batched
 
     try:
         logits = run_batched(sess, inputs)
@@ -82,7 +82,7 @@ def canary(
     model: ModelConfig | None = None,
 ) -> CanaryRecord:
     """Compare the new champion with the previous one; raise `GateFailedError` if it is worse."""
-    from tasks.validate_onnx import session
+    from attestflow.onnx_runtime import session
 
     x = canary_sample(cfg, data, load_adapter(model or ModelConfig()))
     sessions: dict[str, Any] = {}

@@ -100,7 +100,7 @@ def register(
     import mlflow.onnx
     from mlflow.models import infer_signature
 
-    from tasks.validate_onnx import session
+    from attestflow.onnx_runtime import session
 
     existing = find_release(model_name, tags["release_key"], tracking_uri)
     if existing is not None:

@@ -20,6 +20,8 @@ import pandas as pd
 from attestflow.adapters import Inputs, ModelAdapter, n_rows
 from attestflow.config import DataConfig
 from attestflow.dataset import Split
+from attestflow.onnx_check import OnnxCheck, check_onnx
+from attestflow.onnx_runtime import run_batched, session
 from attestflow.policy import FormatPolicy
 from attestflow.records import DataValidationRecord
 
@@ -67,8 +69,6 @@ class Evaluation:
 
 def onnx_predictor(onnx_path: Path, provider: str) -> tuple[Predict, str]:
     """A function running the model in ONNX Runtime, and the provider that actually runs it."""
-    from tasks.validate_onnx import run_batched, session
-
     sess = session(onnx_path, provider)
 
     def predict(inputs: Inputs) -> np.ndarray:
@@ -107,6 +107,15 @@ def run_model(onnx_path: Path, provider: str, inputs: Inputs) -> ModelRun:
     return ModelRun(predict, logits, ran_on)
 
 
+def _refusal(check: OnnxCheck) -> str | None:
+    """Why the format gate (which runs the same check) refuses the file, or None."""
+    if not check.is_onnx:
+        return check.described
+    return (
+        f"the format gate refused {check.path.name}: {'; '.join(check.problems)}" if check.problems else None
+    )
+
+
 def evaluation(
     onnx_path: Path,
     data: DataConfig,
@@ -121,9 +130,9 @@ def evaluation(
     data_validation: DataValidationRecord | None = None,
 ) -> Evaluation:
     """Run the candidate on the held-out rows, unless the format gate refuses the file, and gather the rest."""
-    from tasks.gates.format import refusal
-
-    refused = refusal(onnx_path, format_policy or FormatPolicy())
+    refused = _refusal(
+        check_onnx(onnx_path, allowed_domains=(format_policy or FormatPolicy()).allowed_domains)
+    )
     run = (
         ModelRun(None, None, "none", refused) if refused else run_model(onnx_path, provider, held_out.inputs)
     )

@@ -6,11 +6,11 @@ so the numbers belong to the artifact that would be deployed.
 
 from __future__ import annotations
 
+from attestflow.onnx_runtime import classification_metrics
 from attestflow.policy import GatePolicy
 from attestflow.records import GateDecision
 from tasks.gates.decisions import cannot_run, judge
 from tasks.gates.evaluation import Evaluation
-from tasks.validate_onnx import classification_metrics
 
 GATE = "performance"
 

@@ -37,7 +37,7 @@ def profile_inference(
     onnx_path: Path, provider: str, inputs: Inputs, rules: ResourcesPolicy
 ) -> InferenceProfile:
     """Load a fresh session and time it at every batch size of the policy."""
-    from tasks.validate_onnx import session
+    from attestflow.onnx_runtime import session
 
     proc = psutil.Process()
     before = peak = proc.memory_info().rss

@@ -17,11 +17,11 @@ import torch
 
 from attestflow.adapters import Inputs, ModelAdapter
 from attestflow.errors import BadInputError
+from attestflow.onnx_runtime import classification_metrics
 from attestflow.policy import GatePolicy, RobustnessPolicy
 from attestflow.records import GateDecision
 from tasks.gates.decisions import bound, cannot_run, judge
 from tasks.gates.evaluation import Evaluation, Predict
-from tasks.validate_onnx import classification_metrics
 
 GATE = "robustness"
 PARITY_TOLERANCE = 1e-3

@@ -13,7 +13,8 @@ import torch
 from onnx import TensorProto, helper
 
 from attestflow.errors import BadInputError
-from attestflow.formats import Format, check_onnx_file, detect_format, require_safe_weights
+from attestflow.formats import Format, detect_format, require_safe_weights
+from attestflow.onnx_check import check_onnx
 from attestflow.tabular import TabularMLP, checkpoint_from_state_dict, load_checkpoint
 from tests.conftest import ExampleRepo
 
@@ -120,24 +121,24 @@ def _onnx(path: Path, domain: str = "", external: str | None = None) -> Path:
 
 
 def test_onnx_checks_pass_a_plain_model(tmp_path: Path) -> None:
-    result = check_onnx_file(_onnx(tmp_path / "m.onnx"), ALLOWED)
+    result = check_onnx(_onnx(tmp_path / "m.onnx"), allowed_domains=ALLOWED)
     assert result.ok, result.problems
 
 
 def test_onnx_with_a_custom_operator_domain_is_refused(tmp_path: Path) -> None:
-    result = check_onnx_file(_onnx(tmp_path / "m.onnx", domain="com.evil"), ALLOWED)
+    result = check_onnx(_onnx(tmp_path / "m.onnx", domain="com.evil"), allowed_domains=ALLOWED)
     assert not result.ok
     assert "com.evil" in result.problems[0]
 
 
 @pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd"])
 def test_onnx_external_data_escaping_its_folder_is_refused(tmp_path: Path, location: str) -> None:
-    result = check_onnx_file(_onnx(tmp_path / "m.onnx", external=location), ALLOWED)
+    result = check_onnx(_onnx(tmp_path / "m.onnx", external=location), allowed_domains=ALLOWED)
     assert any("escapes the model folder" in p for p in result.problems)
 
 
 def test_a_pickle_named_onnx_is_not_onnx(tmp_path: Path) -> None:
     path = _malicious(tmp_path / "m.onnx", tmp_path / "pwned")
-    result = check_onnx_file(path, ALLOWED)
+    result = check_onnx(path, allowed_domains=ALLOWED)
     assert not result.ok and "not an ONNX model" in result.problems[0]
     assert not (tmp_path / "pwned").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
+from attestflow.onnx_check import CHECKS
 from tasks.gates import format as format_gate
 from tests.code.planted import Lab, bundled_policy, with_custom_op
 
@@ -50,4 +51,4 @@ def test_external_data_outside_the_model_folder_is_refused(lab: Lab, tmp_path: P
 
 
 def test_more_checks_can_be_appended() -> None:
-    assert [name for name, _ in format_gate.CHECKS] == ["disallowed_domains", "escaping_external_data"]
+    assert [name for name, _ in CHECKS] == ["disallowed_domains", "escaping_external_data"]

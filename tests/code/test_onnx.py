@@ -10,9 +10,10 @@ import torch
 
 from attestflow.config import ExportOnnxConfig, FineTuneConfig, ValidateOnnxConfig
 from attestflow.errors import GateFailedError
+from attestflow.onnx_runtime import choose_providers, session
 from attestflow.tabular import load_checkpoint, save_checkpoint
 from tasks.export_onnx import export_onnx
-from tasks.validate_onnx import choose_providers, session, validate_onnx
+from tasks.validate_onnx import validate_onnx
 from tests.conftest import ExampleRepo
 
 
