@@ -114,7 +114,7 @@ class Sides:
         """The stage's training loop alone (`train_in_memory`), over the stage's epochs, on a fresh model, on the CPU."""
         import torch
 
-        from tasks.fine_tune import train_in_memory
+        from attestflow.training.loop import train_in_memory
 
         model = self._fresh_model()
         torch.manual_seed(self.cfg.fine_tune.seed)

@@ -16,7 +16,7 @@ from attestflow.adapters.tabular import TabularAdapter
 from attestflow.config import DataConfig, FineTuneConfig, ModelConfig
 from attestflow.dataset import Split, read_table
 from attestflow.tabular import TabularMLP, save_checkpoint
-from tasks.fine_tune import train_in_memory
+from attestflow.training.loop import train_in_memory
 from tasks.generate_data import FEATURES
 
 

@@ -21,9 +21,9 @@ from attestflow.keys import load_public_key
 from attestflow.provenance import byproduct, dsse_verify
 from attestflow.records import WarmStart
 from attestflow.tracking import alias_version, client
+from attestflow.training.checkpoints import CHECKPOINT_ARTIFACT
 from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
-from tasks.fine_tune import CHECKPOINT_ARTIFACT
 
 
 def _byproduct(statement: dict[str, Any], name: str) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from attestflow.dataset import Split, split_table
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.records import DataValidationRecord
 from attestflow.tabular import TabularMLP, save_checkpoint
+from attestflow.training.loop import train_in_memory
 from tasks.export_onnx import export_onnx
-from tasks.fine_tune import train_in_memory
 from tasks.gates.evaluation import Baseline, Evaluation, evaluation
 from tasks.generate_data import FEATURES, generate
 

@@ -11,12 +11,15 @@ from safetensors.torch import load_file
 
 from attestflow.config import FineTuneConfig
 from attestflow.errors import BadInputError
+from attestflow.records import TrainingRecord
+from attestflow.training.checkpoints import last_good_checkpoint
+from attestflow.training.loop import Schedule
 from attestflow.workspace import Workspace
 from tasks import fine_tune as ft
 from tests.conftest import ExampleRepo
 
 
-def _run(repo: ExampleRepo, ws_dir: Path, epochs: int, step_hook: Any = None, **kw: Any) -> ft.TrainingRecord:
+def _run(repo: ExampleRepo, ws_dir: Path, epochs: int, step_hook: Any = None, **kw: Any) -> TrainingRecord:
     cfg = FineTuneConfig(base_checkpoint=repo.base_checkpoint, epochs=epochs, batch_size=64, **kw)
     ws = Workspace.at(ws_dir)
     ws.activate()
@@ -58,7 +61,7 @@ def test_a_corrupted_last_checkpoint_is_skipped(example_repo: ExampleRepo, tmp_p
     data = bytearray(steps[-1].read_bytes())
     data[-1] ^= 0xFF
     steps[-1].write_bytes(bytes(data))
-    good = ft.last_good_checkpoint(folder, 10**6)
+    good = last_good_checkpoint(folder, 10**6)
     assert good is not None and good.path == steps[0]
     again = _run(example_repo, tmp_path / "ws", epochs=2)
     assert again.resumed_from_epoch == 1
@@ -67,7 +70,7 @@ def test_a_corrupted_last_checkpoint_is_skipped(example_repo: ExampleRepo, tmp_p
 def test_a_half_written_checkpoint_without_sidecar_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "step-00000001.safetensors.partial").write_bytes(b"junk")
     (tmp_path / "step-00000002.safetensors").write_bytes(b"junk")
-    assert ft.last_good_checkpoint(tmp_path, 5) is None
+    assert last_good_checkpoint(tmp_path, 5) is None
 
 
 def _same_weights(a: Path, b: Path) -> None:
@@ -78,7 +81,7 @@ def _same_weights(a: Path, b: Path) -> None:
 
 
 def test_schedule_counts_optimizer_steps_with_accumulation() -> None:
-    sched = ft.Schedule(rows=1000, batch_size=64, accum=3, seed=0)
+    sched = Schedule(rows=1000, batch_size=64, accum=3, seed=0)
     assert sched.batches_per_epoch == 16 and sched.steps_per_epoch == 6
     assert sched.position(0) == (1, 0)
     assert sched.position(4) == (1, 12)

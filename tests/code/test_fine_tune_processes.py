@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 from attestflow.config import load_config
 from attestflow.records import TrainingRecord
+from attestflow.training.checkpoints import last_good_checkpoint
+from attestflow.training.launcher import train_release
 from attestflow.workspace import Workspace
 from tasks import fine_tune as ft
 from tests.conftest import ROOT, ExampleRepo
@@ -66,15 +68,15 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_the_same_weights(
         child.wait()
     assert child.returncode == -signal.SIGKILL
     folder = next(p for p in (example_repo.workspace / "training").iterdir() if p.name != "imported")
-    assert ft.last_good_checkpoint(folder, 10**6) == ft.last_good_checkpoint(folder, 8)
+    assert last_good_checkpoint(folder, 10**6) == last_good_checkpoint(folder, 8)
 
-    # The re-run is the stage's own command-line entry point, in a fresh process.
+    # The re-run is the training's own command-line entry point, in a fresh process.
     out = tmp_path / "resumed.json"
     rerun = subprocess.run(
         [
             sys.executable,
             "-m",
-            "tasks.fine_tune",
+            "attestflow.training.launcher",
             f"--config={killed_cfg}",
             "--data-md5=md5-of-data",
             f"--out={out}",
@@ -106,7 +108,7 @@ def _launch(repo: ExampleRepo, tmp_path: Path, processes: int, device: str) -> T
     cfg = repo.config(fine_tune={"processes": processes, "device": device, "epochs": 2})
     ws = Workspace.at(cfg.workspace)
     ws.activate()
-    return ft.train(cfg, ws, "md5-of-data", ws.mlflow_uri, {"test": "ddp"}, tmp_path)
+    return train_release(cfg, ws, "md5-of-data", ws.mlflow_uri, {"test": "ddp"}, tmp_path)
 
 
 def test_several_processes_train_under_torchrun_with_ddp(example_repo: ExampleRepo, tmp_path: Path) -> None:
@@ -128,7 +130,7 @@ def test_bad_input_in_a_torchrun_launch_is_one_clear_message(
     cfg = example_repo.config(fine_tune={"processes": 2, "base_checkpoint": str(tmp_path / "missing")})
     ws = Workspace.at(cfg.workspace)
     with pytest.raises(BadInputError, match="base checkpoint not found"):
-        ft.train(cfg, ws, "md5-of-data", ws.mlflow_uri, {}, tmp_path)
+        train_release(cfg, ws, "md5-of-data", ws.mlflow_uri, {}, tmp_path)
 
 
 @pytest.mark.gpu

@@ -20,10 +20,10 @@ from attestflow.policy import load_policy
 from attestflow.records import ReleaseSummary
 from attestflow.tabular import load_checkpoint
 from attestflow.tracking import fluent_uri
+from attestflow.training.loop import Trainer
 from attestflow.workspace import Workspace
 from flows.cli import app
 from flows.release import release
-from tasks import fine_tune as ft
 from tests.conftest import ExampleRepo
 
 
@@ -185,16 +185,16 @@ def test_corrupted_data_fails_validation_with_the_expectation_named(example_repo
 def test_a_training_crash_is_retried_and_resumes_from_the_checkpoint(
     example_repo: ExampleRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ft.Trainer.run_epoch
+    real = Trainer.run_epoch
     calls: list[int] = []
 
-    def crash_in_epoch_2_once(self: ft.Trainer, train: Any, epoch: int, first_batch: int) -> float:
+    def crash_in_epoch_2_once(self: Trainer, train_split: Any, epoch: int, first_batch: int) -> float:
         calls.append(epoch)
         if epoch == 2 and calls.count(2) == 1:
             raise RuntimeError("simulated worker loss during epoch 2")
-        return real(self, train, epoch, first_batch)
+        return real(self, train_split, epoch, first_batch)
 
-    monkeypatch.setattr(ft.Trainer, "run_epoch", crash_in_epoch_2_once)
+    monkeypatch.setattr(Trainer, "run_epoch", crash_in_epoch_2_once)
     summary = _run(example_repo.write_config(fine_tune={"epochs": 3, "retries": 1, "retry_delay_s": 0}))
     assert calls == [1, 2, 2, 3]
     assert summary.training.resumed_from_epoch == 1

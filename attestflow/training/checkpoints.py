@@ -1,0 +1,131 @@
+"""Resumable training state on disk, each file verifiable by a digest recorded beside it.
+
+Every ``checkpoint_every`` optimizer steps and at the end of every epoch, a safetensors
+checkpoint (weights, optimizer and RNG state, no pickle) is written then renamed, with a
+sidecar holding its SHA-256. A resumed run picks the newest checkpoint whose bytes still
+match their sidecar, so a crash mid-write or a damaged file costs steps, never correctness.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from attestflow.digests import file_digest
+
+CHECKPOINT_ARTIFACT = "checkpoint/model.safetensors"
+"""Where the final weights are logged in the training's MLflow run (for warm starts)."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified checkpoint after `step` optimizer steps."""
+
+    step: int
+    path: Path
+    sha256: str
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    """Where the checkpoint after `step` optimizer steps is written in `folder`."""
+    return folder / f"step-{step:08d}.safetensors"
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = state
+    return out
+
+
+def save_training_state(
+    folder: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, run_id: str
+) -> Checkpoint:
+    """Write weights, optimizer and RNG state after `step` atomically, then its digest sidecar."""
+    tensors: dict[str, torch.Tensor] = {
+        f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+    }
+    osd = opt.state_dict()
+    for pid, state in osd["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors.update(_rng_tensors())
+    meta = {"step": str(step), "param_groups": json.dumps(osd["param_groups"]), "run_id": run_id}
+    path = checkpoint_path(folder, step)
+    tmp = path.with_name(path.name + ".partial")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    digest = file_digest(path).value
+    side = path.with_suffix(".json")
+    side_tmp = side.with_name(side.name + ".partial")
+    side_tmp.write_text(json.dumps({"step": step, "sha256": digest}))
+    side_tmp.replace(side)
+    return Checkpoint(step, path, digest)
+
+
+def last_good_checkpoint(folder: Path, max_step: int) -> Checkpoint | None:
+    """The newest checkpoint up to `max_step` whose file matches its recorded digest.
+
+    A checkpoint whose sidecar is missing (a crash between the two renames) or whose bytes no
+    longer match (a damaged disk, a half-copied folder) is skipped, and the one before it used.
+    """
+    for side in sorted(folder.glob("step-*.json"), reverse=True):
+        try:
+            info = json.loads(side.read_text())
+            step = int(info["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if step > max_step:
+            continue
+        path = side.with_suffix(".safetensors")
+        if path.is_file() and file_digest(path).value == info.get("sha256"):
+            return Checkpoint(step, path, info["sha256"])
+    return None
+
+
+def load_training_state(ckpt: Checkpoint, model: nn.Module, opt: torch.optim.Optimizer) -> str:
+    """Restore model, optimizer and RNG state from `ckpt`; returns the MLflow run id it belongs to."""
+    with safe_open(str(ckpt.path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return meta["run_id"]
+
+
+def prune_mid_epoch(folder: Path, newest: int, steps_per_epoch: int) -> None:
+    """Delete mid-epoch checkpoints older than step `newest`.
+
+    Epoch-end checkpoints stay: their digests are part of the training record, and a longer
+    run resumes from them. So does the newest checkpoint; if it is damaged, the previous epoch
+    end is the fallback.
+    """
+    for side in folder.glob("step-*.json"):
+        step = int(side.stem.removeprefix("step-"))
+        if step < newest and step % steps_per_epoch:
+            side.with_suffix(".safetensors").unlink(missing_ok=True)
+            side.unlink(missing_ok=True)
+
+
+def epoch_digests(folder: Path, epochs: int, steps_per_epoch: int) -> list[str]:
+    """The recorded SHA-256 of each epoch-end checkpoint, epoch 1 first."""
+    return [
+        json.loads(checkpoint_path(folder, e * steps_per_epoch).with_suffix(".json").read_text())["sha256"]
+        for e in range(1, epochs + 1)
+    ]

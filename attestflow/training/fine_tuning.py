@@ -1,0 +1,368 @@
+"""One resumable, tracked fine-tuning run: what the release's `fine_tune` stage does.
+
+Everything model-specific goes through the configured adapter (`attestflow.adapters`). It
+lives below the stage so that ``torchrun`` workers (`attestflow.training.launcher`) run it
+without Prefect. A retried task, a re-run after the process was killed, or a Prefect retry
+finds the checkpoint folder by the digest of the training inputs (`training_key`) and resumes
+after the last checkpoint whose digest still matches (`attestflow.training.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attestflow.adapters import ModelAdapter, load_adapter
+from attestflow.config import DataConfig, FineTuneConfig, ModelConfig
+from attestflow.dataset import Split, load_splits
+from attestflow.digests import Digest, file_digest, json_digest
+from attestflow.errors import BadInputError
+from attestflow.formats import PickleImport, require_safe_weights
+from attestflow.progress import TrainingProgress
+from attestflow.records import TrainingRecord, WarmStart
+from attestflow.tracking import client, ensure_experiment
+from attestflow.training.checkpoints import (
+    CHECKPOINT_ARTIFACT,
+    epoch_digests,
+    last_good_checkpoint,
+    load_training_state,
+)
+from attestflow.training.loop import (
+    Ranks,
+    Schedule,
+    Trainer,
+    autocast_dtype,
+    cpu_threads_for,
+    evaluate,
+    peak_memory_mb,
+    pick_device,
+)
+from attestflow.workspace import Workspace
+
+_STAGE_KEYS = {"retries", "retry_delay_s", "timeout_s"}
+_SPEED_KEYS = {"epochs", "device", "num_workers", "checkpoint_every", "processes"}
+"""Settings that change how fast training runs, or how long, but not the model at a given step."""
+
+
+def training_key(
+    cfg: FineTuneConfig, model: ModelConfig, data: DataConfig, data_md5: str, base: Digest
+) -> str:
+    """Digest of everything training depends on; names its checkpoint folder."""
+    # Left out: the epoch count (epoch k's state does not depend on how many follow it, so a
+    # longer run resumes from a shorter one), and what only changes speed (device, workers).
+    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS | _SPEED_KEYS | {"base_checkpoint"})
+    spec = {
+        "fine_tune": settings,
+        "model": model.model_dump(mode="json"),
+        "data": data.model_dump(mode="json"),
+        "data_md5": data_md5,
+        "base": base.value,
+    }
+    return json_digest(spec).value[:20]
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The network training starts from, and the digest of the weights it was loaded from."""
+
+    net: nn.Module
+    base_digest: Digest
+    imported: PickleImport | None = None
+    """The explicitly allowed pickle import the base checkpoint came from, if any."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the epochs trained in this process measured."""
+
+    metrics: dict[str, float]
+    trained: int
+    """Rows trained in this process (0 when a re-run found training complete)."""
+    elapsed_s: float
+    peak_mb: float
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.trained / self.elapsed_s if self.trained and self.elapsed_s > 0 else 0.0
+
+
+def fine_tune(
+    cfg: FineTuneConfig,
+    data: DataConfig,
+    ws: Workspace,
+    data_md5: str,
+    tracking_uri: str,
+    experiment: str,
+    run_tags: dict[str, str] | None = None,
+    *,
+    model: ModelConfig | None = None,
+    warm_start: WarmStart | None = None,
+    model_name: str | None = None,
+    step_hook: Callable[[int], None] | None = None,
+) -> TrainingRecord:
+    """Fine-tune the base model (or the champion's weights) on the dataset, resuming from the last good checkpoint."""
+    model_cfg = model or ModelConfig()
+    adapter = load_adapter(model_cfg)
+    ranks = Ranks.from_env()
+    train_split, test_split = load_splits(data, adapter)
+    if len(train_split) == 0:
+        raise BadInputError(f"{data.path}: no training rows")
+    n_classes = max(2, int(max(train_split.y.max(), test_split.y.max(initial=0))) + 1)
+    start = _starting_point(cfg, model_cfg, adapter, ws, warm_start, n_classes)
+    key = training_key(cfg, model_cfg, data, data_md5, start.base_digest)
+    folder = ws.training / key
+    folder.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device, ranks.local_rank)
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(start.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = Schedule(len(train_split), cfg.batch_size, cfg.grad_accum_steps, cfg.seed)
+    # Only rank 0 talks to MLflow (several processes creating one SQLite store would collide).
+    mlflow = client(tracking_uri) if ranks.is_main else None
+    resume = last_good_checkpoint(folder, cfg.epochs * schedule.steps_per_epoch)
+    if resume is not None:
+        run_id, start_step = load_training_state(resume, start.net, opt), resume.step
+    else:
+        if warm_start is None:
+            adapter.prepare(start.net, train_split.inputs)
+        run_id, start_step = "", 0
+        if mlflow is not None:
+            params = _run_params(cfg, model_cfg, key, start, data_md5, warm_start)
+            run_name = f"fine_tune-{key[:8]}"
+            run_id = _open_run(mlflow, tracking_uri, experiment, ws, run_name, run_tags or {}, params)
+    trainer = _trainer(
+        adapter, start.net, opt, cfg, schedule, device, folder, run_id, ranks, model_name, step_hook
+    )
+    outcome = _train_epochs(trainer, start_step, train_split, test_split, mlflow)
+    return _finish(trainer, key, start, start_step, outcome, mlflow, model_cfg.adapter, warm_start)
+
+
+def _starting_point(
+    cfg: FineTuneConfig,
+    model_cfg: ModelConfig,
+    adapter: ModelAdapter,
+    ws: Workspace,
+    warm_start: WarmStart | None,
+    n_classes: int,
+) -> _Start:
+    """The champion's weights for a warm start, else the base checkpoint (pickle only if allowed, scanned)."""
+    if warm_start is not None:
+        return _Start(adapter.load(warm_start.path), warm_start.digest)
+    base = cfg.base_checkpoint or adapter.default_base()
+    if base is None:
+        raise BadInputError(
+            f"fine_tune.base_checkpoint is not set and adapter {model_cfg.adapter!r} has no default"
+        )
+    if not base.exists():
+        raise BadInputError(f"base checkpoint not found: {base}")
+    weights, imported = require_safe_weights(
+        adapter.weights_file(base),
+        allow_pickle_import=cfg.allow_pickle_import,
+        convert_dir=ws.training / "imported",
+        convert=adapter.convert_state_dict,
+    )
+    base_digest = adapter.base_digest(base)
+    return _Start(adapter.load_base(base, weights, n_classes), base_digest, imported)
+
+
+def _run_params(
+    cfg: FineTuneConfig,
+    model_cfg: ModelConfig,
+    key: str,
+    start: _Start,
+    data_md5: str,
+    warm_start: WarmStart | None,
+) -> dict[str, Any]:
+    """The MLflow params of a new run: the settings, and what it trains on and from."""
+    params = cfg.model_dump(mode="json", exclude=_STAGE_KEYS)
+    params.update(
+        training_key=key,
+        base_checkpoint_sha256=start.base_digest.value,
+        data_md5=data_md5,
+        adapter=model_cfg.adapter,
+        adapter_options=json.dumps(model_cfg.options, sort_keys=True),
+        warm_start=warm_start.model_uri if warm_start else "none",
+    )
+    if start.imported is not None:
+        params.update(
+            pickle_import_from=start.imported.source.name, pickle_import_scanner=start.imported.scanner
+        )
+    return params
+
+
+def _open_run(
+    mlflow: Any,
+    tracking_uri: str,
+    experiment: str,
+    ws: Workspace,
+    run_name: str,
+    run_tags: dict[str, str],
+    params: dict[str, Any],
+) -> str:
+    """Create the training's MLflow run with its params; returns its id."""
+    exp_id = ensure_experiment(tracking_uri, experiment, ws)
+    run_id: str = mlflow.create_run(exp_id, run_name=run_name, tags=run_tags).info.run_id
+    for k, v in params.items():
+        mlflow.log_param(run_id, k, v)
+    return run_id
+
+
+def _trainer(
+    adapter: ModelAdapter,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    cfg: FineTuneConfig,
+    schedule: Schedule,
+    device: torch.device,
+    folder: Path,
+    run_id: str,
+    ranks: Ranks,
+    model_name: str | None,
+    step_hook: Callable[[int], None] | None,
+) -> Trainer:
+    """`net` and its optimizer state on `device`, wrapped in DDP and compiled as configured."""
+    net.to(device)
+    # Optimizer state loaded on the CPU must follow the parameters to the device.
+    for st in opt.state.values():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and k != "step":
+                st[k] = v.to(device)
+    running: nn.Module = net
+    if ranks.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        running = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    if cfg.compile:
+        running = torch.compile(running)  # type: ignore[assignment]
+    total_steps = cfg.epochs * schedule.steps_per_epoch
+    progress = TrainingProgress(model_name or "model", total_steps) if ranks.is_main else None
+    return Trainer(
+        adapter, running, net, opt, cfg, schedule, device, folder, run_id, ranks, progress, step_hook
+    )
+
+
+def _train_epochs(
+    trainer: Trainer, start_step: int, train_split: Split, test_split: Split, mlflow: Any | None
+) -> _Outcome:
+    """The epochs left after `start_step`, each checkpointed and (on rank 0) evaluated and logged."""
+    cfg, schedule, net = trainer.cfg, trainer.schedule, trainer.raw
+    if trainer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+    started = time.perf_counter()
+    trained = 0
+    metrics: dict[str, float] = {}
+    with cpu_threads_for(net, cfg, trainer.device):
+        first_epoch, first = schedule.position(start_step)
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            train_loss = trainer.run_epoch(train_split, epoch, first)
+            trained += len(train_split) - min(first * cfg.batch_size, len(train_split))
+            first = 0
+            trainer.checkpoint(epoch * schedule.steps_per_epoch)
+            if mlflow is not None:
+                held = evaluate(trainer.adapter, net, test_split)
+                metrics = {
+                    "train_loss": train_loss,
+                    "val_loss": held["loss"],
+                    "val_accuracy": held["accuracy"],
+                }
+                mlflow.log_batch(trainer.run_id, metrics=[_metric(k, v, epoch) for k, v in metrics.items()])
+    elapsed = time.perf_counter() - started
+    if not metrics:
+        held = evaluate(trainer.adapter, net, test_split)
+        metrics = {"val_loss": held["loss"], "val_accuracy": held["accuracy"]}
+    return _Outcome(metrics, trained, elapsed, peak_memory_mb(trainer.device))
+
+
+def _finish(
+    trainer: Trainer,
+    key: str,
+    start: _Start,
+    start_step: int,
+    outcome: _Outcome,
+    mlflow: Any | None,
+    adapter_name: str,
+    warm_start: WarmStart | None,
+) -> TrainingRecord:
+    """Save the final weights (rank 0), log the run's summary and weights, and return the record."""
+    schedule, ranks, device = trainer.schedule, trainer.ranks, trainer.device
+    precision = str(autocast_dtype(device, trainer.cfg.amp) or torch.float32).removeprefix("torch.")
+    final = trainer.folder / "model.safetensors"
+    epochs = epoch_digests(trainer.folder, trainer.cfg.epochs, schedule.steps_per_epoch)
+    if ranks.is_main:
+        trainer.adapter.save(trainer.raw.cpu(), final, {"training_key": key})
+    ranks.barrier()
+    digest = file_digest(final)
+    if mlflow is not None:
+        _log_summary(mlflow, trainer, start_step, outcome, precision, digest)
+    return TrainingRecord(
+        checkpoint_path=final,
+        checkpoint_digest=digest,
+        base_checkpoint_digest=start.base_digest,
+        epoch_checkpoints=epochs,
+        device=device.type,
+        precision=precision,
+        epochs=trainer.cfg.epochs,
+        resumed_from_epoch=start_step // schedule.steps_per_epoch,
+        resumed_from_step=start_step,
+        mlflow_run_id=trainer.run_id,
+        metrics=outcome.metrics,
+        samples_per_s=outcome.samples_per_s,
+        peak_memory_mb=outcome.peak_mb,
+        training_key=key,
+        adapter=adapter_name,
+        processes=ranks.world,
+        warm_start=warm_start,
+    )
+
+
+def _log_summary(
+    mlflow: Any, trainer: Trainer, start_step: int, outcome: _Outcome, precision: str, digest: Digest
+) -> None:
+    """Tag the run with how it trained, log its speed and final weights, and draw its curves."""
+    run_id = trainer.run_id
+    summary = {
+        "device": trainer.device.type,
+        "precision": precision,
+        "processes": str(trainer.ranks.world),
+        "resumed_from_step": str(start_step),
+        "checkpoint_sha256": digest.value,
+    }
+    speed = []
+    if outcome.trained:  # a re-run that found training complete measured nothing: keep the real figures
+        summary.update(samples_per_s=f"{outcome.samples_per_s:.1f}", peak_memory_mb=f"{outcome.peak_mb:.0f}")
+        speed = [
+            _metric("samples_per_s", outcome.samples_per_s, 0),
+            _metric("peak_memory_mb", outcome.peak_mb, 0),
+        ]
+    mlflow.log_batch(run_id, metrics=speed, tags=[_tag(k, v) for k, v in summary.items()])
+    final = trainer.folder / "model.safetensors"
+    mlflow.log_artifact(run_id, str(final), artifact_path=CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
+    if trainer.progress is not None:
+        trainer.progress.finish(_history(mlflow, run_id, trainer.schedule.steps_per_epoch))
+
+
+def _metric(key: str, value: float, step: int) -> Any:
+    from mlflow.entities import Metric
+
+    return Metric(key, value, int(time.time() * 1000), step)
+
+
+def _tag(key: str, value: str) -> Any:
+    from mlflow.entities import RunTag
+
+    return RunTag(key, value)
+
+
+def _history(mlflow: Any, run_id: str, steps_per_epoch: int) -> list[dict[str, float]]:
+    """Per-epoch metrics of the run from MLflow (so a resumed run's curves start at epoch 1)."""
+    points: dict[int, dict[str, float]] = {}
+    for name in ("train_loss", "val_loss", "val_accuracy"):
+        for m in mlflow.get_metric_history(run_id, name):
+            point = {"epoch": float(m.step), "step": float(m.step * steps_per_epoch)}
+            points.setdefault(m.step, point)[name] = m.value
+    return [points[k] for k in sorted(points)]
