@@ -182,11 +182,11 @@ def champion_history(entries: list[dict[str, Any]], model: str | None = None) ->
 
 def registry_anchors(tracking_uri: str) -> list[dict[str, Any]]:
     """Audit heads mirrored as ``audit_head`` tags (``seq:sha256``) on registered models."""
-    from attestflow.tracking import client
+    from attestflow.registry import Registry
 
     anchors = []
-    for model in client(tracking_uri).search_registered_models():
-        seq, _, digest = str(model.tags.get("audit_head", "")).partition(":")
+    for tags in Registry(tracking_uri).model_tags().values():
+        seq, _, digest = tags.get("audit_head", "").partition(":")
         if seq.isdigit() and digest:
             anchors.append({"seq": int(seq), "sha256": digest})
     return anchors

@@ -19,8 +19,9 @@ from attestflow.audit import AuditLog
 from attestflow.bundle import PROVENANCE
 from attestflow.errors import BadInputError
 from attestflow.provenance import byproduct
-from attestflow.tracking import client, fluent_uri
-from attestflow.verify import MODEL_URI, resolve_version
+from attestflow.registry import MODEL_URI, Registry
+from attestflow.tracking import fluent_uri
+from attestflow.verify import resolve_version
 
 HEX64 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -38,12 +39,10 @@ def find_version(
         key, value = "prefect_flow_run_id", start
     else:
         raise BadInputError(f"{start!r} is neither a models:/ URI, an ONNX SHA-256 nor a Prefect flow run id")
-    query = f"tags.{key} = '{value}'" + (f" and name = '{model_name}'" if model_name else "")
-    found = client(tracking_uri).search_model_versions(query)
+    found = Registry(tracking_uri).find_versions(model_name, **{key: value})
     if not found:
         raise BadInputError(f"no registered model version has {key} {value}")
-    mv = min(found, key=lambda v: int(v.version))
-    return str(mv.name), str(mv.version), dict(mv.tags)
+    return found[0].name, found[0].version, found[0].tags
 
 
 def _provenance(name: str, version: str, tracking_uri: str) -> dict[str, Any] | None:
@@ -65,8 +64,8 @@ def lineage(
 ) -> dict[str, Any]:
     """The lineage of the model version that `start` names, as nested plain data."""
     name, version, tags = find_version(start, tracking_uri, model_name)
-    c = client(tracking_uri)
-    aliases = [a for a, v in c.get_registered_model(name).aliases.items() if str(v) == version]
+    registry = Registry(tracking_uri)
+    aliases = [a for a, v in registry.aliases(name).items() if v == version]
     stmt = _provenance(name, version, tracking_uri) or {}
     build = stmt.get("predicate", {}).get("buildDefinition", {})
     deps = {d["name"].split(":")[0]: d for d in build.get("resolvedDependencies", [])}
@@ -82,14 +81,14 @@ def lineage(
     run_ref = byproduct(stmt, "mlflow_run")
     mlflow_run = run_ref.get("uri", "").removeprefix("runs:/") if run_ref else None
     checkpoint = byproduct(stmt, "checkpoint")
-    if mlflow_run:
-        run = c.get_run(mlflow_run)
+    run = registry.run(mlflow_run) if mlflow_run else None
+    if run is not None:
         training_run = {
             "mlflow_run_id": mlflow_run,
-            **{k: run.data.tags.get(k) for k in ("device", "precision", "processes", "resumed_from_step")},
-            **{k: run.data.params.get(k) for k in ("adapter", "warm_start")},
+            **{k: run.tags.get(k) for k in ("device", "precision", "processes", "resumed_from_step")},
+            **{k: run.params.get(k) for k in ("adapter", "warm_start")},
         }
-        training_run["metrics"] = dict(run.data.metrics)
+        training_run["metrics"] = dict(run.metrics)
     data = deps.get("data", {})
     return {
         "model": {"name": name, "version": version, "uri": f"models:/{name}/{version}", "aliases": aliases},

@@ -65,18 +65,3 @@ def fluent_uri(uri: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
-
-
-def alias_version(model_name: str, alias: str, tracking_uri: str) -> str | None:
-    """The version `alias` points at; None only when MLflow says the model or alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client(tracking_uri).get_model_version_by_alias(model_name, alias).version)
-    except MlflowException as e:
-        if e.error_code in _NOT_FOUND:
-            return None
-        raise

@@ -10,7 +10,6 @@ provenance names is still in the DVC remote with that md5.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +31,9 @@ from attestflow.errors import BadInputError
 from attestflow.keys import load_public_key
 from attestflow.onnx_check import check_onnx
 from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE, EnvelopeError, dsse_verify
+from attestflow.registry import Registry, parse_model_uri
 
 ALLOWED_ONNX_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml"})
-MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$")
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,24 @@ def dvc_object_path(remote: Path, md5: str) -> Path:
 
 
 def check_dvc_remote(remote_url: str, md5: str) -> Check:
-    """The DVC object `md5` is in the (local) remote and its content still has that md5."""
+    """The DVC object `md5` is in the (local) remote and its content still has that md5.
+
+    A remote that cannot be reached or read fails the check, saying so: absent evidence is
+    never taken for present evidence.
+    """
     parts = urlsplit(remote_url)
     if parts.scheme not in ("", "file"):
         return Check("data snapshot", False, f"cannot check a {parts.scheme}:// DVC remote from here")
     remote = Path(parts.path if parts.scheme else remote_url)
+    if not remote.is_dir():
+        return Check("data snapshot", False, f"cannot reach the DVC remote {remote}: no such folder")
+    try:
+        return _check_dvc_object(remote, md5)
+    except OSError as e:
+        return Check("data snapshot", False, f"cannot read the DVC remote {remote}: {e}")
+
+
+def _check_dvc_object(remote: Path, md5: str) -> Check:
     obj = dvc_object_path(remote, md5)
     if not obj.is_file():
         return Check("data snapshot", False, f"DVC object {md5} is not in the remote {remote}")
@@ -206,40 +218,12 @@ def verify_bundle(
     return Verification(target or str(bundle), checks)
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """A parsed ``models:/`` URI."""
-
-    name: str
-    version: str | None
-    alias: str | None
-
-
-def parse_model_uri(uri: str) -> ModelRef:
-    """Parse ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``; anything else is bad input."""
-    m = MODEL_URI.match(uri)
-    if not m:
-        raise BadInputError(f"not a model URI: {uri!r} (expected models:/NAME/VERSION or models:/NAME@ALIAS)")
-    return ModelRef(m["name"], m["version"], m["alias"])
-
-
 def resolve_version(uri: str, tracking_uri: str) -> tuple[str, str, dict[str, str]]:
     """(name, version, tags) of the model version `uri` points at; unknown ones are bad input."""
-    from mlflow.exceptions import MlflowException
-
-    from attestflow.tracking import client
-
-    ref = parse_model_uri(uri)
-    c = client(tracking_uri)
-    try:
-        mv = (
-            c.get_model_version_by_alias(ref.name, ref.alias)
-            if ref.alias
-            else c.get_model_version(ref.name, str(ref.version))
-        )
-    except MlflowException:
-        raise BadInputError(f"no model version {uri} in the registry") from None
-    return ref.name, str(mv.version), dict(mv.tags)
+    found = Registry(tracking_uri).version(parse_model_uri(uri))
+    if found is None:
+        raise BadInputError(f"no model version {uri} in the registry")
+    return found.name, found.version, found.tags
 
 
 def verify_model_uri(

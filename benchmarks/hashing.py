@@ -65,7 +65,7 @@ def growth_exponent(sizes: list[float], seconds: list[float]) -> float:
 
 def _hash(args: argparse.Namespace) -> dict[str, Any]:
     """Child: warm both sides, then alternate md5sum and the SHA-256 manifest; snapshot if asked."""
-    from tasks.snapshot import sha256_manifest
+    from attestflow.hash_cache import sha256_manifest
 
     folder = Path(args.folder)
     base = rss_mb()
@@ -93,10 +93,11 @@ def _plain_dvc(repo: Path, folder: Path) -> dict[str, float]:
     """What the stage did before it hashed once and kept a hash cache: `dvc add`, `dvc push`,
     then its own SHA-256 pass; first on new data, then on the unchanged data. Leaves no DVC trace.
     """
-    from tasks.snapshot import _in_dir, push, sha256_manifest, track
+    from attestflow.dvc import in_dir, push, track
+    from attestflow.hash_cache import sha256_manifest
 
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
-    with _in_dir(repo):
+    with in_dir(repo):
         subprocess.run(
             [sys.executable, "-m", "dvc", "remote", "add", "-d", "plain", str(repo / "plain-remote")],
             check=True,
@@ -161,7 +162,7 @@ def _snapshot(folder: Path) -> dict[str, Any]:
 
     from dvc.repo import Repo
 
-    with snap._in_dir(repo), Repo(str(repo)) as r:
+    with snap.in_dir(repo), Repo(str(repo)) as r:
         t0 = time.perf_counter()
         r.status(targets=[str(folder)])
         status_s = time.perf_counter() - t0

@@ -339,10 +339,10 @@ def rollback(
     model: Annotated[str | None, typer.Option(help="Registered model name (default: config's).")] = None,
 ) -> None:
     """Point champion back at the previous (or a named) version, after verifying it."""
+    from attestflow.aliases import rollback as roll_back
     from attestflow.audit import AuditLog
     from attestflow.keys import trusted_public_key
     from attestflow.tracking import tracking_uri
-    from tasks.promote import rollback as roll_back
 
     try:
         cfg, ws = _workspace(config)

@@ -3,7 +3,8 @@
 The scheduled deployment runs this flow; it hashes the current data the way DVC does (using
 DVC's stat cache, so an unchanged snapshot costs well under a second) and compares it with
 the champion's ``data_md5`` tag. Unchanged data ends the run at once in a ``Skipped`` state;
-changed data runs the full release flow as a subflow, gates and approval included.
+changed data runs the full release flow as a subflow, gates and approval included. A registry
+that cannot be asked fails the run: it is neither a first release nor unchanged data.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
 from attestflow.config import load_config
+from attestflow.dvc import dvc_md5
 from attestflow.records import ReleaseSummary
-from attestflow.tracking import client, tracking_uri
+from attestflow.registry import ModelRef, Registry
+from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 from flows.release import release
-from tasks.snapshot import dvc_md5
 
 
 def champion_data_md5(model_name: str, alias: str, uri: str) -> str | None:
-    """The DVC md5 of the data the current champion was trained on, if there is a champion."""
-    from mlflow.exceptions import MlflowException
+    """The DVC md5 of the data the current champion was trained on; None only if there is no champion.
 
-    try:
-        return client(uri).get_model_version_by_alias(model_name, alias).tags.get("data_md5")
-    except MlflowException:
-        return None
+    A registry that cannot be asked raises `RegistryUnavailableError`: taking it for "no
+    champion" would release on every schedule, and for "unchanged" would never retrain.
+    """
+    champion = Registry(uri).version(ModelRef(model_name, None, alias))
+    return champion.tags.get("data_md5") if champion is not None else None
 
 
 @flow(name="retrain", log_prints=True)

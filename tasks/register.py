@@ -33,6 +33,7 @@ from attestflow.records import (
     SnapshotRecord,
     TrainingRecord,
 )
+from attestflow.registry import Registry
 from attestflow.tracking import client, fluent_uri
 from tasks.sign import SignatureRecord
 
@@ -72,17 +73,8 @@ def release_tags(
 
 def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
     """(version, tags) of the version already registered for `release_key`, if any."""
-    from mlflow.exceptions import MlflowException
-
-    c = client(tracking_uri)
-    try:
-        found = c.search_model_versions(f"name = '{model_name}' and tags.release_key = '{release_key}'")
-    except MlflowException:
-        return None
-    if not found:
-        return None
-    first = min(found, key=lambda v: int(v.version))
-    return str(first.version), dict(first.tags)
+    found = Registry(tracking_uri).find_versions(model_name, release_key=release_key)
+    return (found[0].version, found[0].tags) if found else None
 
 
 def register(

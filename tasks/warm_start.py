@@ -20,7 +20,8 @@ from attestflow.errors import GateFailedError
 from attestflow.keys import load_public_key
 from attestflow.provenance import byproduct, dsse_verify
 from attestflow.records import WarmStart
-from attestflow.tracking import alias_version, client
+from attestflow.registry import Registry
+from attestflow.tracking import client
 from attestflow.training.checkpoints import CHECKPOINT_ARTIFACT
 from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
@@ -37,7 +38,7 @@ def champion_weights(
     model_name: str, alias: str, tracking_uri: str, public_key: Path, ws: Workspace
 ) -> WarmStart | None:
     """The verified training checkpoint of the version `alias` points at; None when the alias is unset."""
-    version = alias_version(model_name, alias, tracking_uri)
+    version = Registry(tracking_uri).alias_version(model_name, alias)
     if version is None:
         return None
     uri = f"models:/{model_name}/{version}"

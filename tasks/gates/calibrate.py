@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attestflow.tracking import client
+from attestflow.registry import Registry
 from tasks.gates.report import MARGIN_PREFIX, PASSED_PREFIX, THRESHOLD_PREFIX
 
 LOOSE_HEADROOM = 0.5
@@ -58,15 +58,14 @@ class MarginSummary:
 
 def release_outcomes(tracking_uri: str, model_name: str, last: int) -> dict[str, list[Outcome]]:
     """``gate/metric`` -> outcomes of the last `last` model versions of `model_name`, newest first."""
-    c = client(tracking_uri)
-    versions = sorted(
-        c.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version), reverse=True
-    )[:last]
+    registry = Registry(tracking_uri)
+    versions = registry.find_versions(model_name)[::-1][:last]
     outcomes: dict[str, list[Outcome]] = {}
     for version in versions:
-        if not version.run_id:
+        run = registry.run(version.run_id) if version.run_id else None
+        if run is None:
             continue
-        metrics = c.get_run(version.run_id).data.metrics
+        metrics = run.metrics
         for key, margin in metrics.items():
             if not key.startswith(MARGIN_PREFIX):
                 continue

@@ -1,24 +1,22 @@
 """Models the gates fetch from the MLflow registry: the champion baseline and evaluated versions.
 
 "No champion yet" and "the registry could not be asked" must not look alike: only MLflow's
-own not-found answers mean a first release; any other error becomes a baseline problem, so
-the regression gate fails instead of passing as if nothing were there to compare with.
+own not-found answers mean a first release (`attestflow.registry` decides which is which); a
+registry that failed becomes a baseline problem, so the regression gate fails instead of
+passing as if nothing were there to compare with.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from attestflow.adapters import Inputs
 from attestflow.bundle import MODEL
-from attestflow.errors import BadInputError
-from attestflow.tracking import alias_version, client
-from attestflow.verify import ModelRef, verify_model_uri
+from attestflow.errors import BadInputError, RegistryUnavailableError
+from attestflow.registry import ModelRef, Registry
+from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
 from tasks.gates.evaluation import Baseline, ModelRun, run_model
-
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z][\w-]*))$")
 
 
 def champion(
@@ -26,11 +24,9 @@ def champion(
 ) -> Baseline:
     """The model `alias` points at, verified and run on `inputs`; a baseline that cannot be trusted or run says why."""
     try:
-        version = alias_version(model_name, alias, tracking_uri)
-    except Exception as e:  # an unreachable or broken registry must not look like a first release
-        return Baseline(
-            alias, f"models:/{model_name}@{alias}", problem=f"the registry failed: {str(e).splitlines()[0]}"
-        )
+        version = Registry(tracking_uri).alias_version(model_name, alias)
+    except RegistryUnavailableError as e:  # a broken registry must not look like a first release
+        return Baseline(alias, f"models:/{model_name}@{alias}", problem=str(e))
     if version is None:
         return Baseline(alias, None)
     uri = f"models:/{model_name}/{version}"
@@ -41,7 +37,7 @@ def champion(
         checked = verify_model_uri(
             uri, tracking_uri, public_key, use=lambda f: runs.append(run_model(f / MODEL, provider, inputs))
         )
-    except BadInputError as e:
+    except (BadInputError, RegistryUnavailableError) as e:
         return Baseline(alias, uri, problem=str(e))
     if not checked.ok:
         return Baseline(alias, uri, problem=f"the champion failed verification: {checked.failures[0]}")
@@ -50,16 +46,9 @@ def champion(
 
 def training_checkpoint(ref: ModelRef, tracking_uri: str, ws: Workspace) -> Path | None:
     """The torch checkpoint a registered version was exported from, if it is still in the workspace."""
-    from mlflow.exceptions import MlflowException
-
-    c = client(tracking_uri)
-    try:
-        if ref.alias is not None:
-            version = c.get_model_version_by_alias(ref.name, ref.alias)
-        else:
-            version = c.get_model_version(ref.name, str(ref.version))
-        key = c.get_run(version.run_id).data.params.get("training_key") if version.run_id else None
-    except MlflowException:
-        return None
+    registry = Registry(tracking_uri)
+    version = registry.version(ref)
+    run = registry.run(version.run_id) if version is not None and version.run_id else None
+    key = run.params.get("training_key") if run is not None else None
     path = ws.training / key / "model.safetensors" if key else None
     return path if path is not None and path.is_file() else None

@@ -12,8 +12,9 @@ import yaml
 
 from attestflow.config import SnapshotConfig
 from attestflow.errors import BadInputError
+from attestflow.hash_cache import sha256_manifest
 from attestflow.workspace import Workspace
-from tasks.snapshot import sha256_manifest, snapshot
+from tasks.snapshot import snapshot
 from tests.conftest import ExampleRepo
 
 

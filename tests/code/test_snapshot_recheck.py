@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+import attestflow.hash_cache as hash_cache
 import tasks.snapshot as snap
 from attestflow.config import SnapshotConfig
 from attestflow.workspace import Workspace
@@ -61,13 +62,13 @@ def test_unchanged_data_runs_no_dvc_and_reads_no_file(
     assert len(runs) == 1
 
     read: list[str] = []
-    real_hash_many = snap._hash_many
+    real_hash_many = hash_cache._hash_many
 
     def counted(files: list[str], *args: Any) -> Any:
         read.extend(files)
         return real_hash_many(files, *args)
 
-    monkeypatch.setattr(snap, "_hash_many", counted)
+    monkeypatch.setattr(hash_cache, "_hash_many", counted)
     second = snap.snapshot(cfg, folder, ws, tmp_path / "b")
     assert len(runs) == 1 and read == []
     assert (second.dvc_md5, second.dvc_file, second.remote_url) == (

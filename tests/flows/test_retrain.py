@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
+import pytest
 from prefect.states import State
 
+from attestflow.dvc import dvc_md5
+from attestflow.errors import RegistryUnavailableError
 from attestflow.records import ReleaseSummary
+from attestflow.workspace import Workspace
 from flows.retrain import retrain
 from tasks.generate_data import generate
-from tasks.snapshot import dvc_md5
 from tests.conftest import ExampleRepo
 
 
@@ -31,3 +35,15 @@ def test_retrain_skips_unchanged_data_and_releases_changed_data(example_repo: Ex
     assert isinstance(changed, ReleaseSummary)
     assert changed.registration.version == "2"
     assert changed.snapshot.dvc_md5 != first.snapshot.dvc_md5
+
+
+def test_retraining_fails_when_the_registry_cannot_say_who_is_champion(example_repo: ExampleRepo) -> None:
+    with socket.socket() as s:  # a port nothing listens on: MLflow's error there once read as "no champion"
+        s.bind(("127.0.0.1", 0))
+        broken = f"http://127.0.0.1:{s.getsockname()[1]}"
+    config = str(example_repo.write_config(register={"tracking_uri": broken}))
+    state = retrain(config_path=config, return_state=True)
+    assert isinstance(state, State) and state.is_failed() and state.name != "Skipped"
+    with pytest.raises(RegistryUnavailableError, match="the model registry at "):
+        state.result()
+    assert not list(Workspace.at(example_repo.workspace).releases.glob("*"))  # nothing was released

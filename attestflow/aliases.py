@@ -1,0 +1,123 @@
+"""Every move of a serving alias goes through here: promotion, canary roll-back and `attestflow rollback`.
+
+A version is downloaded and verified exactly as `attestflow verify` does before an alias may
+point at it; one that fails any check is refused, and the refusal is audited. The version an
+alias leaves is kept as the previous alias, ready for a rollback. Reading the current
+version, moving the alias and writing the audit entry happen under the workspace's audit
+lock, so two releases racing to promote leave one champion and a consistent log. Each move's
+audit head is mirrored as a tag on the registered model, an anchor outside the log file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attestflow.audit import AuditLog
+from attestflow.errors import BadInputError, GateFailedError
+from attestflow.records import PromotionRecord
+from attestflow.registry import Registry
+from attestflow.verify import verify_model_uri
+
+
+def move_alias(
+    event: str,
+    model_name: str,
+    version: str,
+    *,
+    alias: str,
+    previous_alias: str,
+    tracking_uri: str,
+    public_key: Path,
+    audit: AuditLog,
+    **details: str | None,
+) -> PromotionRecord:
+    """Verify `version`, point `alias` at it and `previous_alias` at the old one, and audit it."""
+    registry = Registry(tracking_uri)
+    with audit.locked():
+        result = verify_model_uri(f"models:/{model_name}/{version}", tracking_uri, public_key)
+        if not result.ok:
+            audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
+            raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])
+        previous = registry.alias_version(model_name, alias)
+        registry.set_alias(model_name, alias, version)
+        if previous is not None and previous != version:
+            registry.set_alias(model_name, previous_alias, previous)
+        entry = audit.append(
+            event, model=model_name, version=version, alias=alias, previous=previous, **details
+        )
+        head = audit.head() or {}
+        registry.set_model_tag(model_name, "audit_head", f"{head.get('seq')}:{head.get('sha256')}")
+        registry.set_version_tag(model_name, version, f"audit.{entry['seq']}", event)
+    return PromotionRecord(model_name=model_name, alias=alias, version=version, previous_version=previous)
+
+
+def clear_alias(
+    event: str, model_name: str, alias: str, *, tracking_uri: str, audit: AuditLog, reason: str
+) -> None:
+    """Remove `alias` (nothing to verify: no version will serve through it), and audit it."""
+    with audit.locked():
+        Registry(tracking_uri).delete_alias(model_name, alias)
+        audit.append(event, model=model_name, version=None, alias=alias, reason=reason)
+
+
+def restore_previous(
+    record: PromotionRecord,
+    tracking_uri: str,
+    public_key: Path,
+    audit: AuditLog,
+    previous_alias: str,
+    reason: str,
+) -> None:
+    """Put the champion before `record` back (or clear the alias if there was none)."""
+    if record.previous_version is None:
+        clear_alias(
+            "canary_rollback",
+            record.model_name,
+            record.alias,
+            tracking_uri=tracking_uri,
+            audit=audit,
+            reason=reason,
+        )
+        return
+    move_alias(
+        "canary_rollback",
+        record.model_name,
+        record.previous_version,
+        alias=record.alias,
+        previous_alias=previous_alias,
+        tracking_uri=tracking_uri,
+        public_key=public_key,
+        audit=audit,
+        reason=reason,
+    )
+
+
+def rollback(
+    model_name: str,
+    to_version: str | None,
+    *,
+    alias: str,
+    previous_alias: str,
+    tracking_uri: str,
+    public_key: Path,
+    audit: AuditLog,
+) -> PromotionRecord:
+    """Point `alias` back at `to_version`, or at the `previous_alias` version, after verifying it."""
+    registry = Registry(tracking_uri)
+    target = to_version or registry.alias_version(model_name, previous_alias)
+    if target is None:
+        raise BadInputError(
+            f"{model_name} has no @{previous_alias} version to roll back to; name one with --to"
+        )
+    if target == registry.alias_version(model_name, alias):
+        raise BadInputError(f"{model_name} version {target} is already @{alias}")
+    return move_alias(
+        "rollback",
+        model_name,
+        target,
+        alias=alias,
+        previous_alias=previous_alias,
+        tracking_uri=tracking_uri,
+        public_key=public_key,
+        audit=audit,
+    )
