@@ -232,11 +232,6 @@ class CanaryConfig(StageConfig):
     """Latencies below this count as this: sub-millisecond differences are scheduler noise."""
 
 
-# The section `register` shares its name with ABCMeta.register of the model class; the
-# instance attribute is what is meant, so pydantic's shadowing warning is noise here.
-warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
-
-
 class DriftConfig(StageConfig):
     """When a new data snapshot counts as drifted from the champion's training data."""
 
@@ -256,30 +251,36 @@ class CacheConfig(_Model):
     """A re-run with the same data, config and code reuses those stages' results (files re-checked)."""
 
 
-class ReleaseConfig(_Model):
-    """The whole release: one section per stage."""
+# The section `register` shares its name with ABCMeta.register of the model class; the
+# instance attribute is what is meant, so pydantic's shadowing warning is noise here. It is
+# silenced while this one class is defined, not for the process that imports it.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
-    workspace: Path = Path(".attestflow")
-    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    data: DataConfig
-    model: ModelConfig = ModelConfig()
-    snapshot: SnapshotConfig = SnapshotConfig()
-    validate_data: ValidateDataConfig
-    fine_tune: FineTuneConfig
-    export_onnx: ExportOnnxConfig = ExportOnnxConfig()
-    validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
-    sign: SignConfig = SignConfig()
-    register: RegisterConfig = RegisterConfig()
-    gates: GatesConfig = GatesConfig()
-    approve: ApproveConfig = ApproveConfig()
-    promote: PromoteConfig = PromoteConfig()
-    canary: CanaryConfig = CanaryConfig()
-    drift: DriftConfig = DriftConfig()
-    cache: CacheConfig = CacheConfig()
+    class ReleaseConfig(_Model):
+        """The whole release: one section per stage."""
 
-    def digest(self) -> Digest:
-        """SHA-256 of the validated configuration as canonical JSON."""
-        return json_digest(self.model_dump(mode="json"))
+        workspace: Path = Path(".attestflow")
+        model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+        data: DataConfig
+        model: ModelConfig = ModelConfig()
+        snapshot: SnapshotConfig = SnapshotConfig()
+        validate_data: ValidateDataConfig
+        fine_tune: FineTuneConfig
+        export_onnx: ExportOnnxConfig = ExportOnnxConfig()
+        validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
+        sign: SignConfig = SignConfig()
+        register: RegisterConfig = RegisterConfig()
+        gates: GatesConfig = GatesConfig()
+        approve: ApproveConfig = ApproveConfig()
+        promote: PromoteConfig = PromoteConfig()
+        canary: CanaryConfig = CanaryConfig()
+        drift: DriftConfig = DriftConfig()
+        cache: CacheConfig = CacheConfig()
+
+        def digest(self) -> Digest:
+            """SHA-256 of the validated configuration as canonical JSON."""
+            return json_digest(self.model_dump(mode="json"))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -118,10 +118,10 @@ def test_margin_metric_and_artifact_names_are_valid_for_mlflow_and_prefect() -> 
 @pytest.fixture
 def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's consoles as on a terminal wide enough that no table cell wraps."""
-    from flows import cli
+    from flows.cli import render
 
-    monkeypatch.setattr(cli, "console", Console(width=250))
-    monkeypatch.setattr(cli, "err", Console(width=250, stderr=True))
+    monkeypatch.setattr(render, "console", Console(width=250))
+    monkeypatch.setattr(render, "err", Console(width=250, stderr=True))
 
 
 def _config(lab: Lab, tmp_path: Path) -> Path:

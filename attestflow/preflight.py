@@ -1,0 +1,140 @@
+"""Checks and builds that run before a flow run starts, so that a bad input costs nothing.
+
+A release's config names a gate policy, a model adapter and input files; each is checked
+here before Prefect starts a flow run, and an input that a stage of the DVC pipeline outputs
+(the example data, the base checkpoint) is built or pulled first, as `dvc repro` would. DVC
+is imported only inside the functions that run it: it binds its log handler to whatever
+stdout is at its first import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from attestflow.config import ReleaseConfig, load_config
+from attestflow.errors import BadInputError
+from attestflow.policy import GatePolicy, load_policy
+
+DEMO_CONFIG = Path("configs/release.yaml")
+"""The bundled example's release config, relative to the project root."""
+
+ReproHook = Callable[[str, Path], None]
+"""Called with a stage name and the missing file it outputs, before `dvc repro` builds it."""
+
+
+def python_on_path() -> None:
+    """Put this environment's interpreter first on PATH: DVC stage commands say `python`."""
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def pipeline_stage_of(path: Path, repo_root: Path) -> str | None:
+    """The name of the stage in ``repo_root/dvc.yaml`` that outputs `path`, read without importing DVC."""
+    dvc_yaml = repo_root / "dvc.yaml"
+    if not dvc_yaml.is_file():
+        return None
+    try:
+        stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
+    except yaml.YAMLError:
+        return None
+    target = path.resolve()
+    for name, stage in stages.items():
+        wdir = repo_root / stage.get("wdir", ".")
+        for out in stage.get("outs", []):
+            out_path = next(iter(out)) if isinstance(out, dict) else out
+            if (wdir / str(out_path)).resolve() == target:
+                return str(name)
+    return None
+
+
+def reproduce(repo_root: Path, stage: str | None = None) -> None:
+    """``dvc repro`` of the whole pipeline, or of one stage pulling cached outputs from the remote."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    python_on_path()
+    try:
+        with Repo(str(repo_root)) as repo:
+            if stage is None:
+                repo.reproduce()
+            else:
+                repo.reproduce(stage, pull=True)
+    except DvcException as e:
+        raise BadInputError(f"`dvc repro{f' {stage}' if stage else ''}` failed: {e}") from None
+
+
+def materialize(path: Path, repo_root: Path, on_repro: ReproHook | None = None) -> bool:
+    """Build or fetch a missing file that a stage of the DVC pipeline outputs; False when no stage does."""
+    stage = pipeline_stage_of(path, repo_root)
+    if stage is None:
+        return False
+    if on_repro is not None:
+        on_repro(stage, path)
+    try:
+        reproduce(repo_root, stage)
+    except BadInputError as e:
+        raise BadInputError(f"{path} is missing and {e}") from None
+    return path.exists()
+
+
+def check_config(cfg: ReleaseConfig) -> None:
+    """An invalid gate policy, an unknown adapter or a bad adapter option is bad input before any work."""
+    from attestflow.adapters import load_adapter  # brings torch: only once a command needs it
+
+    load_policy(cfg.gates.policy)
+    load_adapter(cfg.model)
+
+
+def materialize_inputs(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:
+    """Every input file of the release exists, built by the DVC pipeline where a stage outputs it."""
+    for what, path in (
+        ("data.path", cfg.data.path),
+        ("validate_data.suite", cfg.validate_data.suite),
+        ("fine_tune.base_checkpoint", cfg.fine_tune.base_checkpoint),
+    ):
+        if path is not None and not path.exists() and not materialize(path, cfg.snapshot.repo, on_repro):
+            raise BadInputError(f"{what}: {path} does not exist")
+
+
+def preflight(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:
+    """Catch a bad config and missing inputs before a flow run starts, building what DVC can build."""
+    check_config(cfg)
+    check_registry(cfg)
+    materialize_inputs(cfg, on_repro)
+
+
+def check_registry(cfg: ReleaseConfig) -> None:
+    """The model registry answers: an unreachable one is `RegistryUnavailableError` (exit 3), not a late failure."""
+    from attestflow.registry import Registry
+    from attestflow.tracking import tracking_uri
+    from attestflow.workspace import Workspace
+
+    Registry(tracking_uri(cfg.register.tracking_uri, Workspace.at(cfg.workspace))).ping()
+
+
+def require_project_root(root: Path) -> None:
+    """The bundled example runs only in the project root: its pipeline and config must be there."""
+    missing = [name for name in ("dvc.yaml", str(DEMO_CONFIG)) if not (root / name).is_file()]
+    if missing:
+        raise BadInputError(
+            f"the demo runs in the project root: {' and '.join(missing)} not found in {root.resolve()}"
+        )
+
+
+def evaluation_inputs(
+    config: Path, policy: Path | None, data: Path | None, checkpoint: Path | None
+) -> tuple[ReleaseConfig, GatePolicy]:
+    """The config (with `data` as its data path, if given) and gate policy of a stand-alone evaluation."""
+    cfg = load_config(config)
+    if data is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": data})})
+    gate_policy = load_policy(policy or cfg.gates.policy)
+    if not cfg.data.path.is_file():
+        raise BadInputError(f"data file not found: {cfg.data.path}")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise BadInputError(f"checkpoint not found: {checkpoint}")
+    return cfg, gate_policy

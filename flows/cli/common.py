@@ -1,0 +1,48 @@
+"""Options that several commands share, and the config and registry look-ups behind them.
+
+Only typer and the standard library are imported here at module level: the modules that
+define commands are imported for `--help`, and config loading brings pydantic along.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from attestflow.config import ReleaseConfig
+    from attestflow.workspace import Workspace
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Release config YAML.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: stage.key=value.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def config_of(path: Path | None, overrides: list[str] | None = None) -> ReleaseConfig:
+    """The release config at `path` (default: ``$ATTESTFLOW_CONFIG`` or ``configs/release.yaml``)."""
+    from attestflow.config import default_config_path, load_config
+
+    return load_config(path or default_config_path(), overrides)
+
+
+def workspace_of(config: Path | None) -> tuple[ReleaseConfig, Workspace]:
+    """The release config and the workspace it names."""
+    from attestflow.workspace import Workspace
+
+    cfg = config_of(config)
+    return cfg, Workspace.at(cfg.workspace)
+
+
+def registry_uri(cfg: ReleaseConfig, ws: Workspace) -> str:
+    """The MLflow tracking URI of the model registry that `cfg` names."""
+    from attestflow.tracking import tracking_uri
+
+    return tracking_uri(cfg.register.tracking_uri, ws)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception as its type and the first line of its message."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__

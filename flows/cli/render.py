@@ -1,0 +1,274 @@
+"""What the `attestflow` commands print: tables, trees and one-line verdicts, kept apart from what they do.
+
+Every function here prints through `console` (stdout) or `err` (stderr), so that a test can
+swap both for wider ones. Text that comes from users or files is escaped before rich reads
+it, so that a bracket in a path or a reason is printed, not taken for markup.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from attestflow.records import GateReport, ReleaseSummary, TrainingRecord
+    from attestflow.verify import Verification
+    from tasks.gates.calibrate import MarginSummary
+
+# Piped or under make, rich would wrap at 80 columns and fold digests and gate tables to pieces.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+def bullets(lines: list[str]) -> str:
+    """Lines as an indented list, escaped so that brackets in them are not read as markup."""
+    return "\n".join(f"  - {escape(line)}" for line in lines)
+
+
+def error(message: str) -> None:
+    """Bad input: one line on stderr, left for the terminal to wrap so that a log keeps it whole."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def refused(heading: str, reasons: list[str]) -> None:
+    """A gate or a verification said no: the heading, then one reason per line."""
+    err.print(f"[bold red]{escape(heading)}:[/]\n{bullets(reasons)}", highlight=False)
+
+
+def could_not_run(message: str) -> None:
+    """An outage: something the command needs could not be reached, on one line."""
+    err.print(f"[bold red]could not run:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def failed(what: str, exc: BaseException, hint: str) -> None:
+    """An unexpected failure, named with its type and where to read more."""
+    err.print(
+        f"[bold red]{what} failed:[/] {type(exc).__name__}: {escape(str(exc))} ({hint})", highlight=False
+    )
+
+
+def step(command: str, detail: str) -> None:
+    """A step the command is about to take, such as a `dvc repro`."""
+    console.print(f"[bold]{escape(command)}[/]: {escape(detail)}", highlight=False)
+
+
+def note(message: str) -> None:
+    """A plain line of output."""
+    console.print(escape(message), highlight=False)
+
+
+def gate_table(report: GateReport) -> Table:
+    """Every gate decision of a report as a table: value, threshold, baseline, interval, margin."""
+    from tasks.gates.report import table_rows
+
+    verdict = "passed" if report.passed else "FAILED"
+    table = Table(
+        title=f"gates: {verdict} in {report.seconds:.1f} s (policy {report.policy_digest.value[:12]})"
+    )
+    for col in ("gate", "metric", "value", "threshold", "baseline", "CI", "margin", "result", "reason"):
+        table.add_column(col, overflow="fold")
+    for row in table_rows(report):
+        result = "[green]pass[/]" if row["result"] == "pass" else "[red]FAIL[/]"
+        cells = [escape(row[k]) for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
+        # A passing gate's reason restates value and threshold; only a "no" needs its sentence.
+        table.add_row(*cells, result, escape(row["reason"]) if row["result"] != "pass" else "")
+    return table
+
+
+def gates(report: GateReport) -> None:
+    """The gate table of a report."""
+    console.print(gate_table(report))
+
+
+def training_line(t: TrainingRecord) -> str:
+    """Adapter, hardware, speed and where training started from, on one line."""
+    start = f"warm start from {t.warm_start.model_uri}" if t.warm_start else "from the base model"
+    resumed = f", resumed at step {t.resumed_from_step}" if t.resumed_from_step else ""
+    procs = f" x{t.processes} processes" if t.processes > 1 else ""
+    return (
+        f"{t.adapter} on {t.device}{procs} {t.precision}, {t.epochs} epochs, {t.samples_per_s:,.0f} samples/s, "
+        f"peak {t.peak_memory_mb:,.0f} MB, {start}{resumed}"
+    )
+
+
+def summary(summary: ReleaseSummary, seconds: float) -> None:
+    """The end-of-release summary: digests, version, gates and where to look."""
+    table = Table(title=f"attestflow release of {escape(summary.model_name)}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    promo = summary.promotion
+    rows = [
+        ("data", f"{summary.snapshot.data_path.name} ({summary.snapshot.files} file(s))"),
+        ("data DVC md5", summary.snapshot.dvc_md5),
+        ("data validation", f"{summary.validation.evaluated} expectations passed"),
+        ("training", training_line(summary.training)),
+        ("ONNX sha256", summary.onnx.digest.value),
+        (
+            "ONNX Runtime",
+            f"{summary.onnx_validation.provider}, max |diff| vs torch "
+            f"{summary.onnx_validation.max_abs_diff:.2e}, p50 {summary.onnx_validation.latency_ms_p50:.3f} ms",
+        ),
+        ("metrics", ", ".join(f"{k} {v:.4f}" for k, v in summary.onnx_validation.metrics.items())),
+        ("model version", summary.registration.model_uri),
+        (
+            "signed",
+            f"bundle {summary.signature.bundle_digest.value[:16]}..., key {summary.signature.key_id[:23]}...",
+        ),
+        (
+            "approval",
+            f"{summary.approval.approver} ({summary.approval.mode}): {summary.approval.reason}"
+            if summary.approval
+            else "not asked",
+        ),
+        ("canary", summary.canary.reason if summary.canary else "not run"),
+        (
+            "promoted",
+            f"@{promo.alias} -> v{promo.version} (was {promo.previous_version or 'unset'})"
+            if promo
+            else "no",
+        ),
+        ("release folder", str(summary.release_dir)),
+        ("took", f"{seconds:.1f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, escape(v))
+    console.print(table)
+    console.print(gate_table(summary.gates))
+    ws_root = summary.release_dir.parents[2]
+    console.print(
+        f"Prefect UI:  [bold]make dashboard[/] then open the flow run {summary.flow_run_id}\n"
+        f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{escape(str(ws_root))}/mlflow.db "
+        f"(run {summary.training.mlflow_run_id})",
+        highlight=False,
+    )
+
+
+def verification(model_uri: str, result: Verification, seconds: float, as_json: bool) -> None:
+    """The checks of a verification, one line each (or one JSON object), and the verdict."""
+    if as_json:
+        out: dict[str, Any] = {"target": result.target, "ok": result.ok, "seconds": round(seconds, 3)}
+        out["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]
+        typer.echo(json.dumps(out, indent=2))
+        return
+    console.print(f"verify {escape(model_uri)} -> {escape(result.target)}", highlight=False)
+    for c in result.checks:
+        mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
+        console.print(f"  {mark} {escape(c.name)}: {escape(c.detail)}", highlight=False)
+    verdict = "[green]all checks hold[/]" if result.ok else "[red]verification failed[/]"
+    console.print(f"{verdict} ({seconds:.2f} s)")
+
+
+def lineage(graph: dict[str, Any], as_json: bool) -> None:
+    """The lineage graph of one model version as a tree, data first, promotions last (or as JSON)."""
+    if as_json:
+        typer.echo(json.dumps(graph, indent=2, default=str))
+        return
+    from rich.tree import Tree
+
+    def e(value: object) -> str:
+        return escape(str(value))
+
+    m = graph["model"]
+    tree = Tree(f"[bold]{e(m['uri'])}[/] {e(' '.join('@' + a for a in m['aliases']))}")
+    d = graph["data"]
+    data = tree.add(
+        e(f"data {d['name']}: DVC md5 {d['dvc_md5']} ({d['dvc_file']}, remote {d['dvc_remote']})")
+    )
+    data.add(e(f"SHA-256 manifest {d['manifest_sha256']}"))
+    for v in graph["validation"]:
+        data.add(
+            e(f"validation: {'passed' if v.get('passed') else 'FAILED ' + ', '.join(v.get('failed', []))}")
+        )
+    t = graph["training"]
+    train = tree.add(
+        e(f"training: MLflow run {t.get('mlflow_run_id')} on {t.get('device')} ({t.get('precision')})")
+    )
+    train.add(e(f"base checkpoint sha256 {t['base_checkpoint_sha256']}"))
+    train.add(e(f"checkpoint sha256 {t['checkpoint_sha256']}"))
+    o = graph["onnx"]
+    onnx = tree.add(e(f"ONNX sha256 {o['sha256']} (opset {o['opset']}, ran on {o['provider']})"))
+    sig = graph["signature"]
+    signed = onnx.add(e(f"signed by key {sig['key_id']} (builder {sig['builder']})"))
+    signed.add(e(f"bundle sha256 {sig['bundle_sha256']}; provenance sha256 {sig['provenance_sha256']}"))
+    gate_node = tree.add("gates")
+    for g in graph["gates"]:
+        gate_node.add(e(f"{'pass' if g.get('passed') else 'FAIL'} {g.get('gate')}: {g.get('reason')}"))
+    approvals = tree.add("approval")
+    for a in graph["approval"]:
+        approvals.add(
+            e(f"{a['event']} by {a['actor']} at {a['time'][:19]}: {a.get('reason') or a.get('mode', '')}")
+        )
+    moves = tree.add("promotions")
+    for p in graph["promotions"]:
+        moves.add(e(f"{p['event']} at {p['time'][:19]} by {p['actor']} (previous v{p['previous']})"))
+    r, code = graph["run"], graph["code"]
+    tree.add(e(f"run: Prefect flow run {r['prefect_flow_run_id']} triggered by {r['triggered_by']}"))
+    tree.add(e(f"code: git {code['git_commit']} (dirty {code['dirty']}), lock {code['lock']}"))
+    console.print(tree, highlight=False)
+
+
+def audit_ok(reason: str, anchors: int, path: Path) -> None:
+    """An intact audit log, with how many registry anchors back it."""
+    anchored = f", {anchors} registry anchor(s) found in it" if anchors else ""
+    console.print(f"[green]audit log intact[/]: {escape(f'{reason}{anchored} ({path})')}", highlight=False)
+
+
+def audit_broken(line: int | None, reason: str, path: Path, warning: bool = False) -> None:
+    """A broken hash chain, naming the first bad line (as an error, or as a warning before a table)."""
+    if warning:
+        err.print(f"[bold red]warning:[/] audit log broken at line {line}: {escape(reason)}")
+    else:
+        err.print(
+            f"[bold red]audit log broken at line {line}[/]: {escape(f'{reason} ({path})')}", highlight=False
+        )
+
+
+def audit_table(rows: list[dict[str, Any]], model: str | None) -> None:
+    """Audit entries as a table: when, what, which model version, who, and the details."""
+    table = Table(title=f"audit history{f' of {escape(model)}' if model else ''}")
+    for col in ("#", "time (UTC)", "event", "model", "version", "actor", "details"):
+        table.add_column(col)
+    for row in rows:
+        details = ", ".join(f"{k}={v}" for k, v in row["details"].items() if v not in (None, [], ""))
+        cells = (
+            row["time"][:19],
+            row["event"],
+            row["model"] or "",
+            row["version"] or "",
+            row["actor"],
+            details,
+        )
+        table.add_row(str(row["seq"]), *(escape(str(c)) for c in cells))
+    console.print(table)
+
+
+def margins(summaries: list[MarginSummary], name: str, last: int) -> None:
+    """Per gate metric, the min/median/max margin over the last releases, loose gates marked."""
+    from tasks.gates.report import number
+
+    table = Table(title=f"gate margins of {escape(name)}, last {last} release(s)")
+    for col in ("gate", "metric", "releases", "failed", "min", "median", "max", "headroom", "note"):
+        table.add_column(col)
+    for s in summaries:
+        note_ = "[yellow]loose: never came close[/]" if s.loose else ""
+        headroom = "-" if math.isnan(s.headroom) else f"{s.headroom:.0%}"
+        cells = (
+            s.gate,
+            s.metric,
+            str(s.releases),
+            str(s.failed),
+            number(s.min),
+            number(s.median),
+            number(s.max),
+        )
+        table.add_row(*(escape(c) for c in cells), headroom, note_)
+    console.print(table)

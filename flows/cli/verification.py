@@ -1,0 +1,50 @@
+"""Commands that read what a release left behind: `verify` and `lineage`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli import render
+from flows.cli.common import ConfigOpt, JsonOpt, registry_uri, workspace_of
+
+
+def verify(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    config: ConfigOpt = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="Trusted PEM public key (default: config/workspace).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash and verify a registered model: signature, provenance, tags and data snapshot."""
+    from attestflow.keys import trusted_public_key
+    from attestflow.verify import parse_model_uri, verify_model_uri
+
+    started = time.perf_counter()
+    parse_model_uri(model_uri)
+    cfg, ws = workspace_of(config)
+    key = trusted_public_key(public_key or cfg.sign.public_key, ws.root)
+    result = verify_model_uri(model_uri, registry_uri(cfg, ws), key)
+    render.verification(model_uri, result, time.perf_counter() - started, as_json)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def lineage(
+    start: Annotated[
+        str, typer.Argument(help="models:/NAME/VERSION, models:/NAME@ALIAS, an ONNX SHA-256 or a flow run id")
+    ],
+    config: ConfigOpt = None,
+    model: Annotated[
+        str | None, typer.Option(help="Restrict a digest or run id search to this model.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The chain from data snapshot to promotions of one model version."""
+    from attestflow.lineage_graph import lineage as gather
+
+    cfg, ws = workspace_of(config)
+    render.lineage(gather(start, registry_uri(cfg, ws), ws.root, model), as_json)
