@@ -62,9 +62,9 @@ def rollback(
     model: Annotated[str | None, typer.Option(help="Registered model name (default: config's).")] = None,
 ) -> None:
     """Point champion back at the previous (or a named) version, after verifying it."""
+    from attestflow.aliases import rollback as roll_back
     from attestflow.audit import AuditLog
     from attestflow.keys import trusted_public_key
-    from attestflow.aliases import rollback as roll_back
 
     cfg, ws = workspace_of(config)
     moved = roll_back(
