@@ -173,3 +173,35 @@ def test_a_release_exits_3_when_it_cannot_run_and_1_when_refused(
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],
+        ["verify", "models:/tiny-credit@champion"],
+        ["rollback"],
+        ["rollback", "--to", "1"],
+    ],
+    ids=["run", "verify", "rollback", "rollback-to"],
+)
+def test_an_unreachable_registry_exits_3_not_as_a_refusal_or_bad_input(
+    example_repo: Any, args: list[str]
+) -> None:
+    from attestflow.keys import ensure_keypair
+
+    ensure_keypair(Workspace.at(example_repo.workspace).root / "keys")  # a key as after a first release
+    config = example_repo.write_config(register={"tracking_uri": f"http://127.0.0.1:{_closed_port()}"})
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 3, result.output
+    assert "could not run" in result.output
+    assert "127.0.0.1" in result.output
+    assert "Traceback" not in result.output
