@@ -27,10 +27,11 @@ from attestflow.bundle import (
     signed_files,
 )
 from attestflow.digests import file_digest
+from attestflow.dsse import EnvelopeError, dsse_verify
 from attestflow.errors import BadInputError
 from attestflow.keys import load_public_key
 from attestflow.onnx_check import check_onnx
-from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE, EnvelopeError, dsse_verify
+from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE
 from attestflow.registry import Registry, parse_model_uri
 
 ALLOWED_ONNX_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml"})

@@ -29,9 +29,10 @@ from attestflow.bundle import (
 )
 from attestflow.config import ReleaseConfig
 from attestflow.digests import Digest, file_digest, json_digest
+from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, ensure_keypair, keypair_from, load_private_key
 from attestflow.lineage import CodeRevision
-from attestflow.provenance import dsse_sign, resource, statement
+from attestflow.provenance import resource, statement
 from attestflow.records import (
     OnnxExportRecord,
     OnnxValidationRecord,
@@ -171,7 +172,7 @@ def sign(
             resource("signing_key", {"sha256": keys.key_id.removeprefix("sha256:")}),
         ],
     )
-    envelope = dsse_sign(stmt, load_private_key(keys.private_key), keys.key_id)
+    envelope = dsse_sign(stmt, load_private_key(keys.private_key))
     write_json(bundle / PROVENANCE, envelope)
     return SignatureRecord(
         bundle_dir=bundle,

@@ -16,9 +16,10 @@ from prefect import task
 
 from attestflow.bundle import PROVENANCE
 from attestflow.digests import Digest, file_digest
+from attestflow.dsse import dsse_verify
 from attestflow.errors import GateFailedError
 from attestflow.keys import load_public_key
-from attestflow.provenance import byproduct, dsse_verify
+from attestflow.provenance import byproduct
 from attestflow.records import WarmStart
 from attestflow.registry import Registry
 from attestflow.tracking import client

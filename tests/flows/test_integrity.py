@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 
 from attestflow.audit import AuditLog
 from attestflow.digests import file_digest
+from attestflow.dsse import dsse_verify
 from attestflow.errors import GateFailedError
 from attestflow.keys import load_public_key
 from attestflow.lineage import CodeRevision
-from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE, dsse_verify
+from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE
 from attestflow.records import ReleaseSummary
 from attestflow.workspace import Workspace
 from flows import release as release_module
