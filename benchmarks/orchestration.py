@@ -101,7 +101,7 @@ class StageClock:
         original = rel.stage
 
         def timed_stage(task: Any, cfg: Any, cache: Any = None) -> Any:
-            staged = original(task, cfg, cache)
+            staged: Task[Any, Any] = original(task, cfg, cache)
             fn = staged.fn
 
             @functools.wraps(fn)

@@ -38,7 +38,7 @@ def _retryable(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
     return not isinstance(exc, BadInputError | GateFailedError)
 
 
-def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Callable[P, R]:
+def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Task[P, R]:
     """The task `t` with the retries, retry delay and timeout of its config section.
 
     With `cache`, its result is cached by content (see `attestflow.caching`); else never.
