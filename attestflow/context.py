@@ -74,17 +74,20 @@ class ReleaseContext:
         return trusted_public_key(self.cfg.sign.public_key, self.ws.root)
 
     def record(self, rec: Audited, *, version: str | None = None, **details: Any) -> None:
-        """Append what `rec` says of itself to the audit log, with `details` added to each entry."""
+        """Append what `rec` says of itself to the audit log (and the run's log), with `details` added."""
+        log = _run_logger()
         for e in rec.audit_events():
             run = {"flow_run_id": self.flow_run_id} if e.names_run else {}
-            self.audit.append(
+            entry = self.audit.append(
                 e.event,
                 model=self.cfg.model_name,
                 version=e.version or version,
+                actor=self.actor,
                 **e.details,
                 **details,
                 **run,
             )
+            log.info("%s of %s v%s: %s", e.event, entry["model"], entry["version"] or "-", entry["details"])
 
     def stage_cache(self, snap: SnapshotRecord) -> StageCache | None:
         """The content-keyed cache of this release's pure stages, unless caching is off."""

@@ -6,6 +6,7 @@ tags all name who acted through it, so the same person reads the same everywhere
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import re
@@ -49,6 +50,14 @@ def code_revision(path: Path | None = None) -> CodeRevision:
     return CodeRevision(commit, dirty=bool(status))
 
 
+@functools.lru_cache(maxsize=8)
+def _deployment_name(deployment_id: str) -> str:
+    """A deployment's name (one API call per deployment and process)."""
+    from prefect.runtime import deployment
+
+    return str(deployment.name)
+
+
 def _deployment() -> str | None:
     """The Prefect deployment of the flow run in progress, if it was started by one."""
     from prefect.context import FlowRunContext
@@ -56,9 +65,7 @@ def _deployment() -> str | None:
     run = FlowRunContext.get()
     if run is None or run.flow_run is None or run.flow_run.deployment_id is None:
         return None
-    from prefect.runtime import deployment
-
-    return f"prefect-deployment:{deployment.name}"
+    return f"prefect-deployment:{_deployment_name(str(run.flow_run.deployment_id))}"
 
 
 def actor(name: str | None = None) -> str:
