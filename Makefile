@@ -42,7 +42,7 @@ chromium:
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends chromium; }
 
 # Each figure beside its alternative, measured in one run (about 8 minutes on 2 CPU cores):
-# writes benchmarks/results/latest.json and prints the table. BENCH_ARGS=--quick for a smoke run.
+# writes benchmarks/results/latest.json (git-ignored) and prints the table. BENCH_ARGS=--quick for a smoke run.
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 

@@ -9,7 +9,6 @@ who and what, never secrets: values that look like URIs have their credentials r
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -22,17 +21,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from attestflow.lineage import actor
 from attestflow.workspace import redact_uri
 
 GENESIS = "0" * 64
 _LOCKS: dict[str, FileLock] = {}
 """One lock object per file, so that nested holds in one thread re-enter instead of deadlocking."""
 LOG_NAME = "audit.jsonl"
-
-
-def actor() -> str:
-    """Who is acting: ``ATTESTFLOW_ACTOR`` if set, else the OS user."""
-    return os.environ.get("ATTESTFLOW_ACTOR") or f"user:{getpass.getuser()}"
 
 
 def _clean(value: Any) -> Any:
@@ -91,7 +86,7 @@ class AuditLog:
                 "seq": seq + 1,
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "event": event,
-                "actor": details.pop("actor", None) or actor(),
+                "actor": actor(details.pop("actor", None)),
                 "model": model,
                 "version": version,
                 "details": _clean(details),

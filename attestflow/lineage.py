@@ -1,13 +1,21 @@
-"""Facts about where a release came from: the code revision and who or what ran it."""
+"""Facts about where a release came from: the code revision and who or what ran it.
+
+`actor` is the one identity of the project: the audit log, the provenance and the registry
+tags all name who acted through it, so the same person reads the same everywhere.
+"""
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+_KIND = re.compile(r"^[a-z][a-z0-9-]*:")
+"""An actor that already says its kind: ``user:``, ``policy:``, ``prefect-deployment:``..."""
 DATA_PATHS = ("dvc.lock", "*.dvc", "data")
 """Paths that DVC owns: changes there are data, recorded by DVC md5, not code changes."""
 
@@ -42,10 +50,28 @@ def code_revision(path: Path | None = None) -> CodeRevision:
     return CodeRevision(commit, dirty=bool(status))
 
 
-def triggered_by() -> str:
-    """Who or what started this run: a Prefect deployment, else the local user."""
+@functools.lru_cache(maxsize=8)
+def _deployment_name(deployment_id: str) -> str:
+    """A deployment's name (one API call per deployment and process)."""
     from prefect.runtime import deployment
 
-    if deployment.id:
-        return f"prefect-deployment:{deployment.name}"
-    return f"user:{os.environ.get('ATTESTFLOW_ACTOR') or getpass.getuser()}"
+    return str(deployment.name)
+
+
+def _deployment() -> str | None:
+    """The Prefect deployment of the flow run in progress, if it was started by one."""
+    from prefect.context import FlowRunContext
+
+    run = FlowRunContext.get()
+    if run is None or run.flow_run is None or run.flow_run.deployment_id is None:
+        return None
+    return f"prefect-deployment:{_deployment_name(str(run.flow_run.deployment_id))}"
+
+
+def actor(name: str | None = None) -> str:
+    """Who acts, as ``kind:name``: `name`, else ``ATTESTFLOW_ACTOR``, else a Prefect deployment, else the OS user.
+
+    A bare name is a user's (``alice`` -> ``user:alice``); one that says its kind is kept as it is.
+    """
+    name = name or os.environ.get("ATTESTFLOW_ACTOR") or _deployment() or getpass.getuser()
+    return name if _KIND.match(name) else f"user:{name}"

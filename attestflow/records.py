@@ -11,9 +11,10 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from attestflow.digests import Digest
+from attestflow.lineage import CodeRevision
 
 
 def to_jsonable(record: Any) -> Any:
@@ -41,6 +42,40 @@ def write_json(path: Path, record: Any) -> Path:
 
 
 @dataclass(frozen=True)
+class AuditEvent:
+    """What a record puts in the audit log: an event, the model version it is about, its details."""
+
+    event: str
+    details: dict[str, Any]
+    version: str | None = None
+    names_run: bool = False
+    """Whether the entry also names the flow run (``flow_run_id``)."""
+
+    def audit_events(self) -> list[AuditEvent]:
+        return [self]
+
+
+class Audited(Protocol):
+    """A record that says what of it goes into the audit log."""
+
+    def audit_events(self) -> list[AuditEvent]: ...
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How, from which code and by whom a release was started, as its provenance records it."""
+
+    config_path: str
+    overrides: list[str]
+    flow_run_id: str
+    started_on: str
+    """ISO 8601 time, to the second, in UTC."""
+    triggered_by: str
+    """The actor (``kind:name``) who or what started it."""
+    revision: CodeRevision
+
+
+@dataclass(frozen=True)
 class SnapshotRecord:
     """A dataset tracked by DVC and pushed to its remote."""
 
@@ -59,6 +94,10 @@ class SnapshotRecord:
     remote_url: str | None
     """URL of that remote (credentials removed)."""
 
+    def audit_events(self) -> list[AuditEvent]:
+        details = {"dvc_md5": self.dvc_md5, "manifest_sha256": self.manifest_digest.value}
+        return [AuditEvent("snapshot", details, names_run=True)]
+
 
 @dataclass(frozen=True)
 class DataValidationRecord:
@@ -70,6 +109,11 @@ class DataValidationRecord:
     failed: list[str]
     """Failing expectations as ``type(column)``."""
     result_path: Path
+
+    def audit_events(self) -> list[AuditEvent]:
+        return [
+            AuditEvent("data_validation", {"passed": self.success, "failed": self.failed}, names_run=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -158,6 +202,23 @@ class OnnxValidationRecord:
 
 
 @dataclass(frozen=True)
+class SignatureRecord:
+    """A signed release bundle and its signed provenance."""
+
+    bundle_dir: Path
+    onnx_digest: Digest
+    bundle_digest: Digest
+    """SHA-256 of the canonical JSON manifest of every signed file."""
+    signature_path: Path
+    signature_digest: Digest
+    provenance_path: Path
+    provenance_digest: Digest
+    key_id: str
+    release_key: str
+    """Digest of the build inputs (data, config, code, lock, base checkpoint): same inputs, same key."""
+
+
+@dataclass(frozen=True)
 class RegistrationRecord:
     """A model version in the MLflow registry."""
 
@@ -168,6 +229,9 @@ class RegistrationRecord:
     tags: dict[str, str] = field(default_factory=dict)
     reused: bool = False
     """True when the same inputs were already registered and that version was returned."""
+
+    def audit_events(self) -> list[AuditEvent]:
+        return [AuditEvent("registration", {"reused": self.reused}, self.version)]
 
 
 @dataclass(frozen=True)
@@ -225,6 +289,14 @@ class GateReport:
             lines.append(f"gate {gate}: {'; '.join(said)}")
         return lines
 
+    def audit_events(self) -> list[AuditEvent]:
+        """One ``gate`` event per decision (the model version is the caller's to add)."""
+        said = ("gate", "metric", "passed", "margin", "reason")
+        return [
+            AuditEvent("gate", {**{k: getattr(d, k) for k in said}, "policy": d.policy_digest})
+            for d in self.decisions
+        ]
+
 
 @dataclass(frozen=True)
 class PromotionRecord:
@@ -234,6 +306,61 @@ class PromotionRecord:
     alias: str
     version: str
     previous_version: str | None
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """Who decided a promotion, when, why, and for which bundle digest."""
+
+    approved: bool
+    approver: str
+    reason: str
+    digest: str
+    at: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class CanaryRecord:
+    """How the new champion compared with the previous one on the canary sample."""
+
+    model_name: str
+    version: str
+    previous_version: str | None
+    rows: int
+    error_rate: float
+    disagreement: float
+    latency_ratio: float
+    passed: bool
+    reason: str
+
+    def audit_events(self) -> list[AuditEvent]:
+        return [AuditEvent("canary", {"passed": self.passed, "reason": self.reason}, self.version)]
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    """How the promotion protocol (approval, promotion, canary, roll-back) ended for one version."""
+
+    version: str
+    approval: ApprovalRecord | None
+    """None when a gate already said no."""
+    promotion: PromotionRecord | None
+    """None unless the version is the champion now."""
+    canary: CanaryRecord | None
+    failures: list[str]
+    """Why the version was not released, one line each; empty when it was."""
+    rolled_back: bool = False
+    """True when the alias was moved, then moved back because a later step said no."""
+
+    @property
+    def released(self) -> bool:
+        return not self.failures
+
+    def audit_events(self) -> list[AuditEvent]:
+        if self.failures:
+            return [AuditEvent("release_refused", {"reasons": self.failures}, self.version)]
+        return [AuditEvent("release_completed", {}, self.version, names_run=True)]
 
 
 @dataclass(frozen=True)
@@ -247,13 +374,12 @@ class ReleaseSummary:
     training: TrainingRecord
     onnx: OnnxExportRecord
     onnx_validation: OnnxValidationRecord
-    signature: Any
-    """The `SignatureRecord` of the signing stage."""
+    signature: SignatureRecord
     registration: RegistrationRecord
     gates: GateReport
-    approval: Any
-    """The `ApprovalRecord`, or None when a gate already said no."""
+    approval: ApprovalRecord | None
+    """None when a gate already said no."""
     promotion: PromotionRecord | None
-    canary: Any
-    """The `CanaryRecord`, or None when nothing was promoted."""
+    canary: CanaryRecord | None
+    """None when nothing was promoted."""
     flow_run_id: str | None

@@ -1,7 +1,8 @@
 """Orchestration overhead and the unchanged re-run: the release flow against a bare script.
 
-The bare script calls the same stage functions as ``flows/release.py``, in the same order,
-with the same config, data and registration, but without Prefect. Each side gets its own
+The bare script is the release flow's own body (`flows.release.run_release`) with each stage
+a plain call instead of a Prefect task (`flows.stages.plain_stage`): the same stages, order,
+config, data, approval, promotion and canary, so it cannot drift from the product. Each side gets its own
 fresh DVC repo and workspace per run, because fine_tune resumes from checkpoints keyed by
 the digest of its inputs and must not find the other side's. The two sides alternate, and
 a warm-up run of each goes first so that neither pays the process's import costs alone.
@@ -14,15 +15,15 @@ return) and, in the same run, the stage function inside it. The server runs on t
 cores as the flow, so the CPU time it spends during each release is recorded too.
 
 This module is also the child process that runs the flows: ``python -m
-benchmarks.orchestration compare|startup --result FILE``, so that Prefect reads its settings
-from an environment set before it is imported.
+benchmarks.orchestration compare|startup|bare --result FILE``, so that Prefect reads its
+settings from an environment set before it is imported. ``--quick`` runs only the bare script,
+once, on tiny data (`quick_section`): a smoke test that it still releases end to end.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import getpass
 import os
 import signal
 import subprocess
@@ -33,11 +34,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psutil
+import yaml
 
 from benchmarks.common import (
+    ROOT,
     child_env,
     free_port,
     make_workload,
@@ -49,192 +52,39 @@ from benchmarks.common import (
 )
 from benchmarks.results import Figure, Section, Target
 
-STAGES = [
-    "snapshot",
-    "validate_data",
-    "fine_tune",
-    "export_onnx",
-    "validate_onnx",
-    "register",
-    "gate",
-    "promote",
-]
+if TYPE_CHECKING:
+    from prefect import Task
+
+    from attestflow.caching import StageCache
+    from attestflow.config import StageConfig
+    from attestflow.records import ReleaseSummary
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def bare_release(config_path: Path, times: dict[str, float]) -> Any:
-    """The release flow's body as a plain script: the same stage functions, no Prefect.
+def bare_release(config_path: Path, times: dict[str, float]) -> ReleaseSummary:
+    """The release flow's own body (`flows.release.run_release`), each stage a plain call instead of a task.
 
     Wall seconds of each stage call go into `times`.
     """
-    from attestflow.audit import AuditLog
-    from attestflow.config import load_config
-    from attestflow.errors import GateFailedError
-    from attestflow.keys import trusted_public_key
-    from attestflow.lineage import code_revision
-    from attestflow.policy import load_policy
-    from attestflow.records import ReleaseSummary, write_json
-    from attestflow.tracking import tracking_uri
-    from attestflow.workspace import Workspace
-    from flows.approval import approve
-    from flows.release import CODE_ROOT
-    from tasks.canary import canary
-    from tasks.export_onnx import export_onnx
-    from tasks.fine_tune import fine_tune
-    from tasks.gates import run_gates
-    from tasks.gates.report import publish_gates
-    from tasks.promote import promote
-    from tasks.register import register, release_tags
-    from tasks.sign import sign
-    from tasks.snapshot import snapshot
-    from tasks.validate_data import validate_data
-    from tasks.validate_onnx import validate_onnx
+    from attestflow.context import open_release
+    from flows.release import run_release
+    from flows.stages import plain_stage
 
-    def call(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        times[name] = time.perf_counter() - t0
-        return out
+    def timed(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Callable[P, R]:
+        call = plain_stage(t, cfg, cache)
 
-    started_on = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-    cfg = load_config(config_path)
-    policy = load_policy(cfg.gates.policy)
-    ws = Workspace.at(cfg.workspace)
-    ws.activate()
-    run_id = uuid.uuid4().hex
-    revision = code_revision(CODE_ROOT)
-    audit = AuditLog.of(ws.root)
-    who = f"user:{os.environ.get('ATTESTFLOW_ACTOR') or getpass.getuser()}"
-    audit.append(
-        "run_started", model=cfg.model_name, actor=who, flow_run_id=run_id, config_sha256=cfg.digest().value
-    )
-    out_dir = ws.releases / cfg.model_name / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    uri = tracking_uri(cfg.register.tracking_uri, ws)
-    write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            t0 = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                times[t.name] = time.perf_counter() - t0
 
-    snap = call("snapshot", snapshot, cfg.snapshot, cfg.data.path, ws, out_dir)
-    audit.append("snapshot", model=cfg.model_name, flow_run_id=run_id, dvc_md5=snap.dvc_md5)
-    checked = call("validate_data", validate_data, cfg.validate_data, snap.data_path, out_dir)
-    audit.append("data_validation", model=cfg.model_name, flow_run_id=run_id, passed=checked.success)
-    if not checked.success:
-        raise GateFailedError([f"data validation failed: {', '.join(checked.failed)}"])
-    run_tags = {"prefect_flow_run_id": run_id, "data_md5": snap.dvc_md5, "git_commit": revision.commit}
-    trained = call(
-        "fine_tune",
-        fine_tune,
-        cfg.fine_tune,
-        cfg.data,
-        ws,
-        snap.dvc_md5,
-        uri,
-        cfg.register.experiment,
-        run_tags,
-        model=cfg.model,
-        model_name=cfg.model_name,
-    )
-    exported = call(
-        "export_onnx", export_onnx, cfg.export_onnx, trained.checkpoint_path, out_dir, cfg.data, cfg.model
-    )
-    checked_onnx = call(
-        "validate_onnx",
-        validate_onnx,
-        cfg.validate_onnx,
-        cfg.data,
-        exported.onnx_path,
-        trained.checkpoint_path,
-        cfg.model,
-    )
-    invocation = {
-        "config_path": str(config_path),
-        "overrides": [],
-        "flow_run_id": run_id,
-        "started_on": started_on,
-        "triggered_by": who,
-    }
-    signed = call("sign", sign, cfg, ws, out_dir, snap, trained, exported, checked_onnx, revision, invocation)
-    tags = release_tags(cfg, snap, trained, exported, checked_onnx, signed, revision, run_id, who, policy)
-    registered = call(
-        "register",
-        register,
-        cfg.model_name,
-        signed.bundle_dir,
-        cfg.data,
-        trained.mlflow_run_id,
-        uri,
-        checked_onnx,
-        tags,
-        cfg.model,
-    )
-    public_key = trusted_public_key(cfg.sign.public_key, ws.root)
-    gates = call(
-        "gates",
-        functools.partial(
-            run_gates,
-            model_name=cfg.model_name,
-            tracking_uri=uri,
-            provider=cfg.validate_onnx.provider,
-            checkpoint=trained.checkpoint_path,
-            data_validation=checked,
-            model_label=registered.model_uri,
-            public_key=public_key,
-            model=cfg.model,
-        ),
-        policy,
-        exported.onnx_path,
-        cfg.data,
-    )
-    gates_json = write_json(out_dir / "gates.json", gates)
-    call("publish_gates", publish_gates, gates, gates_json, registered, uri)
-    for g in gates.decisions:
-        audit.append("gate", model=cfg.model_name, version=registered.version, gate=g.gate, passed=g.passed)
-    promotion = approval = canaried = None
-    if gates.passed:
-        approval = approve(cfg.approve, cfg.model_name, registered.version, signed.bundle_digest.value, audit)
-        promotion = call(
-            "promote",
-            promote,
-            cfg.model_name,
-            registered.version,
-            cfg.promote.alias,
-            cfg.promote.previous_alias,
-            uri,
-            public_key,
-            audit,
-            run_id,
-        )
-        canaried = call(
-            "canary",
-            canary,
-            cfg.canary,
-            cfg.data,
-            cfg.model_name,
-            registered.version,
-            promotion.previous_version,
-            uri,
-            public_key,
-            cfg.model,
-        )
-    summary = ReleaseSummary(
-        model_name=cfg.model_name,
-        release_dir=out_dir,
-        snapshot=snap,
-        validation=checked,
-        training=trained,
-        onnx=exported,
-        onnx_validation=checked_onnx,
-        signature=signed,
-        registration=registered,
-        gates=gates,
-        approval=approval,
-        promotion=promotion,
-        canary=canaried,
-        flow_run_id=run_id,
-    )
-    write_json(out_dir / "release.json", summary)
-    if not gates.passed:
-        raise GateFailedError(gates.failures())
-    audit.append("release_completed", model=cfg.model_name, version=registered.version, flow_run_id=run_id)
-    return summary
+        return run
+
+    return run_release(open_release(config_path, None, flow_run_id=uuid.uuid4().hex), timed)
 
 
 class StageClock:
@@ -251,7 +101,7 @@ class StageClock:
         original = rel.stage
 
         def timed_stage(task: Any, cfg: Any, cache: Any = None) -> Any:
-            staged = original(task, cfg, cache)
+            staged: Task[Any, Any] = original(task, cfg, cache)
             fn = staged.fn
 
             @functools.wraps(fn)
@@ -385,6 +235,31 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _quick_policy(folder: Path) -> Path:
+    """The bundled gate policy without the thresholds a model trained briefly on tiny data cannot meet."""
+    raw = yaml.safe_load((ROOT / "configs/gates.yaml").read_text())
+    raw["run"] = [g for g in raw["run"] if g not in ("performance", "fairness")]
+    path = folder / "gates-quick.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _bare(args: argparse.Namespace) -> dict[str, Any]:
+    """Child: one bare release on a fresh workload, without any Prefect API."""
+    workload = make_workload(Path(args.work) / "bare", rows=args.rows, epochs=args.epochs)
+    config = workload.write_config(gates={"policy": str(_quick_policy(workload.root))})
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    summary = bare_release(config, times)
+    return {
+        "wall": time.perf_counter() - t0,
+        "stages": times,
+        "approved_by": summary.approval.approver if summary.approval else None,
+        "promoted": summary.promotion.version if summary.promotion else None,
+        "canary": summary.canary.reason if summary.canary else None,
+    }
+
+
 def _startup(args: argparse.Namespace) -> dict[str, Any]:
     """Child: the first flow call of a fresh process, which starts the temporary API when none is set."""
     t0 = time.perf_counter()
@@ -474,6 +349,32 @@ def _stage_figures(runs: list[dict[str, Any]]) -> tuple[list[Figure], dict[str, 
             )
         )
     return figures, per_stage
+
+
+def quick_section(*, rows: int, epochs: int) -> Section:
+    """One bare release on tiny data, in a child process with no Prefect API: the smoke test of the bare path."""
+    started = time.perf_counter()
+    with scratch("orchestration-quick") as work:
+        env = child_env({"PREFECT_HOME": str(work / "prefect-home")})
+        env.pop("PREFECT_API_URL", None)
+        args = ["bare", "--work", str(work), "--rows", str(rows), "--epochs", str(epochs)]
+        bare = run_child("benchmarks.orchestration", args, env=env)
+    return Section(
+        name="orchestration",
+        title="Orchestration overhead and unchanged re-run",
+        figures=[
+            Figure.of(
+                "bare_release",
+                "the release body as a bare script (quick: one run, tiny data)",
+                bare["wall"],
+                "s",
+                measured=f"approved by {bare['approved_by']}, promoted v{bare['promoted']}; "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in bare["stages"].items()),
+            )
+        ],
+        details=bare,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
@@ -634,7 +535,7 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the child process."""
     parser = argparse.ArgumentParser(description="Release flow vs bare script (child process).")
-    parser.add_argument("mode", choices=["compare", "startup"])
+    parser.add_argument("mode", choices=["compare", "startup", "bare"])
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
@@ -645,7 +546,8 @@ def main(argv: list[str] | None = None) -> None:
     from attestflow.workspace import quiet_third_parties
 
     quiet_third_parties()
-    write_result(args.result, _compare(args) if args.mode == "compare" else _startup(args))
+    modes = {"compare": _compare, "startup": _startup, "bare": _bare}
+    write_result(args.result, modes[args.mode](args))
 
 
 if __name__ == "__main__":

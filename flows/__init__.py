@@ -1,1 +1,7 @@
-"""Prefect flows that compose the release stages in `tasks/`, and the `attestflow` CLI."""
+"""Prefect flows that compose the release stages in `tasks/`, and the `attestflow` CLI.
+
+Flows only compose: they build the release context once (`attestflow.context`) and call the
+stages of `tasks/` in order; logic and records live in `attestflow/`, one stage per module in
+`tasks/`. `flows.release.run_release` is the release body, which the benchmark's bare script
+also runs; `flows.promotion` is the promotion protocol it ends with.
+"""

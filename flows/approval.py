@@ -11,13 +11,14 @@ the release counts as rejected. This needs a Prefect server that both sides reac
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prefect.input import RunInput
 
 from attestflow.audit import AuditLog
 from attestflow.config import ApproveConfig
+from attestflow.lineage import actor
+from attestflow.records import ApprovalRecord
 
 MIN_DIGEST_PREFIX = 12
 
@@ -30,18 +31,6 @@ class Approval(RunInput):
     reason: str = ""
     digest: str = ""
     """SHA-256 of the release bundle being approved (a prefix of 12+ characters is enough)."""
-
-
-@dataclass(frozen=True)
-class ApprovalRecord:
-    """Who decided a promotion, when, why, and for which bundle digest."""
-
-    approved: bool
-    approver: str
-    reason: str
-    digest: str
-    at: str
-    mode: str
 
 
 def digest_matches(given: str, expected: str) -> bool:
@@ -87,7 +76,7 @@ def approve(
             if "timeout" not in type(e).__name__.lower() and "timed out" not in str(e).lower():
                 raise
             continue
-        who = answer.approver.strip() or "unknown"
+        who = actor(answer.approver.strip() or "unknown")
         if not digest_matches(answer.digest, digest):
             audit.append(
                 "approval_refused",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prefect.artifacts import create_markdown_artifact
 
 from attestflow.artifacts import artifact_key
+from attestflow.progress import in_prefect_run
 from attestflow.records import ReleaseSummary
 
 
@@ -65,7 +66,9 @@ def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
 
 
 def publish_lineage(summary: ReleaseSummary, outcome: str) -> None:
-    """Create the release's lineage artifact on the current flow run."""
+    """Create the release's lineage artifact on the current flow run (nothing outside one)."""
+    if not in_prefect_run():
+        return
     create_markdown_artifact(
         key=artifact_key(summary.model_name, "lineage"),
         markdown=lineage_markdown(summary, outcome),

@@ -8,7 +8,6 @@ than the policy allows; if it does, the flow's transaction rolls the promotion b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,8 @@ from attestflow.bundle import MODEL
 from attestflow.config import CanaryConfig, DataConfig, ModelConfig
 from attestflow.dataset import load_splits, read_table
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.records import CanaryRecord, PromotionRecord
 from attestflow.verify import verify_model_uri
-
-
-@dataclass(frozen=True)
-class CanaryRecord:
-    """How the new champion compared with the previous one on the canary sample."""
-
-    model_name: str
-    version: str
-    previous_version: str | None
-    rows: int
-    error_rate: float
-    disagreement: float
-    latency_ratio: float
-    passed: bool
-    reason: str
 
 
 def _score(sess: Any, inputs: Inputs) -> tuple[np.ndarray, float]:
@@ -73,15 +58,19 @@ def canary_sample(cfg: CanaryConfig, data: DataConfig, adapter: ModelAdapter) ->
 
 def canary(
     cfg: CanaryConfig,
+    promotion: PromotionRecord,
+    *,
     data: DataConfig,
-    model_name: str,
-    version: str,
-    previous_version: str | None,
     tracking_uri: str,
     public_key: Path,
     model: ModelConfig | None = None,
 ) -> CanaryRecord:
     """Compare the new champion with the previous one; raise `GateFailedError` if it is worse."""
+    model_name, version, previous_version = (
+        promotion.model_name,
+        promotion.version,
+        promotion.previous_version,
+    )
     from attestflow.onnx_runtime import session
 
     x = canary_sample(cfg, data, load_adapter(model or ModelConfig()))

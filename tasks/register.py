@@ -13,62 +13,18 @@ under the same provenance.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 from prefect import task
 
 from attestflow.adapters import load_adapter
 from attestflow.bundle import ATTESTATION, MODEL
-from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
+from attestflow.config import DataConfig, ModelConfig
 from attestflow.dataset import load_splits
 from attestflow.errors import GateFailedError
-from attestflow.lineage import CodeRevision
-from attestflow.policy import GatePolicy
-from attestflow.records import (
-    OnnxExportRecord,
-    OnnxValidationRecord,
-    RegistrationRecord,
-    SnapshotRecord,
-    TrainingRecord,
-)
+from attestflow.records import OnnxValidationRecord, RegistrationRecord, SignatureRecord, TrainingRecord
 from attestflow.registry import Registry
 from attestflow.tracking import client, fluent_uri
-from tasks.sign import SignatureRecord
-
-
-def release_tags(
-    cfg: ReleaseConfig,
-    snap: SnapshotRecord,
-    trained: TrainingRecord,
-    exported: OnnxExportRecord,
-    checked: OnnxValidationRecord,
-    signed: SignatureRecord,
-    revision: CodeRevision,
-    run_id: str,
-    who: str,
-    policy: GatePolicy,
-) -> dict[str, str]:
-    """The model version's tags: the digests that tie it to its inputs, its evidence and its run."""
-    return {
-        "data_md5": snap.dvc_md5,
-        "data_manifest_sha256": snap.manifest_digest.value,
-        "onnx_sha256": exported.digest.value,
-        "config_sha256": cfg.digest().value,
-        "git_commit": revision.commit,
-        "git_dirty": str(revision.dirty).lower(),
-        "prefect_flow_run_id": run_id,
-        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
-        "onnx_provider": checked.provider,
-        "triggered_by": who,
-        "bundle_sha256": signed.bundle_digest.value,
-        "signature_sha256": signed.signature_digest.value,
-        "provenance_sha256": signed.provenance_digest.value,
-        "signing_key_id": signed.key_id,
-        "release_key": signed.release_key,
-        "gate_policy_sha256": policy.digest().value,
-    }
 
 
 def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
@@ -78,22 +34,24 @@ def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[
 
 
 def register(
-    model_name: str,
-    bundle_dir: Path,
-    data: DataConfig,
-    run_id: str,
-    tracking_uri: str,
+    signed: SignatureRecord,
+    trained: TrainingRecord,
     validation: OnnxValidationRecord,
+    *,
+    model_name: str,
+    data: DataConfig,
     tags: dict[str, str],
+    tracking_uri: str,
     model: ModelConfig | None = None,
 ) -> RegistrationRecord:
-    """Register the bundle as a new model version (or return the one these inputs already made)."""
+    """Register the signed bundle as a new model version (or return the one these inputs already made)."""
     import mlflow
     import mlflow.onnx
     from mlflow.models import infer_signature
 
     from attestflow.onnx_runtime import session
 
+    bundle_dir, run_id = signed.bundle_dir, trained.mlflow_run_id
     existing = find_release(model_name, tags["release_key"], tracking_uri)
     if existing is not None:
         version, old_tags = existing

@@ -10,10 +10,8 @@ the public key, and neither can be changed without the signature breaking.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 
@@ -31,34 +29,18 @@ from attestflow.config import ReleaseConfig
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, ensure_keypair, keypair_from, load_private_key
-from attestflow.lineage import CodeRevision
 from attestflow.provenance import resource, statement
 from attestflow.records import (
+    Invocation,
     OnnxExportRecord,
     OnnxValidationRecord,
+    SignatureRecord,
     SnapshotRecord,
     TrainingRecord,
     to_jsonable,
     write_json,
 )
 from attestflow.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class SignatureRecord:
-    """A signed release bundle and its signed provenance."""
-
-    bundle_dir: Path
-    onnx_digest: Digest
-    bundle_digest: Digest
-    """SHA-256 of the canonical JSON manifest of every signed file."""
-    signature_path: Path
-    signature_digest: Digest
-    provenance_path: Path
-    provenance_digest: Digest
-    key_id: str
-    release_key: str
-    """Digest of the build inputs (data, config, code, lock, base checkpoint): same inputs, same key."""
 
 
 def release_key(parts: dict[str, str]) -> str:
@@ -81,19 +63,21 @@ def lock_digest() -> Digest | None:
 
 def sign(
     cfg: ReleaseConfig,
-    ws: Workspace,
-    release_dir: Path,
     snap: SnapshotRecord,
     trained: TrainingRecord,
     exported: OnnxExportRecord,
     checked: OnnxValidationRecord,
-    revision: CodeRevision,
-    invocation: dict[str, Any],
+    *,
+    ws: Workspace,
+    out_dir: Path,
+    invocation: Invocation,
 ) -> SignatureRecord:
     """Assemble the bundle, sign it with model-signing, and write DSSE-signed SLSA provenance."""
     import model_signing
 
-    bundle = release_dir / "bundle"
+    revision = invocation.revision
+
+    bundle = out_dir / "bundle"
     if bundle.exists():
         shutil.rmtree(bundle)
     (bundle / ATTESTATION).mkdir(parents=True)
@@ -148,10 +132,10 @@ def sign(
         ],
         external_parameters={
             "model_name": cfg.model_name,
-            "config_path": invocation["config_path"],
-            "overrides": invocation["overrides"],
+            "config_path": invocation.config_path,
+            "overrides": invocation.overrides,
             "config_sha256": cfg.digest().value,
-            "triggered_by": invocation["triggered_by"],
+            "triggered_by": invocation.triggered_by,
         },
         internal_parameters={
             "release_key": key,
@@ -163,8 +147,8 @@ def sign(
         },
         dependencies=dependencies,
         builder_id=cfg.sign.builder_id,
-        invocation_id=invocation["flow_run_id"],
-        started_on=invocation["started_on"],
+        invocation_id=invocation.flow_run_id,
+        started_on=invocation.started_on,
         finished_on=datetime.now(UTC).isoformat(timespec="seconds"),
         byproducts=[
             resource("mlflow_run", {}, f"runs:/{trained.mlflow_run_id}"),

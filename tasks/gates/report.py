@@ -3,7 +3,8 @@
 The decisions of a release are logged to its MLflow training run (``gates.json`` as an
 artifact, and per decision the metrics ``gate_margin/``, ``gate_passed/`` and
 ``gate_threshold/<gate>/<metric>``, which calibration reads back) and tagged on the model
-version; on the Prefect run page they are a table artifact keyed by the model name.
+version; on the Prefect run page (when there is one) they are a table artifact keyed by the
+model name. ``gates.json`` is also kept in the release folder.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from prefect import task
 
 from attestflow.artifacts import artifact_key
-from attestflow.records import GateDecision, GateReport, RegistrationRecord
+from attestflow.progress import in_prefect_run
+from attestflow.records import GateDecision, GateReport, RegistrationRecord, write_json
 from attestflow.tracking import client
 
 MARGIN_PREFIX = "gate_margin/"
@@ -69,12 +71,13 @@ def table_rows(report: GateReport) -> list[dict[str, str]]:
 
 
 def publish_gates(
-    report: GateReport, gates_json: Path, registration: RegistrationRecord, tracking_uri: str
-) -> str:
-    """Log the decisions to MLflow and the Prefect run page; returns the artifact key."""
+    report: GateReport, registration: RegistrationRecord, *, out_dir: Path, tracking_uri: str
+) -> Path:
+    """Write ``out_dir/gates.json``, log the decisions to MLflow and to the Prefect run page; returns the JSON."""
     from mlflow.entities import Metric
     from prefect.artifacts import create_table_artifact
 
+    gates_json = write_json(out_dir / "gates.json", report)
     c = client(tracking_uri)
     c.log_artifact(registration.run_id, str(gates_json))
     now = int(time.time() * 1000)
@@ -83,15 +86,15 @@ def publish_gates(
     c.set_model_version_tag(
         registration.model_name, registration.version, "gates_passed", str(report.passed).lower()
     )
-    key = artifact_key(registration.model_name)
-    verdict = "passed" if report.passed else "failed"
-    create_table_artifact(
-        table=table_rows(report),
-        key=key,
-        description=f"Gates of {registration.model_uri}: {verdict} (policy {report.policy_digest}, "
-        f"model sha256:{report.model_digest.value}, baseline {report.baseline or 'none'})",
-    )
-    return key
+    if in_prefect_run():
+        verdict = "passed" if report.passed else "failed"
+        create_table_artifact(
+            table=table_rows(report),
+            key=artifact_key(registration.model_name),
+            description=f"Gates of {registration.model_uri}: {verdict} (policy {report.policy_digest}, "
+            f"model sha256:{report.model_digest.value}, baseline {report.baseline or 'none'})",
+        )
+    return gates_json
 
 
 publish_gates_task = task(name="publish_gates")(publish_gates)

@@ -1,11 +1,14 @@
-"""The code revision recorded in provenance, and what counts as a dirty work tree."""
+"""The code revision recorded in provenance, what counts as a dirty work tree, and who acted."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from attestflow.lineage import code_revision
+import pytest
+
+from attestflow.audit import AuditLog
+from attestflow.lineage import actor, code_revision
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -28,3 +31,22 @@ def test_code_changes_are_dirty_but_dvc_owned_files_are_not(tmp_path: Path) -> N
 
 def test_outside_git_the_revision_is_unknown(tmp_path: Path) -> None:
     assert code_revision(tmp_path).commit == "unknown"
+
+
+def test_the_audit_log_and_the_provenance_name_the_same_actor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATTESTFLOW_ACTOR", "alice")
+    assert actor() == "user:alice"
+    assert AuditLog.of(tmp_path).append("run_started")["actor"] == "user:alice"
+
+
+def test_an_actor_that_says_its_kind_is_kept_and_a_bare_name_is_a_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ATTESTFLOW_ACTOR", "prefect-deployment:nightly")
+    assert actor() == "prefect-deployment:nightly"
+    assert actor("policy:auto") == "policy:auto"
+    assert actor("bob") == "user:bob"
+    monkeypatch.delenv("ATTESTFLOW_ACTOR")
+    assert actor().startswith("user:")

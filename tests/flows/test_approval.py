@@ -90,7 +90,7 @@ def test_human_approval_pauses_refuses_a_wrong_digest_then_promotes(
         wrong = _decide(prefect_server, "approve", run_id, "f" * 64, "mallory")
         assert wrong.returncode == 0, wrong.stdout + wrong.stderr
         refused = _wait_event(audit, "approval_refused")
-        assert refused["actor"] == "mallory"
+        assert refused["actor"] == "user:mallory"
 
         run_id = _paused_run(prefect_server)
         ok = _decide(prefect_server, "approve", run_id, digest[:16], "alice")
@@ -102,7 +102,7 @@ def test_human_approval_pauses_refuses_a_wrong_digest_then_promotes(
     uri = Workspace.at(example_repo.workspace).mlflow_uri
     assert str(MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion").version) == "1"
     approval = [e for e in audit.entries() if e["event"] == "approval"][-1]
-    assert approval["actor"] == "alice" and approval["details"]["digest"] == digest
+    assert approval["actor"] == "user:alice" and approval["details"]["digest"] == digest
     assert audit.verify()[0]
 
 
@@ -120,7 +120,7 @@ def test_human_rejection_ends_the_release_without_moving_the_alias(
     finally:
         proc.kill()
     assert proc.returncode == 1, out[-3000:]
-    assert "not approved by bob" in out
+    assert "not approved by user:bob" in out
     uri = Workspace.at(example_repo.workspace).mlflow_uri
     with pytest.raises(MlflowException):
         MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion")

@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from attestflow import context as context_module
 from attestflow.audit import AuditLog
 from attestflow.digests import file_digest
 from attestflow.dsse import dsse_verify
@@ -249,7 +250,7 @@ def test_running_the_same_release_again_yields_the_same_version(released: Releas
 def test_a_dirty_work_tree_is_refused_before_any_work(
     released: Released, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(release_module, "code_revision", lambda path: CodeRevision("abc123", dirty=True))
+    monkeypatch.setattr(context_module, "code_revision", lambda path: CodeRevision("abc123", dirty=True))
     config = released.repo.write_config("dirty.yaml", sign={"allow_dirty": False}, fine_tune={"lr": 0.02})
     before = set(os.listdir(Workspace.at(released.repo.workspace).training))
     with pytest.raises(GateFailedError, match="uncommitted changes"):

@@ -1,0 +1,185 @@
+"""The release context: what the stages of one release share, built once when it starts.
+
+Like a set of dagster resources, it holds the validated config and gate policy, the
+activated workspace, how the release was invoked and by whom, the code revision, the release
+folder, the MLflow tracking URI, the public key that verification trusts and the audit log.
+Stages are handed the pieces they need from it and never re-derive them. The context itself
+is never a stage's argument: a cached stage's key must not see the flow run id or the release
+folder, and a stage may run in another process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from attestflow.audit import AuditLog
+from attestflow.caching import StageCache, code_version
+from attestflow.config import ReleaseConfig, load_config
+from attestflow.errors import GateFailedError
+from attestflow.keys import trusted_public_key
+from attestflow.lineage import CodeRevision, actor, code_revision
+from attestflow.policy import GatePolicy, load_policy
+from attestflow.records import (
+    Audited,
+    Invocation,
+    OnnxExportRecord,
+    OnnxValidationRecord,
+    SignatureRecord,
+    SnapshotRecord,
+    TrainingRecord,
+    write_json,
+)
+from attestflow.tracking import tracking_uri
+from attestflow.workspace import Workspace
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+"""The work tree of the code that runs releases: its git revision goes into the provenance."""
+
+
+@dataclass(frozen=True)
+class ReleaseContext:
+    """One release's config, resources and identity (see `open_release`)."""
+
+    cfg: ReleaseConfig
+    policy: GatePolicy
+    ws: Workspace
+    """The workspace, activated (Prefect, MLflow and DVC state point into it)."""
+    invocation: Invocation
+    release_dir: Path
+    """``<workspace>/releases/<model>/<flow run id>``: this release's evidence."""
+    tracking_uri: str
+    audit: AuditLog
+
+    @property
+    def flow_run_id(self) -> str:
+        return self.invocation.flow_run_id
+
+    @property
+    def revision(self) -> CodeRevision:
+        return self.invocation.revision
+
+    @property
+    def actor(self) -> str:
+        """Who or what started the release, as ``kind:name``."""
+        return self.invocation.triggered_by
+
+    @cached_property
+    def public_key(self) -> Path:
+        """The public key verification trusts: resolved at first use, since a first release creates it."""
+        return trusted_public_key(self.cfg.sign.public_key, self.ws.root)
+
+    def record(self, rec: Audited, *, version: str | None = None, **details: Any) -> None:
+        """Append what `rec` says of itself to the audit log (and the run's log), with `details` added."""
+        log = _run_logger()
+        for e in rec.audit_events():
+            run = {"flow_run_id": self.flow_run_id} if e.names_run else {}
+            entry = self.audit.append(
+                e.event,
+                model=self.cfg.model_name,
+                version=e.version or version,
+                actor=self.actor,
+                **e.details,
+                **details,
+                **run,
+            )
+            log.info("%s of %s v%s: %s", e.event, entry["model"], entry["version"] or "-", entry["details"])
+
+    def stage_cache(self, snap: SnapshotRecord) -> StageCache | None:
+        """The content-keyed cache of this release's pure stages, unless caching is off."""
+        if not self.cfg.cache.enabled:
+            return None
+        code = code_version(CODE_ROOT, self.revision)
+        return StageCache(self.ws.stage_cache, code, snap.dvc_md5, snap.data_path)
+
+    def run_tags(self, snap: SnapshotRecord) -> dict[str, str]:
+        """Tags of the MLflow training run: which flow run, data and commit it belongs to."""
+        return {
+            "prefect_flow_run_id": self.flow_run_id,
+            "data_md5": snap.dvc_md5,
+            "git_commit": self.revision.commit,
+        }
+
+    def release_tags(
+        self,
+        snap: SnapshotRecord,
+        trained: TrainingRecord,
+        exported: OnnxExportRecord,
+        checked: OnnxValidationRecord,
+        signed: SignatureRecord,
+    ) -> dict[str, str]:
+        """The model version's tags: the digests that tie it to its inputs, its evidence and its run."""
+        return {
+            "data_md5": snap.dvc_md5,
+            "data_manifest_sha256": snap.manifest_digest.value,
+            "onnx_sha256": exported.digest.value,
+            "config_sha256": self.cfg.digest().value,
+            "git_commit": self.revision.commit,
+            "git_dirty": str(self.revision.dirty).lower(),
+            "prefect_flow_run_id": self.flow_run_id,
+            "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+            "onnx_provider": checked.provider,
+            "triggered_by": self.actor,
+            "bundle_sha256": signed.bundle_digest.value,
+            "signature_sha256": signed.signature_digest.value,
+            "provenance_sha256": signed.provenance_digest.value,
+            "signing_key_id": signed.key_id,
+            "release_key": signed.release_key,
+            "gate_policy_sha256": self.policy.digest().value,
+        }
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
+    """The Prefect run's logger inside a flow or task run, else this module's."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_id: str) -> ReleaseContext:
+    """Load and check everything a release needs, refuse uncommitted code, and log its start.
+
+    Activates the workspace, creates the release folder with the validated ``config.json`` in
+    it, and appends ``run_started`` to the audit log.
+    """
+    started_on = datetime.now(UTC).isoformat(timespec="seconds")
+    cfg = load_config(config_path, overrides)
+    policy = load_policy(cfg.gates.policy)
+    ws = Workspace.at(cfg.workspace)
+    ws.activate()
+    revision = code_revision(CODE_ROOT)
+    if (revision.dirty or revision.commit == "unknown") and not cfg.sign.allow_dirty:
+        state = "has uncommitted changes" if revision.dirty else "is not a git checkout"
+        raise GateFailedError(
+            [f"the code at {CODE_ROOT} {state}; commit first, or set sign.allow_dirty=true"]
+        )
+    invocation = Invocation(
+        str(config_path), list(overrides or []), flow_run_id, started_on, actor(), revision
+    )
+    ctx = ReleaseContext(
+        cfg=cfg,
+        policy=policy,
+        ws=ws,
+        invocation=invocation,
+        release_dir=ws.releases / cfg.model_name / flow_run_id,
+        tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
+        audit=AuditLog.of(ws.root),
+    )
+    ctx.audit.append(
+        "run_started",
+        model=cfg.model_name,
+        actor=ctx.actor,
+        flow_run_id=flow_run_id,
+        config_sha256=cfg.digest().value,
+    )
+    ctx.release_dir.mkdir(parents=True, exist_ok=True)
+    write_json(ctx.release_dir / "config.json", cfg.model_dump(mode="json"))
+    return ctx

@@ -1,0 +1,90 @@
+"""The promotion protocol: approval, then promotion and canary as one transaction.
+
+A version that passed every gate is approved (automatically or by a person, per
+`approve.mode`), moved to the serving alias after verification, and scored against the
+champion it replaced. The alias move and the canary share one Prefect transaction: when the
+canary says no, the promotion's rollback hook puts the previous champion back. What happened
+comes back as one `PromotionOutcome`; nothing here raises for a refusal.
+"""
+
+from __future__ import annotations
+
+from prefect.transactions import Transaction, transaction
+
+from attestflow.context import ReleaseContext
+from attestflow.errors import GateFailedError
+from attestflow.records import (
+    AuditEvent,
+    CanaryRecord,
+    GateReport,
+    PromotionOutcome,
+    PromotionRecord,
+    RegistrationRecord,
+    SignatureRecord,
+)
+from flows.approval import approve
+from flows.stages import Invoke
+from tasks.canary import canary_task
+from tasks.promote import promote_task
+
+
+def promote_release(
+    ctx: ReleaseContext,
+    invoke: Invoke,
+    registered: RegistrationRecord,
+    signed: SignatureRecord,
+    gates: GateReport,
+) -> PromotionOutcome:
+    """Approve, promote and canary a gated version; a canary that says no rolls the promotion back."""
+    cfg, version = ctx.cfg, registered.version
+    failures = gates.failures()
+    approval = promotion = canaried = None
+    if not failures:
+        approval = approve(cfg.approve, cfg.model_name, version, signed.bundle_digest.value, ctx.audit)
+        if not approval.approved:
+            failures.append(f"promotion not approved by {approval.approver}: {approval.reason}")
+    if not failures:
+        try:
+            with transaction() as txn:
+                promotion = invoke(promote_task, cfg.promote)(
+                    cfg.model_name,
+                    version,
+                    cfg.promote.alias,
+                    cfg.promote.previous_alias,
+                    ctx.tracking_uri,
+                    ctx.public_key,
+                    ctx.audit,
+                    ctx.flow_run_id,
+                )
+                canaried = _canary(ctx, invoke, promotion, txn)
+        except GateFailedError as e:
+            failures += e.reasons
+    if not failures:
+        return PromotionOutcome(version, approval, promotion, canaried, [])
+    if promotion is not None:
+        failures.append(f"{cfg.promote.alias} rolled back to v{promotion.previous_version or ' (unset)'}")
+    else:
+        failures.append(f"{cfg.promote.alias} not moved")
+    return PromotionOutcome(version, approval, None, None, failures, rolled_back=promotion is not None)
+
+
+def _canary(
+    ctx: ReleaseContext, invoke: Invoke, promotion: PromotionRecord, txn: Transaction
+) -> CanaryRecord:
+    """Run the canary on the new champion; when it says no, audit it and say why the alias goes back."""
+    cfg = ctx.cfg
+    try:
+        canaried = invoke(canary_task, cfg.canary)(
+            cfg.canary,
+            promotion,
+            data=cfg.data,
+            tracking_uri=ctx.tracking_uri,
+            public_key=ctx.public_key,
+            model=cfg.model,
+        )
+    except GateFailedError as e:
+        txn.set("rollback_reason", "; ".join(e.reasons))
+        ctx.record(AuditEvent("canary", {"passed": False, "reason": e.reasons}, promotion.version))
+        raise
+    ctx.record(canaried)
+    return canaried

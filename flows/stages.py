@@ -1,0 +1,70 @@
+"""How the release body runs a stage: as a Prefect task, or as a plain call.
+
+The release body (`flows.release.run_release`) is written once and takes an `Invoke`: the
+flow passes `stage`, which gives each task the retries, retry delay, timeout and cache of its
+config section; the benchmark's bare script passes `plain_stage`, which calls the function
+inside the task and nothing else. Either way the same stages run in the same order with the
+same arguments, so the comparison measures the orchestration and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from prefect import Task
+from prefect.cache_policies import NO_CACHE
+from prefect.transactions import get_transaction
+
+from attestflow.caching import StageCache
+from attestflow.config import StageConfig
+from attestflow.errors import BadInputError, GateFailedError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Invoke(Protocol):
+    """Turns a stage's task and its config section into the callable the release body calls."""
+
+    def __call__(
+        self, t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None
+    ) -> Callable[P, R]: ...
+
+
+def _retryable(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
+    """Retry on infrastructure errors, never on bad input or a gate that said no."""
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, BadInputError | GateFailedError)
+
+
+def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Task[P, R]:
+    """The task `t` with the retries, retry delay and timeout of its config section.
+
+    With `cache`, its result is cached by content (see `attestflow.caching`); else never.
+    """
+    caching = cache.task_options(t.name) if cache else {"cache_policy": NO_CACHE}
+    return t.with_options(
+        retries=cfg.retries,
+        retry_delay_seconds=cfg.retry_delay_s,
+        timeout_seconds=cfg.timeout_s,
+        retry_condition_fn=_retryable,
+        **caching,
+    )
+
+
+def plain_stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Callable[P, R]:
+    """The function inside the task `t`, called once, without retries, timeout or cache.
+
+    Inside an open transaction its rollback hooks are staged as a task run's would be, so
+    a later failure undoes it the same way (a promotion, for one).
+    """
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        result = t.fn(*args, **kwargs)
+        txn = get_transaction()
+        if txn is not None and t.on_rollback_hooks:
+            txn.stage(result, on_rollback_hooks=list(t.on_rollback_hooks))
+        return result
+
+    return call
