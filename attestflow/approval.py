@@ -68,7 +68,7 @@ class Verdict:
     """An answer checked against the request and the approval policy."""
 
     approver: str
-    """The approver's identity (``kind:name``), ``unknown`` when none was given."""
+    """The approver's identity (``kind:name``), ``user:unknown`` when none was given."""
     refused: str | None
     """Why the answer does not count; None when it does."""
     key_id: str | None = None
@@ -132,7 +132,7 @@ def check_approvers(cfg: ApproveConfig, policy: GatePolicy) -> None:
 def check_answer(cfg: ApproveConfig, request: ApprovalRequest, answer: Answer) -> Verdict:
     """Whether `answer` decides `request` under the approval policy `cfg`, and if not, why."""
     name = answer.approver.strip()
-    who = actor(name) if name else "unknown"
+    who = actor(name or "unknown")
 
     def refuse(why: str) -> Verdict:
         return Verdict(who, why)
