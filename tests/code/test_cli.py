@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -49,6 +50,26 @@ ROOT = Path(__file__).resolve().parents[2]
         (
             ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "model.options.foo=1"],
             "model.options: the tabular adapter takes none",
+        ),
+        (
+            ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "approve.mode=human"],
+            "mode human needs approve.approvers",
+        ),
+        (
+            [
+                "run",
+                "--config",
+                str(ROOT / "configs/release.yaml"),
+                "--set",
+                "approve={approvers: [alice], approver_keys: {alice: /no/alice.pem}}",
+            ],
+            "cannot read public key /no/alice.pem",
+        ),
+        (["approve", "run-7", "--digest", "ab" * 32, "--reason", "ok"], "not a flow run id"),
+        (["approve", str(UUID(int=7)), "--digest", "ab" * 32, "--reason", " "], "--reason is required"),
+        (
+            ["reject", str(UUID(int=7)), "--digest", "ab" * 8, "--reason", "no", "--key", "alice.pem"],
+            "with --key, --digest must be the bundle's full SHA-256",
         ),
     ],
 )
