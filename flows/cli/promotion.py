@@ -57,8 +57,9 @@ def decide(
             raise BadInputError(
                 "with --key, --digest must be the bundle's full SHA-256: the signature covers it"
             )
+        private_key = load_private_key(key)
         request = replace(read_request(flow_run_id), digest=full)
-        signed = sign_answer(request, approve_it, who, reason, load_private_key(key))
+        signed = sign_answer(request, approve_it, who, reason, private_key)
     answer = {"approve": approve_it, "approver": who, "reason": reason, "digest": digest, "signed": signed}
     outcome = wait_for_outcome(flow_run_id, send_answer(flow_run_id, answer), wait)
     if outcome is None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -290,3 +291,16 @@ def test_a_first_release_under_require_approval_waits_for_a_person_even_in_auto_
     assert approve(cfg, REQUEST, audit).approver == "policy:auto", "auto when no person is required"
     record = approve(cfg, REQUEST, audit, human=True)
     assert record.approved and record.approver == "user:bob" and record.mode == "human"
+
+
+def test_the_cli_waits_for_the_flows_outcome_of_its_own_pause_and_gives_up_at_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import prefect.input
+
+    from attestflow.approval_channel import wait_for_outcome
+
+    published = {"approval-2-outcome": {"accepted": False, "refused": "no reason given"}}
+    monkeypatch.setattr(prefect.input, "read_flow_run_input", lambda key, run_id: published.get(key))
+    assert wait_for_outcome(UUID(int=1), "approval-2", 1) == published["approval-2-outcome"]
+    assert wait_for_outcome(UUID(int=1), "approval-1", 1) is None
