@@ -246,7 +246,12 @@ def test_approve_reports_what_the_flow_decided_not_what_it_sent(
     import attestflow.approval_channel as channel
 
     sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(channel, "send_answer", lambda run_id, answer: sent.append(answer) or "approval-1")
+
+    def send_answer(run_id: UUID, answer: dict[str, Any]) -> str:
+        sent.append(answer)
+        return "approval-1"
+
+    monkeypatch.setattr(channel, "send_answer", send_answer)
     monkeypatch.setattr(channel, "wait_for_outcome", lambda run_id, key, wait: outcome)
     args = ["approve", str(UUID(int=7)), "--digest", "ab" * 8, "--reason", "ok", "--approver", "bob"]
     result = CliRunner().invoke(app, [*args, "--wait", "1"])
