@@ -17,7 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attestflow.digests import Digest, json_digest
-from attestflow.errors import ConfigError
+from attestflow.errors import BadInputError, ConfigError
+from attestflow.keys import load_public_key
+from attestflow.lineage import actor
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
@@ -207,6 +209,39 @@ class ApproveConfig(_Model):
     mode: Literal["auto", "human"] = "auto"
     timeout_s: float = Field(3600.0, gt=0)
     """How long a human approval may take; when it runs out the release counts as rejected."""
+    approvers: list[str] = Field(default_factory=list)
+    """Who may approve or reject in ``human`` mode, as actors (``alice`` is ``user:alice``)."""
+    allow_self_approval: bool = False
+    """Whether whoever triggered a release may approve it themselves."""
+    approver_keys: dict[str, Path] = Field(default_factory=dict)
+    """Approver -> their PEM EC public key; a listed approver's decision must be signed with it."""
+
+    @field_validator("approvers")
+    @classmethod
+    def _identities(cls, names: list[str]) -> list[str]:
+        if any(not n.strip() for n in names):
+            raise ValueError("an approver's name is empty")
+        return list(dict.fromkeys(actor(n.strip()) for n in names))
+
+    @field_validator("approver_keys")
+    @classmethod
+    def _public_keys(cls, keys: dict[str, Path]) -> dict[str, Path]:
+        for path in keys.values():
+            try:
+                load_public_key(path)
+            except BadInputError as e:
+                raise ValueError(str(e)) from None
+        return {actor(name.strip()): path for name, path in keys.items() if name.strip()}
+
+    @model_validator(mode="after")
+    def _approvers_named(self) -> ApproveConfig:
+        # Fail closed: an empty allow-list in human mode would let anyone type any name.
+        if self.mode == "human" and not self.approvers:
+            raise ValueError("mode human needs approve.approvers: the people who may decide")
+        unknown = [name for name in self.approver_keys if name not in self.approvers]
+        if unknown:
+            raise ValueError(f"approver_keys names {', '.join(unknown)}, not in approve.approvers")
+        return self
 
 
 class PromoteConfig(StageConfig):

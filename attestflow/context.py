@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache, code_version
 from attestflow.config import ReleaseConfig, load_config
@@ -153,6 +154,7 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = load_config(config_path, overrides)
     policy = load_policy(cfg.gates.policy)
+    check_approvers(cfg.approve, policy)
     ws = Workspace.at(cfg.workspace)
     ws.activate()
     revision = code_revision(CODE_ROOT)

@@ -13,6 +13,7 @@ https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -63,7 +64,7 @@ def dsse_verify(envelope: dict[str, Any], public_key: ec.EllipticCurvePublicKey)
     from securesystemslib.exceptions import VerificationError
 
     try:
-        parsed = Envelope.from_dict(dict(envelope))
+        parsed = Envelope.from_dict(copy.deepcopy(dict(envelope)))  # from_dict empties the signatures
     except Exception as e:  # securesystemslib raises KeyError, TypeError, binascii.Error and others
         raise EnvelopeError(f"malformed DSSE envelope: {type(e).__name__}") from None
     if parsed.payload_type != PAYLOAD_TYPE:

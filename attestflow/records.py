@@ -273,6 +273,9 @@ class GateReport:
     decisions: list[GateDecision]
     seconds: float
     """Time the suite took, evaluation included."""
+    human_approval: bool = False
+    """True when the policy requires a person's approval whatever ``approve.mode`` says (a first
+    release under ``first_release: require_approval``)."""
 
     def failures(self) -> list[str]:
         """One line per failing gate; metrics that failed for the same reason are named together."""
@@ -318,6 +321,10 @@ class ApprovalRecord:
     digest: str
     at: str
     mode: str
+    approver_key_id: str | None = None
+    """Id of the approver's own key that signed the decision (``approve.approver_keys``), if any."""
+    approver_envelope: dict[str, Any] | None = None
+    """The approver's DSSE envelope over their approval statement, when they signed it."""
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,27 @@
 """Human approval of a promotion, through Prefect's typed run input.
 
-In ``human`` mode the release flow pauses with `Approval` as its input form, pre-filled with
-the bundle digest it is about to promote; MLOps approve or reject in the Prefect UI, or with
-``attestflow approve|reject RUN_ID``. An approval is accepted only for that exact digest; one
-for another digest is refused and the flow keeps waiting; when the policy's timeout runs out
-the release counts as rejected. This needs a Prefect server that both sides reach
-(``PREFECT_API_URL``), not the temporary one a lone process starts.
+In ``human`` mode (or when the gate policy requires a person for a first release) the release
+flow pauses with `Approval` as its input form, pre-filled with the bundle digest it is about
+to promote; approvers decide in the Prefect UI, or with ``attestflow approve|reject RUN_ID``.
+Each answer is checked by `attestflow.approval.check_answer` (digest, allow-list, no
+self-approval, the approver's signature); a refused answer is audited, its outcome published
+for the CLI (`attestflow.approval_channel`), and the flow keeps waiting. When the policy's
+timeout runs out the release counts as rejected. This needs a Prefect server that both sides
+reach (``PREFECT_API_URL``), not the temporary one a lone process starts.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from uuid import uuid4
 
 from prefect.input import RunInput
 
+from attestflow.approval import Answer, ApprovalRequest, check_answer, utc_now
+from attestflow.approval_channel import PAUSE_PREFIX, publish_outcome, publish_request
 from attestflow.audit import AuditLog
 from attestflow.config import ApproveConfig
-from attestflow.lineage import actor
 from attestflow.records import ApprovalRecord
-
-MIN_DIGEST_PREFIX = 12
 
 
 class Approval(RunInput):
@@ -31,70 +32,91 @@ class Approval(RunInput):
     reason: str = ""
     digest: str = ""
     """SHA-256 of the release bundle being approved (a prefix of 12+ characters is enough)."""
-
-
-def digest_matches(given: str, expected: str) -> bool:
-    """Whether an approver's digest names `expected` (whole, or a long enough prefix)."""
-    given = given.strip().removeprefix("sha256:").lower()
-    return len(given) >= MIN_DIGEST_PREFIX and expected.startswith(given)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    signed: str = ""
+    """The approver's DSSE envelope (JSON) over the approval statement; required for approvers with a key."""
 
 
 def approve(
-    cfg: ApproveConfig, model_name: str, version: str, digest: str, audit: AuditLog
+    cfg: ApproveConfig, request: ApprovalRequest, audit: AuditLog, *, human: bool = False
 ) -> ApprovalRecord:
-    """Approve automatically (``auto``) or wait for a person's decision on `digest` (``human``)."""
-    from prefect.flow_runs import pause_flow_run
-
-    if cfg.mode == "auto":
-        record = ApprovalRecord(True, "policy:auto", "approve.mode is auto", digest, _now(), "auto")
+    """Approve automatically (``auto``) or wait for a person's decision (``human``, or when `human`)."""
+    model, version, digest = request.model_name, request.version, request.digest
+    if cfg.mode == "auto" and not human:
+        record = ApprovalRecord(True, "policy:auto", "approve.mode is auto", digest, utc_now(), "auto")
         audit.append(
-            "approval", model=model_name, version=version, actor="policy:auto", digest=digest, mode="auto"
+            "approval", model=model, version=version, actor="policy:auto", digest=digest, mode="auto"
         )
         return record
+    publish_request(request)
     deadline = time.monotonic() + cfg.timeout_s
+    why = (
+        "" if cfg.mode == "human" else "The gate policy requires a person's approval of a first release.\n\n"
+    )
     description = (
-        f"Approve promotion of **{model_name}** version **{version}**.\n\n"
+        f"Approve promotion of **{model}** version **{version}**.\n\n{why}"
         f"Bundle SHA-256: `{digest}`\n\nCheck the gates and lineage artifacts of this run first."
     )
     form = Approval.with_initial_data(description=description, digest=digest, approver="", reason="")
     while True:
         remaining = int(deadline - time.monotonic())
         if remaining <= 0:
-            audit.append(
-                "rejection", model=model_name, version=version, actor="policy:timeout", digest=digest
-            )
+            audit.append("rejection", model=model, version=version, actor="policy:timeout", digest=digest)
             return ApprovalRecord(
-                False, "policy:timeout", f"no decision within {cfg.timeout_s:.0f} s", digest, _now(), "human"
+                False,
+                "policy:timeout",
+                f"no decision within {cfg.timeout_s:.0f} s",
+                digest,
+                utc_now(),
+                "human",
             )
-        try:
-            answer = pause_flow_run(wait_for_input=form, timeout=remaining, poll_interval=2)
-        except Exception as e:  # Prefect raises on a pause that times out
-            if "timeout" not in type(e).__name__.lower() and "timed out" not in str(e).lower():
-                raise
+        answer, pause_key = _wait_for_answer(form, remaining)
+        if answer is None:
             continue
-        who = actor(answer.approver.strip() or "unknown")
-        if not digest_matches(answer.digest, digest):
+        verdict = check_answer(cfg, request, answer)
+        publish_outcome(pause_key, answer.approve, verdict)
+        if verdict.refused is not None:
             audit.append(
                 "approval_refused",
-                model=model_name,
+                model=model,
                 version=version,
-                actor=who,
+                actor=verdict.approver,
+                why=verdict.refused,
+                decision="approve" if answer.approve else "reject",
                 given=answer.digest,
                 digest=digest,
             )
             continue
-        event = "approval" if answer.approve else "rejection"
         audit.append(
-            event,
-            model=model_name,
+            "approval" if answer.approve else "rejection",
+            model=model,
             version=version,
-            actor=who,
+            actor=verdict.approver,
             reason=answer.reason,
             digest=digest,
             mode="human",
+            **({"approver_key_id": verdict.key_id} if verdict.key_id else {}),
         )
-        return ApprovalRecord(answer.approve, who, answer.reason, digest, _now(), "human")
+        return ApprovalRecord(
+            answer.approve,
+            verdict.approver,
+            answer.reason,
+            digest,
+            utc_now(),
+            "human",
+            approver_key_id=verdict.key_id,
+            approver_envelope=verdict.envelope,
+        )
+
+
+def _wait_for_answer(form: type[Approval], timeout: int) -> tuple[Answer | None, str]:
+    """Pause under a fresh key until someone answers; None when the pause timed out."""
+    from prefect.flow_runs import pause_flow_run
+
+    pause_key = f"{PAUSE_PREFIX}{uuid4().hex[:12]}"
+    try:
+        got = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=2, key=pause_key)
+    except Exception as e:  # Prefect raises on a pause that times out
+        if "timeout" not in type(e).__name__.lower() and "timed out" not in str(e).lower():
+            raise
+        return None, pause_key
+    return Answer(got.approve, got.approver, got.reason, got.digest, got.signed), pause_key

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from prefect.transactions import Transaction, transaction
 
+from attestflow.approval import ApprovalRequest
 from attestflow.context import ReleaseContext
 from attestflow.errors import GateFailedError
 from attestflow.records import (
@@ -40,7 +41,10 @@ def promote_release(
     failures = gates.failures()
     approval = promotion = canaried = None
     if not failures:
-        approval = approve(cfg.approve, cfg.model_name, version, signed.bundle_digest.value, ctx.audit)
+        request = ApprovalRequest(
+            cfg.model_name, version, signed.bundle_digest.value, ctx.flow_run_id, ctx.actor
+        )
+        approval = approve(cfg.approve, request, ctx.audit, human=gates.human_approval)
         if not approval.approved:
             failures.append(f"promotion not approved by {approval.approver}: {approval.reason}")
     if not failures:

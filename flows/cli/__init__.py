@@ -18,7 +18,13 @@ from typer.core import TyperGroup
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from flows.cli import audit, gates, promotion, releases, render, verification
 
-REFUSALS = {"run": "release refused", "demo": "release refused", "rollback": "rollback refused"}
+REFUSALS = {
+    "run": "release refused",
+    "demo": "release refused",
+    "rollback": "rollback refused",
+    "approve": "approval refused",
+    "reject": "rejection refused",
+}
 """How each command names a gate's or a verification's "no"; the others say "refused"."""
 
 

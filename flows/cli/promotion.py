@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from attestflow.errors import BadInputError, UnavailableError
+from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from flows.cli import render
-from flows.cli.common import ConfigOpt, first_line, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, registry_uri, workspace_of
 
-DigestOpt = Annotated[str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters).")]
+DigestOpt = Annotated[
+    str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters; all 64 with --key).")
+]
 ReasonOpt = Annotated[str, typer.Option(help="Why, for the audit trail.")]
 ApproverOpt = Annotated[
     str | None, typer.Option(help="Who decides (default: $ATTESTFLOW_ACTOR or the OS user).")
 ]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", help="Sign the decision with your PEM EC private key (see approve.approver_keys)."),
+]
+WaitOpt = Annotated[float, typer.Option("--wait", min=1, help="Seconds to wait for the flow's decision.")]
 
 
-def decide(run_id: str, approve_it: bool, reason: str, digest: str, approver: str | None) -> None:
-    """Resume a paused release flow run with an approval or a rejection of the bundle `digest`."""
+def decide(
+    run_id: str,
+    approve_it: bool,
+    reason: str,
+    digest: str,
+    approver: str | None,
+    key: Path | None,
+    wait: float,
+) -> None:
+    """Answer a release paused for approval, then report whether the flow accepted the answer."""
+    from dataclasses import replace
     from uuid import UUID
 
-    from attestflow.audit import actor
+    from attestflow.approval import decision_word, sign_answer
+    from attestflow.approval_channel import read_request, send_answer, wait_for_outcome
+    from attestflow.keys import load_private_key
+    from attestflow.lineage import actor
 
     try:
         flow_run_id = UUID(run_id)
@@ -29,29 +50,49 @@ def decide(run_id: str, approve_it: bool, reason: str, digest: str, approver: st
         raise BadInputError(f"not a flow run id: {run_id!r}") from None
     if not reason.strip():
         raise BadInputError("--reason is required: say why, for the audit trail")
-    import httpx
-    from prefect.flow_runs import resume_flow_run
+    who, word, signed = actor(approver), decision_word(approve_it), ""
+    if key is not None:
+        full = digest.strip().removeprefix("sha256:").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", full):
+            raise BadInputError(
+                "with --key, --digest must be the bundle's full SHA-256: the signature covers it"
+            )
+        private_key = load_private_key(key)
+        request = replace(read_request(flow_run_id), digest=full)
+        signed = sign_answer(request, approve_it, who, reason, private_key)
+    answer = {"approve": approve_it, "approver": who, "reason": reason, "digest": digest, "signed": signed}
+    outcome = wait_for_outcome(flow_run_id, send_answer(flow_run_id, answer), wait)
+    if outcome is None:
+        raise UnavailableError(f"flow run {run_id} did not decide on the answer within {wait:g} s")
+    if not outcome["accepted"]:
+        raise GateFailedError(
+            [f"flow run {run_id} refused {who}'s answer: {outcome['refused']}; it keeps waiting"]
+        )
+    render.note(f"{word} flow run {run_id} for bundle {digest[:16]}... (accepted by the flow as {who})")
 
-    decision = {"approve": approve_it, "approver": approver or actor(), "reason": reason, "digest": digest}
-    try:
-        resume_flow_run(flow_run_id, run_input=decision)
-    except (httpx.TransportError, OSError) as e:
-        raise UnavailableError(f"the Prefect API did not answer: {first_line(e)}") from e
-    except Exception as e:  # the Prefect client raises several types for unknown or unpaused runs
-        raise BadInputError(
-            f"cannot resume flow run {run_id}: {str(e).splitlines()[0]} (is PREFECT_API_URL set to the server?)"
-        ) from None
-    render.note(f"{'approved' if approve_it else 'rejected'} flow run {run_id} for bundle {digest[:16]}...")
+
+def approve(
+    run_id: str,
+    digest: DigestOpt,
+    reason: ReasonOpt,
+    approver: ApproverOpt = None,
+    key: KeyOpt = None,
+    wait: WaitOpt = 120,
+) -> None:
+    """Approve the promotion a paused release flow is waiting on; exit 1 if the flow refuses it."""
+    decide(run_id, True, reason, digest, approver, key, wait)
 
 
-def approve(run_id: str, digest: DigestOpt, reason: ReasonOpt, approver: ApproverOpt = None) -> None:
-    """Approve the promotion a paused release flow is waiting on."""
-    decide(run_id, True, reason, digest, approver)
-
-
-def reject(run_id: str, digest: DigestOpt, reason: ReasonOpt, approver: ApproverOpt = None) -> None:
-    """Reject the promotion a paused release flow is waiting on."""
-    decide(run_id, False, reason, digest, approver)
+def reject(
+    run_id: str,
+    digest: DigestOpt,
+    reason: ReasonOpt,
+    approver: ApproverOpt = None,
+    key: KeyOpt = None,
+    wait: WaitOpt = 120,
+) -> None:
+    """Reject the promotion a paused release flow is waiting on; exit 1 if the flow refuses it."""
+    decide(run_id, False, reason, digest, approver, key, wait)
 
 
 def rollback(

@@ -161,6 +161,7 @@ def run_gates(
         passed=bool(decisions) and all(d.passed for d in decisions),
         decisions=decisions,
         seconds=time.perf_counter() - started,
+        human_approval=regression.requires_approval(policy, base),
     )
 
 

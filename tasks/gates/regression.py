@@ -4,7 +4,8 @@ A point difference between two models on a few hundred rows is mostly noise: two
 good models trained with different seeds differ by a percent or two. So the gate computes a
 paired bootstrap confidence interval of the difference (both models scored on the same
 resampled rows) and fails only when even the interval's upper bound is a drop larger than
-the policy allows. With no champion yet, the policy's explicit first-release rule decides.
+the policy allows. With no champion yet the gate passes and the policy's explicit first-release
+rule says what else it takes: the absolute gates alone, or a person's approval as well.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from scipy.stats import rankdata
 from attestflow.policy import GatePolicy, RegressionMetric, RegressionPolicy
 from attestflow.records import GateDecision
 from tasks.gates.decisions import bound, cannot_run
-from tasks.gates.evaluation import Evaluation
+from tasks.gates.evaluation import Baseline, Evaluation
 
 GATE = "regression"
 _CELLS_PER_CHUNK = 4_000_000
@@ -68,14 +69,21 @@ def paired_bootstrap(
     return float(diff[0]), float(lo), float(hi)
 
 
-def _first_release(policy: GatePolicy, rule: RegressionMetric, digest: str) -> GateDecision:
-    alias = policy.baseline.alias
-    approve = policy.baseline.first_release == "require_approval"
-    if approve:
-        reason = (
-            f"first release needs approval: there is no @{alias} to compare with (policy require_approval)"
-        )
+def first_release(base: Baseline | None) -> bool:
+    """Whether there is no champion to compare with: the alias was looked up and is not set."""
+    return base is not None and base.uri is None
+
+
+def requires_approval(policy: GatePolicy, base: Baseline | None) -> bool:
+    """Whether this is a first release that the policy sends to a person for approval."""
+    return first_release(base) and policy.baseline.first_release == "require_approval"
+
+
+def _first_release_decision(policy: GatePolicy, rule: RegressionMetric, digest: str) -> GateDecision:
+    if policy.baseline.first_release == "require_approval":
+        reason = "first release: no baseline; human approval required"
     else:
+        alias = policy.baseline.alias
         reason = (
             f"first release: no @{alias} to compare with; policy absolute_only relies on the absolute gates"
         )
@@ -85,7 +93,7 @@ def _first_release(policy: GatePolicy, rule: RegressionMetric, digest: str) -> G
         value=math.nan,
         threshold=-rule.max_drop,
         margin=math.nan,
-        passed=not approve,
+        passed=True,
         reason=reason,
         policy_digest=digest,
     )
@@ -143,8 +151,8 @@ def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
     if rules is None:
         return []
     digest = str(policy.digest())
-    if ev.baseline is not None and ev.baseline.uri is None:
-        return [_first_release(policy, rule, digest) for rule in rules.metrics]
+    if first_release(ev.baseline):
+        return [_first_release_decision(policy, rule, digest) for rule in rules.metrics]
     base, why = ev.baseline, _cannot_compare(ev)
     if why is not None or base is None or base.logits is None or ev.logits is None:
         change = [bound(f"{r.metric}_change", -r.max_drop, "at_least") for r in rules.metrics]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -49,6 +50,30 @@ ROOT = Path(__file__).resolve().parents[2]
         (
             ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "model.options.foo=1"],
             "model.options: the tabular adapter takes none",
+        ),
+        (
+            ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "approve.mode=human"],
+            "mode human needs approve.approvers",
+        ),
+        (
+            [
+                "run",
+                "--config",
+                str(ROOT / "configs/release.yaml"),
+                "--set",
+                "approve={approvers: [alice], approver_keys: {alice: /no/alice.pem}}",
+            ],
+            "cannot read public key /no/alice.pem",
+        ),
+        (["approve", "run-7", "--digest", "ab" * 32, "--reason", "ok"], "not a flow run id"),
+        (["approve", str(UUID(int=7)), "--digest", "ab" * 32, "--reason", " "], "--reason is required"),
+        (
+            ["reject", str(UUID(int=7)), "--digest", "ab" * 8, "--reason", "no", "--key", "alice.pem"],
+            "with --key, --digest must be the bundle's full SHA-256",
+        ),
+        (
+            ["approve", str(UUID(int=7)), "--digest", "ab" * 32, "--reason", "ok", "--key", "/no/key.pem"],
+            "cannot read private key /no/key.pem",
         ),
     ],
 )
@@ -205,3 +230,33 @@ def test_an_unreachable_registry_exits_3_not_as_a_refusal_or_bad_input(
     assert "could not run" in result.output
     assert "127.0.0.1" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "said"),
+    [
+        ({"accepted": True, "refused": None}, 0, "approved flow run"),
+        ({"accepted": False, "refused": "user:bob is not in approve.approvers"}, 1, "it keeps waiting"),
+        (None, 3, "did not decide on the answer within 1 s"),
+    ],
+)
+def test_approve_reports_what_the_flow_decided_not_what_it_sent(
+    monkeypatch: pytest.MonkeyPatch, outcome: dict[str, Any] | None, code: int, said: str
+) -> None:
+    import attestflow.approval_channel as channel
+
+    sent: list[dict[str, Any]] = []
+
+    def send_answer(run_id: UUID, answer: dict[str, Any]) -> str:
+        sent.append(answer)
+        return "approval-1"
+
+    monkeypatch.setattr(channel, "send_answer", send_answer)
+    monkeypatch.setattr(channel, "wait_for_outcome", lambda run_id, key, wait: outcome)
+    args = ["approve", str(UUID(int=7)), "--digest", "ab" * 8, "--reason", "ok", "--approver", "bob"]
+    result = CliRunner().invoke(app, [*args, "--wait", "1"])
+    assert result.exit_code == code, result.output
+    assert said in result.output and "Traceback" not in result.output
+    assert sent == [
+        {"approve": True, "approver": "user:bob", "reason": "ok", "digest": "ab" * 8, "signed": ""}
+    ]

@@ -81,3 +81,11 @@ def test_a_payload_that_is_not_an_in_toto_statement_is_refused() -> None:
     envelope = dsse_sign({"_type": "something-else"}, key)
     with pytest.raises(EnvelopeError, match="not an in-toto Statement"):
         dsse_verify(envelope, key.public_key())
+
+
+def test_verifying_leaves_the_callers_envelope_as_it_was() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    envelope = dsse_sign(_statement(), key)
+    before = json.loads(json.dumps(envelope))
+    dsse_verify(envelope, key.public_key())
+    assert envelope == before

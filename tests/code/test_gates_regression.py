@@ -62,9 +62,14 @@ def test_first_release_follows_the_explicit_policy(lab: Lab) -> None:
     ev = lab.evaluate(lab.good_onnx, baseline=Baseline("champion", None))
     passes = regression.gate(ev, bundled_policy())
     assert all(d.passed and "absolute_only" in d.reason for d in passes)
+    assert not regression.requires_approval(bundled_policy(), ev.baseline)
     strict = bundled_policy(baseline=BaselinePolicy(first_release="require_approval"))
-    refused = regression.gate(ev, strict)
-    assert all(not d.passed and d.reason.startswith("first release needs approval") for d in refused)
+    sent_to_a_person = regression.gate(ev, strict)
+    assert all(d.passed for d in sent_to_a_person)
+    assert all(d.reason == "first release: no baseline; human approval required" for d in sent_to_a_person)
+    assert regression.requires_approval(strict, ev.baseline)
+    champion = Baseline("champion", "models:/credit/1")
+    assert not regression.requires_approval(strict, champion), "only a first release needs the person"
 
 
 def test_a_champion_that_cannot_be_evaluated_fails_instead_of_passing(lab: Lab) -> None:

@@ -7,12 +7,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from attestflow.audit import AuditLog
+from attestflow.keys import key_id, load_public_key
 from attestflow.workspace import Workspace
 from tests.conftest import ExampleRepo
 from tests.flows import api
@@ -47,8 +51,26 @@ def _wait_event(audit: AuditLog, event: str, timeout: float = 120) -> dict:
     raise AssertionError(f"no {event!r} in the audit log")
 
 
-def _start_release(repo: ExampleRepo, api_url: str) -> subprocess.Popen[str]:
-    config = repo.write_config(approve={"mode": "human", "timeout_s": 300})
+def _keypair(folder: Path, who: str) -> tuple[Path, Path]:
+    """A fresh EC key pair for `who`: (private PEM, public PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / f"{who}.pem", folder / f"{who}.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def _start_release(repo: ExampleRepo, api_url: str, **sections: dict[str, Any]) -> subprocess.Popen[str]:
+    approve = {"mode": "human", "timeout_s": 300, "approvers": ["alice", "bob", "scheduler"]}
+    config = repo.write_config(**{"approve": approve, **sections})
     return subprocess.Popen(
         [ATTESTFLOW, "run", "--config", str(config)],
         env=_env(api_url, "scheduler"),
@@ -58,7 +80,9 @@ def _start_release(repo: ExampleRepo, api_url: str) -> subprocess.Popen[str]:
     )
 
 
-def _decide(api_url: str, verb: str, run_id: str, digest: str, who: str) -> subprocess.CompletedProcess[str]:
+def _decide(
+    api_url: str, verb: str, run_id: str, digest: str, who: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             ATTESTFLOW,
@@ -70,31 +94,52 @@ def _decide(api_url: str, verb: str, run_id: str, digest: str, who: str) -> subp
             f"{who} checked the gates",
             "--approver",
             who,
+            *extra,
         ],
         env=_env(api_url, who),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
 
 
-def test_human_approval_pauses_refuses_a_wrong_digest_then_promotes(
+def test_human_approval_refuses_a_wrong_digest_self_approval_and_a_foreign_signature_then_promotes(
     example_repo: ExampleRepo, prefect_server: str
 ) -> None:
-    proc = _start_release(example_repo, prefect_server)
+    alice_key, alice_public = _keypair(example_repo.root, "alice")
+    mallory_key, _ = _keypair(example_repo.root, "mallory")
+    approve = {
+        "mode": "human",
+        "timeout_s": 300,
+        "approvers": ["alice", "bob", "scheduler"],
+        "approver_keys": {"alice": str(alice_public)},
+    }
+    proc = _start_release(example_repo, prefect_server, approve=approve)
     try:
         run_id = _paused_run(prefect_server)
         audit = AuditLog.of(example_repo.workspace)
         digest = _wait_event(audit, "registration")["details"]["bundle_sha256"]
 
         wrong = _decide(prefect_server, "approve", run_id, "f" * 64, "mallory")
-        assert wrong.returncode == 0, wrong.stdout + wrong.stderr
+        assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+        assert "is not the bundle's" in wrong.stderr and "keeps waiting" in wrong.stderr
         refused = _wait_event(audit, "approval_refused")
-        assert refused["actor"] == "user:mallory"
+        assert refused["actor"] == "user:mallory" and "is not the bundle's" in refused["details"]["why"]
 
-        run_id = _paused_run(prefect_server)
-        ok = _decide(prefect_server, "approve", run_id, digest[:16], "alice")
-        assert ok.returncode == 0, ok.stdout + ok.stderr
+        own = _decide(prefect_server, "approve", _paused_run(prefect_server), digest[:16], "scheduler")
+        assert own.returncode == 1 and "triggered this release" in own.stderr, own.stdout + own.stderr
+
+        forged = _decide(
+            prefect_server, "approve", _paused_run(prefect_server), digest, "alice", "--key", str(mallory_key)
+        )
+        assert forged.returncode == 1 and "not user:alice's" in forged.stderr, forged.stdout + forged.stderr
+        said_no = [e for e in audit.entries() if e["event"] == "approval_refused"]
+        assert [e["actor"] for e in said_no] == ["user:mallory", "user:scheduler", "user:alice"]
+
+        ok = _decide(
+            prefect_server, "approve", _paused_run(prefect_server), digest, "alice", "--key", str(alice_key)
+        )
+        assert ok.returncode == 0 and "approved" in ok.stdout, ok.stdout + ok.stderr
         out, _ = proc.communicate(timeout=240)
     finally:
         proc.kill()
@@ -103,6 +148,7 @@ def test_human_approval_pauses_refuses_a_wrong_digest_then_promotes(
     assert str(MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion").version) == "1"
     approval = [e for e in audit.entries() if e["event"] == "approval"][-1]
     assert approval["actor"] == "user:alice" and approval["details"]["digest"] == digest
+    assert approval["details"]["approver_key_id"] == key_id(load_public_key(alice_public))
     assert audit.verify()[0]
 
 
@@ -124,3 +170,39 @@ def test_human_rejection_ends_the_release_without_moving_the_alias(
     uri = Workspace.at(example_repo.workspace).mlflow_uri
     with pytest.raises(MlflowException):
         MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion")
+
+
+def test_a_first_release_under_require_approval_waits_for_a_person_in_auto_mode_instead_of_failing(
+    example_repo: ExampleRepo, prefect_server: str
+) -> None:
+    policy = example_repo.write_policy(
+        "approval.yaml", baseline={"alias": "champion", "first_release": "require_approval"}
+    )
+    proc = _start_release(
+        example_repo,
+        prefect_server,
+        approve={"mode": "auto", "approvers": ["bob"]},
+        gates={"policy": str(policy)},
+    )
+    try:
+        run_id = _paused_run(prefect_server)
+        audit = AuditLog.of(example_repo.workspace)
+        digest = _wait_event(audit, "registration")["details"]["bundle_sha256"]
+        regression = [
+            e for e in audit.entries() if e["event"] == "gate" and e["details"]["gate"] == "regression"
+        ]
+        assert regression and all(e["details"]["passed"] for e in regression)
+        assert all(
+            e["details"]["reason"] == "first release: no baseline; human approval required"
+            for e in regression
+        )
+        ok = _decide(prefect_server, "approve", run_id, digest[:16], "bob")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    uri = Workspace.at(example_repo.workspace).mlflow_uri
+    assert str(MlflowClient(uri, uri).get_model_version_by_alias("tiny-credit", "champion").version) == "1"
+    approval = [e for e in audit.entries() if e["event"] == "approval"][-1]
+    assert approval["actor"] == "user:bob" and approval["details"]["mode"] == "human"

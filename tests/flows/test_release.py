@@ -15,7 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from attestflow.errors import GateFailedError
+from attestflow.errors import ConfigError, GateFailedError
 from attestflow.policy import load_policy
 from attestflow.records import ReleaseSummary
 from attestflow.tabular import load_checkpoint
@@ -158,19 +158,16 @@ def test_a_failing_gate_ends_the_flow_failed_and_leaves_the_alias(example_repo: 
     assert change["ci"][0] <= change["value"] <= change["ci"][1] and change["baseline_value"] is not None
 
 
-def test_a_first_release_that_needs_approval_is_refused_visibly(example_repo: ExampleRepo) -> None:
+def test_a_first_release_that_needs_approval_with_nobody_to_approve_is_refused_before_it_starts(
+    example_repo: ExampleRepo,
+) -> None:
     policy = example_repo.write_policy(
         "approval.yaml", baseline={"alias": "champion", "first_release": "require_approval"}
     )
-    with pytest.raises(GateFailedError, match=r"gate regression: .*first release needs approval"):
+    with pytest.raises(ConfigError, match=r"first_release: require_approval needs approve\.approvers"):
         _run(example_repo.write_config(gates={"policy": str(policy)}))
-    client = _client(example_repo)
-    assert client.search_model_versions("name='tiny-credit'")[0].aliases == []
-    (gates_json,) = _release_dirs(example_repo)
-    decisions = json.loads(gates_json.read_text())["decisions"]
-    refused = [d for d in decisions if not d["passed"]]
-    assert {d["gate"] for d in refused} == {"regression"}
-    assert "first release needs approval" in _gate_table(gates_json.parent.name)
+    assert _client(example_repo).search_registered_models() == []
+    assert _release_dirs(example_repo) == []
 
 
 def test_corrupted_data_fails_validation_with_the_expectation_named(example_repo: ExampleRepo) -> None:
