@@ -8,7 +8,7 @@ import typer
 
 from attestflow.errors import BadInputError, UnavailableError
 from flows.cli import render
-from flows.cli.common import ConfigOpt, first_line, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, audit_log, first_line, registry_uri, workspace_of
 
 DigestOpt = Annotated[str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters).")]
 ReasonOpt = Annotated[str, typer.Option(help="Why, for the audit trail.")]
@@ -55,6 +55,7 @@ def reject(run_id: str, digest: DigestOpt, reason: ReasonOpt, approver: Approver
 
 
 def rollback(
+    reason: ReasonOpt,
     to: Annotated[
         str | None, typer.Option("--to", help="Version to roll back to (default: @previous).")
     ] = None,
@@ -63,7 +64,6 @@ def rollback(
 ) -> None:
     """Point champion back at the previous (or a named) version, after verifying it."""
     from attestflow.aliases import rollback as roll_back
-    from attestflow.audit import AuditLog
     from attestflow.keys import trusted_public_key
 
     cfg, ws = workspace_of(config)
@@ -74,6 +74,7 @@ def rollback(
         previous_alias=cfg.promote.previous_alias,
         tracking_uri=registry_uri(cfg, ws),
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
-        audit=AuditLog.of(ws.root),
+        audit=audit_log(cfg, ws),
+        reason=reason,
     )
     render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was v{moved.previous_version})")

@@ -144,7 +144,7 @@ def test_the_signed_head_verifies_with_securesystemslib_and_the_public_key_alone
     pem = (log.path.parent / "keys" / "signing-key.pub.pem").read_bytes()
     public = serialization.load_pem_public_key(pem)
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    key = SSlibKey.from_crypto(public, keyid="sha256:" + hashlib.sha256(der).hexdigest())  # type: ignore[arg-type]
+    key = SSlibKey.from_crypto(public, keyid="sha256:" + hashlib.sha256(der).hexdigest())
     envelope = Envelope.from_dict(json.loads(log.head_path.read_text())["envelope"])
     envelope.verify([key], 1)
     stmt = json.loads(envelope.payload)
