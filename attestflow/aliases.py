@@ -5,13 +5,17 @@ point at it; one that fails any check is refused, and the refusal is audited. Th
 alias leaves is kept as the previous alias, ready for a rollback. Reading the current
 version, moving the alias and writing the audit entry happen under the workspace's audit
 lock, so two releases racing to promote leave one champion and a consistent log. Each move's
-audit head is mirrored as a tag on the registered model, an anchor outside the log file.
+audit head is mirrored as a tag on the registered model, an anchor outside the log file. A
+rollback refuses while an alias was moved outside attestflow (`attestflow.alias_drift`), and
+undoing a promotion puts the previous alias back too, so that it never names the version
+that was just refused.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from attestflow.alias_drift import RESTORED, refuse_on_drift
 from attestflow.audit import AuditLog
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.records import PromotionRecord
@@ -60,6 +64,21 @@ def clear_alias(
         audit.append(event, model=model_name, version=None, alias=alias, reason=reason)
 
 
+def restore_alias(
+    model_name: str, alias: str, version: str | None, *, tracking_uri: str, audit: AuditLog, reason: str
+) -> None:
+    """Put `alias` back at `version` (None: remove it) if it points elsewhere, and audit it."""
+    registry = Registry(tracking_uri)
+    with audit.locked():
+        if registry.alias_version(model_name, alias) == version:
+            return
+        if version is None:
+            registry.delete_alias(model_name, alias)
+        else:
+            registry.set_alias(model_name, alias, version)
+        audit.append(RESTORED, model=model_name, version=version, alias=alias, reason=reason)
+
+
 def restore_previous(
     record: PromotionRecord,
     tracking_uri: str,
@@ -68,28 +87,37 @@ def restore_previous(
     previous_alias: str,
     reason: str,
 ) -> None:
-    """Put the champion before `record` back (or clear the alias if there was none)."""
-    if record.previous_version is None:
-        clear_alias(
-            "canary_rollback",
+    """Put the champion before `record` back (or clear the alias if there was none), and `previous_alias`."""
+    with audit.locked():
+        if record.previous_version is None:
+            clear_alias(
+                "canary_rollback",
+                record.model_name,
+                record.alias,
+                tracking_uri=tracking_uri,
+                audit=audit,
+                reason=reason,
+            )
+        else:
+            move_alias(
+                "canary_rollback",
+                record.model_name,
+                record.previous_version,
+                alias=record.alias,
+                previous_alias=previous_alias,
+                tracking_uri=tracking_uri,
+                public_key=public_key,
+                audit=audit,
+                reason=reason,
+            )
+        restore_alias(
             record.model_name,
-            record.alias,
+            previous_alias,
+            record.previous_alias_version,
             tracking_uri=tracking_uri,
             audit=audit,
-            reason=reason,
+            reason=f"as before the undone promotion of v{record.version}",
         )
-        return
-    move_alias(
-        "canary_rollback",
-        record.model_name,
-        record.previous_version,
-        alias=record.alias,
-        previous_alias=previous_alias,
-        tracking_uri=tracking_uri,
-        public_key=public_key,
-        audit=audit,
-        reason=reason,
-    )
 
 
 def rollback(
@@ -101,23 +129,35 @@ def rollback(
     tracking_uri: str,
     public_key: Path,
     audit: AuditLog,
+    reason: str,
 ) -> PromotionRecord:
-    """Point `alias` back at `to_version`, or at the `previous_alias` version, after verifying it."""
+    """Point `alias` back at `to_version`, or at the `previous_alias` version, after verifying it.
+
+    The target is resolved and compared with the current version under the audit lock, so a
+    concurrent move cannot change either in between; drift of the model's aliases refuses it.
+    """
+    if not reason.strip():
+        raise BadInputError("--reason is required: say why, for the audit trail")
     registry = Registry(tracking_uri)
-    target = to_version or registry.alias_version(model_name, previous_alias)
-    if target is None:
-        raise BadInputError(
-            f"{model_name} has no @{previous_alias} version to roll back to; name one with --to"
+    with audit.locked():
+        refuse_on_drift(
+            "rollback", model_name, alias=alias, previous_alias=previous_alias, registry=registry, audit=audit
         )
-    if target == registry.alias_version(model_name, alias):
-        raise BadInputError(f"{model_name} version {target} is already @{alias}")
-    return move_alias(
-        "rollback",
-        model_name,
-        target,
-        alias=alias,
-        previous_alias=previous_alias,
-        tracking_uri=tracking_uri,
-        public_key=public_key,
-        audit=audit,
-    )
+        target = to_version or registry.alias_version(model_name, previous_alias)
+        if target is None:
+            raise BadInputError(
+                f"{model_name} has no @{previous_alias} version to roll back to; name one with --to"
+            )
+        if target == registry.alias_version(model_name, alias):
+            raise BadInputError(f"{model_name} version {target} is already @{alias}")
+        return move_alias(
+            "rollback",
+            model_name,
+            target,
+            alias=alias,
+            previous_alias=previous_alias,
+            tracking_uri=tracking_uri,
+            public_key=public_key,
+            audit=audit,
+            reason=reason,
+        )

@@ -5,6 +5,8 @@ rejection, a promotion, a canary result, a rollback), each carrying the SHA-256 
 before it, so that editing, deleting or reordering any line breaks the chain from there on.
 Appends hold a file lock, which also serialises promotions in this workspace. The log says
 who and what, never secrets: values that look like URIs have their credentials removed.
+Each append re-signs the head file with the workspace's release key (`attestflow.audit_head`),
+so appending to the log takes the key and verifying it takes the trusted public key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from attestflow.audit_head import HeadError, signed_head, signed_position
+from attestflow.errors import BadInputError
+from attestflow.keys import release_keypair, trusted_public_key
 from attestflow.lineage import actor
 from attestflow.workspace import redact_uri
 
@@ -48,13 +53,19 @@ def _line_hash(line: str) -> str:
 
 @dataclass(frozen=True)
 class AuditLog:
-    """The audit log of a workspace."""
+    """The audit log of a workspace (the log's folder), its head signed with the release key."""
 
     path: Path
+    private_key: Path | None = None
+    """The configured release key (`sign.private_key`); unset, or without `public_key`: the workspace's."""
+    public_key: Path | None = None
+    """The configured trusted key (`sign.public_key`); unset: the workspace's."""
 
     @classmethod
-    def of(cls, workspace_root: Path) -> AuditLog:
-        return cls(workspace_root / LOG_NAME)
+    def of(
+        cls, workspace_root: Path, private_key: Path | None = None, public_key: Path | None = None
+    ) -> AuditLog:
+        return cls(workspace_root / LOG_NAME, private_key, public_key)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -81,6 +92,7 @@ class AuditLog:
     ) -> dict[str, Any]:
         """Append one event, chained to the line before it; returns the entry written."""
         with self.locked():
+            signing_key = release_keypair(self.private_key, self.public_key, self.path.parent).private_key
             seq, prev = self._last()
             entry = {
                 "seq": seq + 1,
@@ -97,7 +109,7 @@ class AuditLog:
                 f.write(line + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            head = {"seq": entry["seq"], "sha256": _line_hash(line)}
+            head = signed_head(self.path.name, entry["seq"], _line_hash(line), signing_key)
             tmp = self.head_path.with_name(self.head_path.name + ".tmp")
             tmp.write_text(json.dumps(head))
             tmp.replace(self.head_path)
@@ -110,10 +122,14 @@ class AuditLog:
         return self.path.with_name(self.path.name + ".head")
 
     def head(self) -> dict[str, Any] | None:
-        """The recorded head (``seq``, ``sha256``), if any."""
+        """The recorded head (``seq``, ``sha256``, signed ``envelope``), if any; unchecked, ``{}`` if unreadable."""
         if not self.head_path.is_file():
             return None
-        return dict(json.loads(self.head_path.read_text()))
+        try:
+            head = json.loads(self.head_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return dict(head) if isinstance(head, dict) else {}
 
     def entries(self) -> list[dict[str, Any]]:
         """Every entry, in order (unverified: call `verify` first to trust them)."""
@@ -125,9 +141,11 @@ class AuditLog:
         """(ok, number of the first bad line, reason) for the whole chain.
 
         Each anchor (``seq``, ``sha256``) is a head recorded elsewhere (the head file, registry
-        tags): the log must still contain that entry, or lines were deleted from its end.
+        tags): the log must still contain that entry, or lines were deleted from its end. The
+        head file is required, signed by the trusted key and naming the last line.
         """
-        heads = [h for h in [self.head(), *(anchors or [])] if h]
+        head = self.head()
+        heads = [h for h in [head, *(anchors or [])] if h and str(h.get("seq", "")).isdigit()]
         if not self.path.is_file():
             return (False, 1, "the audit log is missing") if heads else (True, None, "no audit log yet")
         prev = GENESIS
@@ -142,17 +160,39 @@ class AuditLog:
             if entry.get("seq") != number:
                 return False, number, f"sequence number {entry.get('seq')} where {number} was expected"
             prev = _line_hash(line)
-        for head in heads:
-            seq = int(head["seq"])
+        for anchor in heads:
+            seq = int(anchor["seq"])
             if seq > len(lines):
                 return (
                     False,
                     len(lines) + 1,
                     f"entry {seq} was recorded but is gone (lines deleted from the end)",
                 )
-            if _line_hash(lines[seq - 1]) != head["sha256"]:
+            if _line_hash(lines[seq - 1]) != anchor["sha256"]:
                 return False, seq, f"entry {seq} differs from the hash recorded for it"
+        problem = self._unsigned(head, lines)
+        if problem is not None:
+            return False, *problem
         return True, None, f"{len(lines)} entries, chain intact"
+
+    def _unsigned(self, head: dict[str, Any] | None, lines: list[str]) -> tuple[int, str] | None:
+        """(line, reason) when the signed head does not cover every line; None when it does."""
+        if not lines:
+            return None
+        if head is None:
+            return len(lines), f"the signed head {self.head_path.name} is missing"
+        try:
+            seq, digest = signed_position(head, trusted_public_key(self.public_key, self.path.parent))
+        except (HeadError, BadInputError) as e:
+            return len(lines), str(e)
+        if seq < len(lines):
+            return (
+                seq + 1,
+                f"entries {seq + 1} to {len(lines)} come after the signed head (appended without the key)",
+            )
+        if seq > len(lines) or _line_hash(lines[seq - 1]) != digest:
+            return min(seq, len(lines)), f"the signed head names entry {seq}, which the log does not hold"
+        return None
 
 
 def mirror_to_prefect(entry: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from attestflow.alias_drift import refuse_on_drift
 from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache, code_version
@@ -35,6 +36,7 @@ from attestflow.records import (
     TrainingRecord,
     write_json,
 )
+from attestflow.registry import Registry
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 
@@ -148,8 +150,10 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
 def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_id: str) -> ReleaseContext:
     """Load and check everything a release needs, refuse uncommitted code, and log its start.
 
-    Activates the workspace, creates the release folder with the validated ``config.json`` in
-    it, and appends ``run_started`` to the audit log.
+    Activates the workspace, refuses while an alias of the model was moved outside attestflow
+    (here rather than in the CLI's preflight, so that deployments and schedules refuse too),
+    creates the release folder with the validated ``config.json`` in it, and appends
+    ``run_started`` to the audit log.
     """
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = load_config(config_path, overrides)
@@ -173,7 +177,15 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
         invocation=invocation,
         release_dir=ws.releases / cfg.model_name / flow_run_id,
         tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
-        audit=AuditLog.of(ws.root),
+        audit=AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key),
+    )
+    refuse_on_drift(
+        "release",
+        cfg.model_name,
+        alias=cfg.promote.alias,
+        previous_alias=cfg.promote.previous_alias,
+        registry=Registry(ctx.tracking_uri),
+        audit=ctx.audit,
     )
     ctx.audit.append(
         "run_started",

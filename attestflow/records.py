@@ -309,6 +309,8 @@ class PromotionRecord:
     alias: str
     version: str
     previous_version: str | None
+    previous_alias_version: str | None = None
+    """What the previous alias named before this move (set by `promote`), put back if the move is undone."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The `audit` commands: check the workspace's hash-chained audit log, and show who moved what."""
+"""The `audit` commands: check the workspace's hash-chained audit log, show who moved what, adopt outside moves."""
 
 from __future__ import annotations
 
@@ -7,24 +7,66 @@ from typing import Annotated
 import typer
 
 from flows.cli import render
-from flows.cli.common import ConfigOpt, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, audit_log, registry_uri, workspace_of
 
 app = typer.Typer(no_args_is_help=True, help="The workspace's hash-chained audit log.")
 
 
 @app.command("verify")
 def audit_verify(config: ConfigOpt = None) -> None:
-    """Check the audit log's hash chain; exit 1 naming the first bad line."""
-    from attestflow.audit import AuditLog, registry_anchors
+    """Check the audit log's hash chain and signed head, and each model's aliases against it; exit 1 on any."""
+    from attestflow.alias_drift import alias_drift, audited_models
+    from attestflow.audit import registry_anchors
+    from attestflow.registry import Registry
 
     cfg, ws = workspace_of(config)
-    log = AuditLog.of(ws.root)
-    anchors = registry_anchors(registry_uri(cfg, ws))
+    log = audit_log(cfg, ws)
+    uri = registry_uri(cfg, ws)
+    anchors = registry_anchors(uri)
     ok, line, reason = log.verify(anchors)
     if not ok:
         render.audit_broken(line, reason, log.path)
         raise typer.Exit(1)
+    registry = Registry(uri)
+    drift = [
+        d
+        for name in dict.fromkeys([*audited_models(log.entries()), cfg.model_name])
+        for d in alias_drift(
+            name,
+            alias=cfg.promote.alias,
+            previous_alias=cfg.promote.previous_alias,
+            registry=registry,
+            audit=log,
+        )
+    ]
+    if drift:
+        render.alias_drift(drift)
+        raise typer.Exit(1)
     render.audit_ok(reason, len(anchors), log.path)
+
+
+@app.command("adopt")
+def audit_adopt(
+    model: Annotated[str, typer.Argument(help="Registered model whose registry aliases to adopt.")],
+    reason: Annotated[
+        str, typer.Option(help="Why the move outside attestflow is accepted, for the audit trail.")
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Accept aliases moved outside attestflow as audited, so releases and rollbacks of MODEL proceed."""
+    from attestflow.alias_drift import adopt
+    from attestflow.registry import Registry
+
+    cfg, ws = workspace_of(config)
+    adopted = adopt(
+        model,
+        reason,
+        alias=cfg.promote.alias,
+        previous_alias=cfg.promote.previous_alias,
+        registry=Registry(registry_uri(cfg, ws)),
+        audit=audit_log(cfg, ws),
+    )
+    render.adopted(model, adopted)
 
 
 @app.command("show")
@@ -34,10 +76,10 @@ def audit_show(
     all_events: Annotated[bool, typer.Option("--all", help="Every event, not only alias moves.")] = False,
 ) -> None:
     """Which version was champion when, who moved it, and why."""
-    from attestflow.audit import AuditLog, champion_history
+    from attestflow.audit import champion_history
 
-    _, ws = workspace_of(config)
-    log = AuditLog.of(ws.root)
+    cfg, ws = workspace_of(config)
+    log = audit_log(cfg, ws)
     ok, line, reason = log.verify()
     if not ok:
         render.audit_broken(line, reason, log.path, warning=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from attestflow.audit import AuditLog
     from attestflow.config import ReleaseConfig
     from attestflow.workspace import Workspace
 
@@ -40,6 +41,13 @@ def registry_uri(cfg: ReleaseConfig, ws: Workspace) -> str:
     from attestflow.tracking import tracking_uri
 
     return tracking_uri(cfg.register.tracking_uri, ws)
+
+
+def audit_log(cfg: ReleaseConfig, ws: Workspace) -> AuditLog:
+    """The workspace's audit log, its head signed and checked with the configured (or workspace) key."""
+    from attestflow.audit import AuditLog
+
+    return AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key)
 
 
 def first_line(e: BaseException) -> str:

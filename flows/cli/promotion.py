@@ -10,7 +10,7 @@ import typer
 
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from flows.cli import render
-from flows.cli.common import ConfigOpt, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, audit_log, registry_uri, workspace_of
 
 DigestOpt = Annotated[
     str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters; all 64 with --key).")
@@ -96,6 +96,7 @@ def reject(
 
 
 def rollback(
+    reason: ReasonOpt,
     to: Annotated[
         str | None, typer.Option("--to", help="Version to roll back to (default: @previous).")
     ] = None,
@@ -104,7 +105,6 @@ def rollback(
 ) -> None:
     """Point champion back at the previous (or a named) version, after verifying it."""
     from attestflow.aliases import rollback as roll_back
-    from attestflow.audit import AuditLog
     from attestflow.keys import trusted_public_key
 
     cfg, ws = workspace_of(config)
@@ -115,6 +115,7 @@ def rollback(
         previous_alias=cfg.promote.previous_alias,
         tracking_uri=registry_uri(cfg, ws),
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
-        audit=AuditLog.of(ws.root),
+        audit=audit_log(cfg, ws),
+        reason=reason,
     )
     render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was v{moved.previous_version})")

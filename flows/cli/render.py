@@ -20,6 +20,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from attestflow.alias_drift import AliasDrift
     from attestflow.records import GateReport, ReleaseSummary, TrainingRecord
     from attestflow.verify import Verification
     from tasks.gates.calibrate import MarginSummary
@@ -230,6 +231,24 @@ def audit_broken(line: int | None, reason: str, path: Path, warning: bool = Fals
         err.print(
             f"[bold red]audit log broken at line {line}[/]: {escape(f'{reason} ({path})')}", highlight=False
         )
+
+
+def alias_drift(drift: list[AliasDrift]) -> None:
+    """Aliases moved outside attestflow, one line each, and the two ways to settle them."""
+    for d in drift:
+        err.print(f"[bold red]alias moved outside attestflow[/]: {escape(str(d))}", highlight=False)
+    err.print(
+        "adopt with `attestflow audit adopt MODEL --reason ...`, or set the alias back to the audited version",
+        highlight=False,
+    )
+
+
+def adopted(model: str, drift: list[AliasDrift]) -> None:
+    """What `audit adopt` recorded as audited, or that there was nothing to adopt."""
+    if not drift:
+        note(f"{model}: the registry's aliases already match the audit log; nothing adopted")
+    for d in drift:
+        note(f"adopted: {d}")
 
 
 def audit_table(rows: list[dict[str, Any]], model: str | None) -> None:

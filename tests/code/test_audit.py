@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from attestflow.audit import AuditLog, champion_history
+from attestflow.audit_head import signed_head
+from attestflow.keys import ensure_keypair
 
 
 @pytest.fixture
@@ -84,3 +87,67 @@ def test_champion_history_lists_alias_moves_only(log: AuditLog) -> None:
         ("promotion", "2"),
         ("rollback", "1"),
     ]
+
+
+def _rechained(lines: list[str]) -> list[str]:
+    """The lines with `prev` and `seq` recomputed, as someone rewriting the log without the key would."""
+    out: list[str] = []
+    prev = "0" * 64
+    for number, line in enumerate(lines, start=1):
+        entry = {**json.loads(line), "prev": prev, "seq": number}
+        out.append(json.dumps(entry, sort_keys=True, separators=(",", ":")))
+        prev = hashlib.sha256(out[-1].encode()).hexdigest()
+    return out
+
+
+def test_a_deleted_head_file_is_named(log: AuditLog) -> None:
+    log.head_path.unlink()
+    ok, bad, reason = log.verify()
+    assert not ok and bad == 4 and "signed head audit.jsonl.head is missing" in reason
+
+
+def test_a_valid_looking_line_appended_after_the_head_is_named(log: AuditLog) -> None:
+    lines = log.path.read_text().splitlines()
+    forged = {**json.loads(lines[-1]), "event": "alias_adopted", "version": "2"}
+    lines = _rechained([*lines, json.dumps(forged)])
+    log.path.write_text("\n".join(lines) + "\n")
+    ok, bad, reason = log.verify()
+    assert not ok and bad == 5 and "come after the signed head" in reason
+
+
+def test_a_log_and_head_rewritten_together_without_the_key_fail_the_signature(log: AuditLog) -> None:
+    lines = log.path.read_text().splitlines()
+    lines[3] = json.dumps({**json.loads(lines[3]), "version": "2"})
+    lines = _rechained(lines)
+    log.path.write_text("\n".join(lines) + "\n")
+    digest = hashlib.sha256(lines[-1].encode()).hexdigest()
+    anchor = {"seq": 4, "sha256": digest}
+    # The old signature kept beside the new numbers: the head says what its signature does not.
+    log.head_path.write_text(json.dumps({**json.loads(log.head_path.read_text()), **anchor}))
+    ok, bad, reason = log.verify(anchors=[anchor])
+    assert not ok and bad == 4 and "its signature covers" in reason
+    # A head signed by a key of the attacker's own does not verify with the trusted key.
+    other = ensure_keypair(log.path.parent / "attacker")
+    log.head_path.write_text(json.dumps(signed_head("audit.jsonl", 4, digest, other.private_key)))
+    ok, bad, reason = log.verify(anchors=[anchor])
+    assert not ok and "verifies with the trusted public key" in reason
+    # An unsigned head in the old format is refused too.
+    log.head_path.write_text(json.dumps(anchor))
+    assert log.verify(anchors=[anchor])[2] == "the audit head is not signed"
+
+
+def test_the_signed_head_verifies_with_securesystemslib_and_the_public_key_alone(log: AuditLog) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import SSlibKey
+
+    pem = (log.path.parent / "keys" / "signing-key.pub.pem").read_bytes()
+    public = serialization.load_pem_public_key(pem)
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = SSlibKey.from_crypto(public, keyid="sha256:" + hashlib.sha256(der).hexdigest())
+    envelope = Envelope.from_dict(json.loads(log.head_path.read_text())["envelope"])
+    envelope.verify([key], 1)
+    stmt = json.loads(envelope.payload)
+    last = log.path.read_text().splitlines()[-1]
+    assert stmt["subject"][0]["digest"]["sha256"] == hashlib.sha256(last.encode()).hexdigest()
+    assert stmt["predicate"] == {"seq": 4}

@@ -213,8 +213,8 @@ def _closed_port() -> int:
     [
         ["run"],
         ["verify", "models:/tiny-credit@champion"],
-        ["rollback"],
-        ["rollback", "--to", "1"],
+        ["rollback", "--reason", "test"],
+        ["rollback", "--to", "1", "--reason", "test"],
     ],
     ids=["run", "verify", "rollback", "rollback-to"],
 )

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from attestflow.audit import AuditLog
 from attestflow.errors import GateFailedError
+from attestflow.registry import Registry
 from attestflow.workspace import Workspace
 from flows.cli import app
 from flows.release import release
@@ -60,9 +61,11 @@ def test_rollback_is_verified_recorded_and_shown(example_repo: ExampleRepo) -> N
     release(config_path=str(example_repo.write_config("second.yaml", fine_tune={"lr": 0.01})))
     assert (_alias(example_repo, "champion"), _alias(example_repo, "previous")) == ("2", "1")
 
-    code, out = _cli("rollback", "--config", str(config))
+    code, out = _cli("rollback", "--reason", "v2 misbehaves", "--config", str(config))
     assert code == 0, out
     assert (_alias(example_repo, "champion"), _alias(example_repo, "previous")) == ("1", "2")
+
+    assert AuditLog.of(example_repo.workspace).entries()[-1]["details"]["reason"] == "v2 misbehaves"
 
     code, out = _cli("audit", "show", "--config", str(config))
     assert code == 0 and "rollback" in out and out.count("promotion") == 2
@@ -77,6 +80,63 @@ def test_rollback_is_verified_recorded_and_shown(example_repo: ExampleRepo) -> N
     log.head_path.unlink()
     code, out = _cli("audit", "verify", "--config", str(config))
     assert code == 1 and "gone" in out
+
+
+def test_a_canary_rejection_then_a_plain_rollback_does_not_make_the_rejected_version_champion(
+    example_repo: ExampleRepo,
+) -> None:
+    config = example_repo.write_config()
+    release(config_path=str(config))
+    slow = example_repo.write_config(
+        "canary.yaml", fine_tune={"lr": 0.01}, canary={"max_latency_ratio": 1e-6}
+    )
+    with pytest.raises(GateFailedError, match="canary of v2"):
+        release(config_path=str(slow))
+    # @previous is as before the refused promotion (unset), not the version the canary refused.
+    assert Registry(Workspace.at(example_repo.workspace).mlflow_uri).aliases("tiny-credit") == {
+        "champion": "1"
+    }
+    restored = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "alias_restored"]
+    assert [(e["version"], e["details"]["alias"]) for e in restored] == [(None, "previous")]
+    code, out = _cli("rollback", "--reason", "undo the canary", "--config", str(config))
+    assert code == 2 and "no @previous version" in out
+    assert _alias(example_repo, "champion") == "1"
+    code, out = _cli("audit", "verify", "--config", str(config))
+    assert code == 0, out
+
+
+def test_an_alias_moved_outside_attestflow_blocks_release_and_rollback_until_adopted(
+    example_repo: ExampleRepo,
+) -> None:
+    config = example_repo.write_config()
+    release(config_path=str(config))
+    release(config_path=str(example_repo.write_config("second.yaml", fine_tune={"lr": 0.01})))
+    _client(example_repo).set_registered_model_alias("tiny-credit", "champion", "1")
+
+    code, out = _cli("audit", "verify", "--config", str(config))
+    assert code == 1 and "tiny-credit@champion is v1 in the registry but v2 in the audit log" in out
+    code, out = _cli("rollback", "--to", "2", "--reason", "undo the hand edit", "--config", str(config))
+    assert code == 1 and "rollback refused: tiny-credit@champion is v1" in out and "audit adopt" in out
+    assert _alias(example_repo, "champion") == "1"
+    with pytest.raises(GateFailedError, match="release refused: tiny-credit@champion is v1"):
+        release(config_path=str(config))
+    log = AuditLog.of(example_repo.workspace)
+    assert [e["event"] for e in log.entries()[-2:]] == ["rollback_refused", "release_refused"]
+
+    code, out = _cli(
+        "audit", "adopt", "tiny-credit", "--reason", "hotfix by on-call", "--config", str(config)
+    )
+    assert code == 0 and "adopted: tiny-credit@champion" in out
+    code, out = _cli("audit", "verify", "--config", str(config))
+    assert code == 0, out
+    code, out = _cli(
+        "rollback", "--to", "2", "--reason", "back to the audited champion", "--config", str(config)
+    )
+    assert code == 0, out
+    assert _alias(example_repo, "champion") == "2"
+    adopted, rolled = log.entries()[-2:]
+    assert adopted["event"] == "alias_adopted" and adopted["details"]["reason"] == "hotfix by on-call"
+    assert rolled["event"] == "rollback" and rolled["details"]["reason"] == "back to the audited champion"
 
 
 def test_rollback_to_a_tampered_version_is_refused(example_repo: ExampleRepo) -> None:
@@ -95,7 +155,7 @@ def test_rollback_to_a_tampered_version_is_refused(example_repo: ExampleRepo) ->
     data[-10] ^= 0xFF
     onnx_file.write_bytes(bytes(data))
 
-    code, out = _cli("rollback", "--to", "1", "--config", str(config))
+    code, out = _cli("rollback", "--to", "1", "--reason", "test", "--config", str(config))
     assert code == 1 and "rollback refused" in out and "model.onnx does not match" in out
     assert _alias(example_repo, "champion") == "2"
     assert AuditLog.of(example_repo.workspace).entries()[-1]["event"] == "rollback_refused"
@@ -104,7 +164,7 @@ def test_rollback_to_a_tampered_version_is_refused(example_repo: ExampleRepo) ->
 def test_rollback_without_a_previous_version_is_bad_input(example_repo: ExampleRepo) -> None:
     config = example_repo.write_config()
     release(config_path=str(config))
-    code, out = _cli("rollback", "--config", str(config))
+    code, out = _cli("rollback", "--reason", "test", "--config", str(config))
     assert code == 2 and "no @previous version" in out
 
 
