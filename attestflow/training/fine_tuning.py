@@ -23,7 +23,7 @@ from attestflow.adapters import ModelAdapter, load_adapter
 from attestflow.config import DataConfig, FineTuneConfig, ModelConfig
 from attestflow.dataset import Split, load_splits
 from attestflow.digests import Digest, file_digest, json_digest
-from attestflow.errors import BadInputError
+from attestflow.errors import BadInputError, GateFailedError
 from attestflow.formats import PickleImport, require_safe_weights
 from attestflow.progress import TrainingProgress
 from attestflow.records import TrainingRecord, WarmStart
@@ -33,6 +33,7 @@ from attestflow.training.checkpoints import (
     epoch_digests,
     last_good_checkpoint,
     load_training_state,
+    seed_from_family,
 )
 from attestflow.training.loop import (
     Ranks,
@@ -47,25 +48,32 @@ from attestflow.training.loop import (
 from attestflow.workspace import Workspace
 
 _STAGE_KEYS = {"retries", "retry_delay_s", "timeout_s"}
-_SPEED_KEYS = {"epochs", "device", "num_workers", "checkpoint_every", "processes"}
-"""Settings that change how fast training runs, or how long, but not the model at a given step."""
+_NOT_WEIGHTS = {"device", "num_workers", "checkpoint_every", "base_checkpoint"}
+"""Settings that provably leave the weights as they are: batches are fixed by (seed, epoch) whichever
+process makes them, a checkpoint consumes no randomness, and the device counts as the one picked
+(``auto`` and ``cuda`` on a GPU train alike) and the base by its digest, not as configured."""
 
 
 def training_key(
-    cfg: FineTuneConfig, model: ModelConfig, data: DataConfig, data_md5: str, base: Digest
+    cfg: FineTuneConfig, model: ModelConfig, data: DataConfig, data_md5: str, base: Digest, device: str
 ) -> str:
-    """Digest of everything training depends on; names its checkpoint folder."""
-    # Left out: the epoch count (epoch k's state does not depend on how many follow it, so a
-    # longer run resumes from a shorter one), and what only changes speed (device, workers).
-    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS | _SPEED_KEYS | {"base_checkpoint"})
+    """``<family>-e<epochs>``: names the checkpoint folder and MLflow run of one set of training inputs.
+
+    The family digest covers everything that changes the trained weights but the epoch count
+    (`device` is the type actually trained on); with the epochs beside it, two trainings that
+    end with different weights never share a folder or a run, and a longer run can still start
+    from the epoch-end checkpoints of a shorter one of its family.
+    """
+    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS | _NOT_WEIGHTS | {"epochs"})
     spec = {
         "fine_tune": settings,
+        "device": device,
         "model": model.model_dump(mode="json"),
         "data": data.model_dump(mode="json"),
         "data_md5": data_md5,
         "base": base.value,
     }
-    return json_digest(spec).value[:20]
+    return f"{json_digest(spec).value[:20]}-e{cfg.epochs}"
 
 
 @dataclass(frozen=True)
@@ -116,26 +124,30 @@ def fine_tune(
         raise BadInputError(f"{data.path}: no training rows")
     n_classes = max(2, int(max(train_split.y.max(), test_split.y.max(initial=0))) + 1)
     start = _starting_point(cfg, model_cfg, adapter, ws, warm_start, n_classes)
-    key = training_key(cfg, model_cfg, data, data_md5, start.base_digest)
+    device = pick_device(cfg.device, ranks.local_rank)
+    key = training_key(cfg, model_cfg, data, data_md5, start.base_digest, device.type)
     folder = ws.training / key
     folder.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device, ranks.local_rank)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(start.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = Schedule(len(train_split), cfg.batch_size, cfg.grad_accum_steps, cfg.seed)
     # Only rank 0 talks to MLflow (several processes creating one SQLite store would collide).
     mlflow = client(tracking_uri) if ranks.is_main else None
-    resume = last_good_checkpoint(folder, cfg.epochs * schedule.steps_per_epoch)
+    total = cfg.epochs * schedule.steps_per_epoch
+    # A folder of its own but no checkpoint yet: start after a shorter run's epochs, copied in.
+    seeded = ranks.is_main and last_good_checkpoint(folder, total) is None and seed_from_family(folder, total)
+    ranks.barrier()
+    resume = last_good_checkpoint(folder, total)
+    run_id, start_step = "", 0
     if resume is not None:
         run_id, start_step = load_training_state(resume, start.net, opt), resume.step
-    else:
-        if warm_start is None:
-            adapter.prepare(start.net, train_split.inputs)
-        run_id, start_step = "", 0
-        if mlflow is not None:
-            params = _run_params(cfg, model_cfg, key, start, data_md5, warm_start)
-            run_name = f"fine_tune-{key[:8]}"
-            run_id = _open_run(mlflow, tracking_uri, experiment, ws, run_name, run_tags or {}, params)
+    elif warm_start is None:
+        adapter.prepare(start.net, train_split.inputs)
+    if (resume is None or seeded) and mlflow is not None:  # the shorter run's own run stays as it is
+        params = _run_params(cfg, model_cfg, key, start, data_md5, warm_start)
+        run_id = _open_run(
+            mlflow, tracking_uri, experiment, ws, f"fine_tune-{key[:8]}", run_tags or {}, params
+        )
     trainer = _trainer(
         adapter, start.net, opt, cfg, schedule, device, folder, run_id, ranks, model_name, step_hook
     )
@@ -323,7 +335,27 @@ def _finish(
 def _log_summary(
     mlflow: Any, trainer: Trainer, start_step: int, outcome: _Outcome, precision: str, digest: Digest
 ) -> None:
-    """Tag the run with how it trained, log its speed and final weights, and draw its curves."""
+    """Log the run's weights and how it trained, unless already logged, and draw its curves.
+
+    A run whose weights are logged is evidence of an earlier release: the same weights again (a
+    re-run that found training complete) leave it as it is, and different ones are refused.
+    """
+    run_id = trainer.run_id
+    logged = mlflow.get_run(run_id).data.tags.get("checkpoint_sha256")
+    if logged is None:
+        _log_weights(mlflow, trainer, start_step, outcome, precision, digest)
+    elif logged != digest.value:
+        raise GateFailedError(
+            [f"training run {run_id} already logged weights {logged[:12]}; refusing to overwrite them"]
+        )
+    if trainer.progress is not None:
+        trainer.progress.finish(_history(mlflow, run_id, trainer.schedule.steps_per_epoch))
+
+
+def _log_weights(
+    mlflow: Any, trainer: Trainer, start_step: int, outcome: _Outcome, precision: str, digest: Digest
+) -> None:
+    """Log the run's summary tags, speed and final weights (once per run)."""
     run_id = trainer.run_id
     summary = {
         "device": trainer.device.type,
@@ -333,7 +365,7 @@ def _log_summary(
         "checkpoint_sha256": digest.value,
     }
     speed = []
-    if outcome.trained:  # a re-run that found training complete measured nothing: keep the real figures
+    if outcome.trained:
         summary.update(samples_per_s=f"{outcome.samples_per_s:.1f}", peak_memory_mb=f"{outcome.peak_mb:.0f}")
         speed = [
             _metric("samples_per_s", outcome.samples_per_s, 0),
@@ -342,8 +374,6 @@ def _log_summary(
     mlflow.log_batch(run_id, metrics=speed, tags=[_tag(k, v) for k, v in summary.items()])
     final = trainer.folder / "model.safetensors"
     mlflow.log_artifact(run_id, str(final), artifact_path=CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
-    if trainer.progress is not None:
-        trainer.progress.finish(_history(mlflow, run_id, trainer.schedule.steps_per_epoch))
 
 
 def _metric(key: str, value: float, step: int) -> Any:
