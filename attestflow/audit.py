@@ -70,7 +70,7 @@ class AuditLog:
             return 0, GENESIS
         last = ""
         count = 0
-        with open(self.path) as f:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.strip():
                     last, count = line.rstrip("\n"), count + 1
@@ -110,16 +110,40 @@ class AuditLog:
         return self.path.with_name(self.path.name + ".head")
 
     def head(self) -> dict[str, Any] | None:
-        """The recorded head (``seq``, ``sha256``), if any."""
+        """The recorded head (``seq``, ``sha256``), if any; a head file that is not one is `MalformedAuditError`."""
         if not self.head_path.is_file():
             return None
-        return dict(json.loads(self.head_path.read_text()))
+        try:
+            head = json.loads(self.head_path.read_bytes())
+            seq, digest = head["seq"], head["sha256"]
+        except (ValueError, TypeError, KeyError):
+            raise MalformedAuditError(f"the head file {self.head_path.name} is corrupt") from None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(digest, str):
+            raise MalformedAuditError(f"the head file {self.head_path.name} is corrupt")
+        return {"seq": seq, "sha256": digest}
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Every entry, in order (unverified: call `verify` first to trust them)."""
+    def _lines(self) -> list[str]:
+        """The log's lines as text; bytes that are not UTF-8 are replaced (and break the chain there)."""
+        return self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+
+    def entries(self, *, skipped: list[int] | None = None) -> list[dict[str, Any]]:
+        """Every well-formed entry, in order (unverified: call `verify` first to trust them).
+
+        A line that is not an entry is left out, and its number appended to `skipped`.
+        """
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        out = []
+        for number, line in enumerate(self._lines(), start=1):
+            if not line.strip():
+                continue
+            entry, _ = parse_entry(line)
+            if entry is None:
+                if skipped is not None:
+                    skipped.append(number)
+                continue
+            out.append(entry)
+        return out
 
     def verify(self, anchors: list[dict[str, Any]] | None = None) -> tuple[bool, int | None, str]:
         """(ok, number of the first bad line, reason) for the whole chain.
@@ -127,16 +151,18 @@ class AuditLog:
         Each anchor (``seq``, ``sha256``) is a head recorded elsewhere (the head file, registry
         tags): the log must still contain that entry, or lines were deleted from its end.
         """
-        heads = [h for h in [self.head(), *(anchors or [])] if h]
+        try:
+            heads = [h for h in [self.head(), *(anchors or [])] if h]
+        except MalformedAuditError as e:
+            return False, None, str(e)
         if not self.path.is_file():
             return (False, 1, "the audit log is missing") if heads else (True, None, "no audit log yet")
         prev = GENESIS
-        lines = self.path.read_text().splitlines()
+        lines = self._lines()
         for number, line in enumerate(lines, start=1):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                return False, number, "not valid JSON"
+            entry, problem = parse_entry(line)
+            if entry is None:
+                return False, number, problem
             if entry.get("prev") != prev:
                 return False, number, "does not chain to the line before it (edited, deleted or reordered)"
             if entry.get("seq") != number:
@@ -153,6 +179,31 @@ class AuditLog:
             if _line_hash(lines[seq - 1]) != head["sha256"]:
                 return False, seq, f"entry {seq} differs from the hash recorded for it"
         return True, None, f"{len(lines)} entries, chain intact"
+
+
+class MalformedAuditError(ValueError):
+    """A line of the audit log, or its head file, is not what the log writes."""
+
+
+ENTRY_KEYS = {"seq": int, "time": str, "event": str, "actor": str, "details": dict, "prev": str}
+"""The fields every entry has, and their JSON types (``model`` and ``version`` may be null)."""
+
+
+def parse_entry(line: str) -> tuple[dict[str, Any] | None, str]:
+    """(the entry, "") for a well-formed line, else (None, what is wrong with it)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None, "not valid JSON"
+    if not isinstance(entry, dict):
+        return None, f"a JSON {type(entry).__name__}, not an entry object"
+    for key, kind in ENTRY_KEYS.items():
+        if not isinstance(entry.get(key), kind) or (kind is int and isinstance(entry.get(key), bool)):
+            return None, f"an entry without a valid {key!r}"
+    for key in ("model", "version"):
+        if key not in entry or not isinstance(entry[key], str | int | None) or isinstance(entry[key], bool):
+            return None, f"an entry without a valid {key!r}"
+    return entry, ""
 
 
 def mirror_to_prefect(entry: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from attestflow.bundle import (
 from attestflow.config import ReleaseConfig
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.dsse import dsse_sign
-from attestflow.keys import KeyPair, ensure_keypair, keypair_from, load_private_key
+from attestflow.keys import KeyPair, configured_keypair, ensure_keypair, load_private_key
 from attestflow.provenance import resource, statement
 from attestflow.records import (
     Invocation,
@@ -49,10 +49,8 @@ def release_key(parts: dict[str, str]) -> str:
 
 
 def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
-    """The configured key pair, or the workspace's (created on first use)."""
-    if cfg.sign.private_key and cfg.sign.public_key:
-        return keypair_from(cfg.sign.private_key, cfg.sign.public_key)
-    return ensure_keypair(ws.root / "keys")
+    """The configured key pair, or the workspace's (created on first use) when none is configured."""
+    return configured_keypair(cfg.sign.private_key, cfg.sign.public_key) or ensure_keypair(ws.root / "keys")
 
 
 def lock_digest() -> Digest | None:
@@ -108,6 +106,9 @@ def sign(
         "lock_sha256": lock.value if lock else "absent",
         "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
     }
+    # Uncommitted or untracked code is other code than the commit's: it is another release.
+    code_changes = {"changes_sha256": revision.changes} if revision.dirty else {}
+    inputs.update({f"code_{k}": v for k, v in code_changes.items()})
     key = release_key(inputs)
     data_uri = f"{snap.remote_url}#{snap.dvc_md5}" if snap.remote_url else None
     dependencies = [
@@ -121,7 +122,7 @@ def sign(
             manifest="attestation/data_manifest.json",
         ),
         resource("base_checkpoint", {"sha256": trained.base_checkpoint_digest.value}),
-        resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty),
+        resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty, **code_changes),
     ]
     if lock:
         dependencies.append(resource("requirements.lock", {"sha256": lock.value}))

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from attestflow.adapters import ModelAdapter, load_adapter
 from attestflow.config import DataConfig, FineTuneConfig, ModelConfig
 from attestflow.dataset import Split, load_splits
 from attestflow.digests import Digest, file_digest, json_digest
-from attestflow.errors import BadInputError, GateFailedError
+from attestflow.errors import BadInputError
 from attestflow.formats import PickleImport, require_safe_weights
 from attestflow.progress import TrainingProgress
 from attestflow.records import TrainingRecord, WarmStart
@@ -35,6 +36,7 @@ from attestflow.training.checkpoints import (
     load_training_state,
     seed_from_family,
 )
+from attestflow.training.evidence import download_weights, logged_weights, save_final
 from attestflow.training.loop import (
     Ranks,
     Schedule,
@@ -300,17 +302,22 @@ def _finish(
     adapter_name: str,
     warm_start: WarmStart | None,
 ) -> TrainingRecord:
-    """Save the final weights (rank 0), log the run's summary and weights, and return the record."""
+    """Save the final weights (rank 0) unless the run logged them already, log them once, and return the record."""
     schedule, ranks, device = trainer.schedule, trainer.ranks, trainer.device
     precision = str(autocast_dtype(device, trainer.cfg.amp) or torch.float32).removeprefix("torch.")
     final = trainer.folder / "model.safetensors"
     epochs = epoch_digests(trainer.folder, trainer.cfg.epochs, schedule.steps_per_epoch)
+    logged = logged_weights(mlflow, trainer.run_id) if mlflow is not None else None
     if ranks.is_main:
-        trainer.adapter.save(trainer.raw.cpu(), final, {"training_key": key})
+        restore = partial(download_weights, mlflow, trainer.run_id)
+        save_final(trainer.adapter, trainer.raw.cpu(), final, {"training_key": key}, logged, restore)
     ranks.barrier()
     digest = file_digest(final)
     if mlflow is not None:
-        _log_summary(mlflow, trainer, start_step, outcome, precision, digest)
+        if logged is None:
+            _log_weights(mlflow, trainer, start_step, outcome, precision, digest)
+        if trainer.progress is not None:
+            trainer.progress.finish(_history(mlflow, trainer.run_id, schedule.steps_per_epoch))
     return TrainingRecord(
         checkpoint_path=final,
         checkpoint_digest=digest,
@@ -330,26 +337,6 @@ def _finish(
         processes=ranks.world,
         warm_start=warm_start,
     )
-
-
-def _log_summary(
-    mlflow: Any, trainer: Trainer, start_step: int, outcome: _Outcome, precision: str, digest: Digest
-) -> None:
-    """Log the run's weights and how it trained, unless already logged, and draw its curves.
-
-    A run whose weights are logged is evidence of an earlier release: the same weights again (a
-    re-run that found training complete) leave it as it is, and different ones are refused.
-    """
-    run_id = trainer.run_id
-    logged = mlflow.get_run(run_id).data.tags.get("checkpoint_sha256")
-    if logged is None:
-        _log_weights(mlflow, trainer, start_step, outcome, precision, digest)
-    elif logged != digest.value:
-        raise GateFailedError(
-            [f"training run {run_id} already logged weights {logged[:12]}; refusing to overwrite them"]
-        )
-    if trainer.progress is not None:
-        trainer.progress.finish(_history(mlflow, run_id, trainer.schedule.steps_per_epoch))
 
 
 def _log_weights(

@@ -76,4 +76,5 @@ def rollback(
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
         audit=AuditLog.of(ws.root),
     )
-    render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was v{moved.previous_version})")
+    was = f"v{moved.previous_version}" if moved.previous_version else "unset"
+    render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was {was})")
