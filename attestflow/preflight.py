@@ -121,7 +121,8 @@ def materialize_inputs(cfg: ReleaseConfig, on_repro: ReproHook | None = None) ->
     ):
         if path is not None and not path.exists() and not materialize(path, cfg.snapshot.repo, on_repro):
             raise BadInputError(f"{what}: {path} does not exist")
-    require_data_file(cfg.data.path)
+        if path == cfg.data.path:
+            require_data_file(path)
 
 
 def preflight(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:

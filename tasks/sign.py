@@ -29,6 +29,7 @@ from attestflow.config import ReleaseConfig
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, configured_keypair, ensure_keypair, load_private_key
+from attestflow.lineage import CodeRevision
 from attestflow.provenance import resource, statement
 from attestflow.records import (
     Invocation,
@@ -46,6 +47,12 @@ from attestflow.workspace import Workspace
 def release_key(parts: dict[str, str]) -> str:
     """A stable id of a release's inputs, for idempotent registration."""
     return json_digest(parts).value
+
+
+def code_inputs(revision: CodeRevision) -> dict[str, str]:
+    """What the release key takes from the code: its commit, and the digest of uncommitted or untracked changes."""
+    changes = {"code_changes_sha256": revision.changes} if revision.dirty else {}
+    return {"git_commit": revision.commit, **changes}
 
 
 def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
@@ -102,15 +109,13 @@ def sign(
         "data_md5": snap.dvc_md5,
         "data_manifest_sha256": snap.manifest_digest.value,
         "config_sha256": cfg.digest().value,
-        "git_commit": revision.commit,
+        **code_inputs(revision),
         "lock_sha256": lock.value if lock else "absent",
         "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
     }
-    # Uncommitted or untracked code is other code than the commit's: it is another release.
-    code_changes = {"changes_sha256": revision.changes} if revision.dirty else {}
-    inputs.update({f"code_{k}": v for k, v in code_changes.items()})
     key = release_key(inputs)
     data_uri = f"{snap.remote_url}#{snap.dvc_md5}" if snap.remote_url else None
+    code_changes = {"changes_sha256": revision.changes} if revision.dirty else {}
     dependencies = [
         resource(
             f"data:{snap.data_path.name}",
