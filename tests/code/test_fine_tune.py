@@ -145,15 +145,16 @@ def test_training_on_cuda_uses_mixed_precision(example_repo: ExampleRepo, tmp_pa
     assert rec.metrics["val_accuracy"] > 0.6
 
 
-def _logged_digest(ws_dir: Path, rec: TrainingRecord) -> str:
-    """The SHA-256 of the weights `rec`'s MLflow run logged, as a warm start downloads them."""
+def _logged_digest(ws_dir: Path, rec: TrainingRecord, dest: Path) -> str:
+    """The SHA-256 of the weights `rec`'s MLflow run logged, downloaded to `dest` as a warm start does."""
     from mlflow.tracking import MlflowClient
 
     from attestflow.digests import file_digest
     from attestflow.training.checkpoints import CHECKPOINT_ARTIFACT
 
     ws = Workspace.at(ws_dir)
-    path = MlflowClient(ws.mlflow_uri).download_artifacts(rec.mlflow_run_id, CHECKPOINT_ARTIFACT, str(ws_dir))
+    dest.mkdir(parents=True, exist_ok=True)
+    path = MlflowClient(ws.mlflow_uri).download_artifacts(rec.mlflow_run_id, CHECKPOINT_ARTIFACT, str(dest))
     return file_digest(Path(path)).value
 
 
@@ -168,10 +169,10 @@ def test_runs_differing_only_in_epochs_keep_their_own_checkpoint_and_run(
     assert long.resumed_from_epoch == 1  # started from copies of the shorter run's checkpoints
     assert long.epoch_checkpoints[0] == short.epoch_checkpoints[0]
     for rec in (short, long):
-        assert _logged_digest(tmp_path / rec.training_key, rec) == rec.checkpoint_digest.value
+        assert _logged_digest(ws, rec, tmp_path / rec.training_key) == rec.checkpoint_digest.value
     again = _run(example_repo, ws, epochs=1)  # a re-run keeps the logged weights' bytes
     assert again.mlflow_run_id == short.mlflow_run_id and again.checkpoint_digest == short.checkpoint_digest
-    assert _logged_digest(tmp_path / "again", short) == short.checkpoint_digest.value
+    assert _logged_digest(ws, short, tmp_path / "again") == short.checkpoint_digest.value
 
 
 def test_runs_differing_only_in_epochs_at_once_never_share_a_folder_or_run(
@@ -185,7 +186,7 @@ def test_runs_differing_only_in_epochs_at_once_never_share_a_folder_or_run(
         runs = list(pool.map(lambda e: _run(example_repo, ws, epochs=e), (2, 3)))
     assert len({r.training_key for r in runs}) == len({r.mlflow_run_id for r in runs}) == 2
     for rec in runs:
-        assert _logged_digest(tmp_path / rec.training_key, rec) == rec.checkpoint_digest.value
+        assert _logged_digest(ws, rec, tmp_path / rec.training_key) == rec.checkpoint_digest.value
 
 
 def test_the_training_key_covers_every_setting_that_changes_the_weights() -> None:
@@ -194,7 +195,7 @@ def test_the_training_key_covers_every_setting_that_changes_the_weights() -> Non
     from attestflow.training.fine_tuning import training_key
 
     data = DataConfig(path=Path("d.csv"), label="y", features=["a"])
-    base = Digest("sha256", "0" * 64)
+    base = Digest("sha256", "0" * 64, "the base weights")
 
     def key(device: str = "cpu", **kw: Any) -> str:
         return training_key(FineTuneConfig(**kw), ModelConfig(), data, "md5", base, device)
