@@ -200,7 +200,7 @@ def test_the_training_key_covers_every_setting_that_changes_the_weights() -> Non
     def key(device: str = "cpu", **kw: Any) -> str:
         return training_key(FineTuneConfig(**kw), ModelConfig(), data, "md5", base, device)
 
-    changing = [
+    changing: list[dict[str, Any]] = [
         {"epochs": 7},
         {"batch_size": 64},
         {"lr": 0.01},
@@ -213,7 +213,7 @@ def test_the_training_key_covers_every_setting_that_changes_the_weights() -> Non
         {"allow_pickle_import": True},
     ]
     assert len({key(), *(key(**kw) for kw in changing), key("cuda")}) == len(changing) + 2
-    same = [
+    same: list[dict[str, Any]] = [
         {"device": "cpu"},
         {"num_workers": 2},
         {"checkpoint_every": 5},
