@@ -81,7 +81,7 @@ class AuditLog:
             return 0, GENESIS
         last = ""
         count = 0
-        with open(self.path) as f:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.strip():
                     last, count = line.rstrip("\n"), count + 1
@@ -122,20 +122,40 @@ class AuditLog:
         return self.path.with_name(self.path.name + ".head")
 
     def head(self) -> dict[str, Any] | None:
-        """The recorded head (``seq``, ``sha256``, signed ``envelope``), if any; unchecked, ``{}`` if unreadable."""
+        """The recorded head (``seq``, ``sha256``, signed ``envelope``), if any; a head file that is not one is `MalformedAuditError`."""
         if not self.head_path.is_file():
             return None
         try:
-            head = json.loads(self.head_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return dict(head) if isinstance(head, dict) else {}
+            head = json.loads(self.head_path.read_bytes())
+            seq, digest = head["seq"], head["sha256"]
+        except (ValueError, TypeError, KeyError):
+            raise MalformedAuditError(f"the head file {self.head_path.name} is corrupt") from None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(digest, str):
+            raise MalformedAuditError(f"the head file {self.head_path.name} is corrupt")
+        return dict(head)
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Every entry, in order (unverified: call `verify` first to trust them)."""
+    def _lines(self) -> list[str]:
+        """The log's lines as text; bytes that are not UTF-8 are replaced (and break the chain there)."""
+        return self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+
+    def entries(self, *, skipped: list[int] | None = None) -> list[dict[str, Any]]:
+        """Every well-formed entry, in order (unverified: call `verify` first to trust them).
+
+        A line that is not an entry is left out, and its number appended to `skipped`.
+        """
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        out = []
+        for number, line in enumerate(self._lines(), start=1):
+            if not line.strip():
+                continue
+            entry, _ = parse_entry(line)
+            if entry is None:
+                if skipped is not None:
+                    skipped.append(number)
+                continue
+            out.append(entry)
+        return out
 
     def verify(self, anchors: list[dict[str, Any]] | None = None) -> tuple[bool, int | None, str]:
         """(ok, number of the first bad line, reason) for the whole chain.
@@ -144,17 +164,19 @@ class AuditLog:
         tags): the log must still contain that entry, or lines were deleted from its end. The
         head file is required, signed by the trusted key and naming the last line.
         """
-        head = self.head()
+        try:
+            head = self.head()
+        except MalformedAuditError as e:
+            return False, None, str(e)
         heads = [h for h in [head, *(anchors or [])] if h and str(h.get("seq", "")).isdigit()]
         if not self.path.is_file():
             return (False, 1, "the audit log is missing") if heads else (True, None, "no audit log yet")
         prev = GENESIS
-        lines = self.path.read_text().splitlines()
+        lines = self._lines()
         for number, line in enumerate(lines, start=1):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                return False, number, "not valid JSON"
+            entry, problem = parse_entry(line)
+            if entry is None:
+                return False, number, problem
             if entry.get("prev") != prev:
                 return False, number, "does not chain to the line before it (edited, deleted or reordered)"
             if entry.get("seq") != number:
@@ -170,9 +192,9 @@ class AuditLog:
                 )
             if _line_hash(lines[seq - 1]) != anchor["sha256"]:
                 return False, seq, f"entry {seq} differs from the hash recorded for it"
-        problem = self._unsigned(head, lines)
-        if problem is not None:
-            return False, *problem
+        unsigned = self._unsigned(head, lines)
+        if unsigned is not None:
+            return False, *unsigned
         return True, None, f"{len(lines)} entries, chain intact"
 
     def _unsigned(self, head: dict[str, Any] | None, lines: list[str]) -> tuple[int, str] | None:
@@ -193,6 +215,31 @@ class AuditLog:
         if seq > len(lines) or _line_hash(lines[seq - 1]) != digest:
             return min(seq, len(lines)), f"the signed head names entry {seq}, which the log does not hold"
         return None
+
+
+class MalformedAuditError(ValueError):
+    """A line of the audit log, or its head file, is not what the log writes."""
+
+
+ENTRY_KEYS = {"seq": int, "time": str, "event": str, "actor": str, "details": dict, "prev": str}
+"""The fields every entry has, and their JSON types (``model`` and ``version`` may be null)."""
+
+
+def parse_entry(line: str) -> tuple[dict[str, Any] | None, str]:
+    """(the entry, "") for a well-formed line, else (None, what is wrong with it)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None, "not valid JSON"
+    if not isinstance(entry, dict):
+        return None, f"a JSON {type(entry).__name__}, not an entry object"
+    for key, kind in ENTRY_KEYS.items():
+        if not isinstance(entry.get(key), kind) or (kind is int and isinstance(entry.get(key), bool)):
+            return None, f"an entry without a valid {key!r}"
+    for key in ("model", "version"):
+        if key not in entry or not isinstance(entry[key], str | int | None) or isinstance(entry[key], bool):
+            return None, f"an entry without a valid {key!r}"
+    return entry, ""
 
 
 def mirror_to_prefect(entry: dict[str, Any]) -> None:

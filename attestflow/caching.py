@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from pydantic import BaseModel
 
 from attestflow.config import ReleaseConfig, StageConfig
 from attestflow.digests import Digest, file_digest
-from attestflow.lineage import CodeRevision
 
 RUN_SPECIFIC = ("out_dir", "run_tags")
 """Parameters that name this run (its release folder, its tags), never part of a key."""
@@ -37,16 +35,6 @@ MAX_STALE = 20
 """How many stale entries in a row a key may skip before caching is given up for it."""
 
 log = get_logger("attestflow.caching")
-
-
-def code_version(root: Path, revision: CodeRevision) -> str:
-    """The commit; with uncommitted changes, the commit plus a digest of ``git diff HEAD``."""
-    if not revision.dirty:
-        return revision.commit
-    diff = subprocess.run(
-        ["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=30, check=False
-    ).stdout
-    return f"{revision.commit}+{hashlib.sha256(diff).hexdigest()[:16]}"
 
 
 def _canonical(value: Any, data_path: Path | None, data_md5: str) -> Any:

@@ -20,13 +20,15 @@ from attestflow.digests import Digest, json_digest
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.keys import load_public_key
 from attestflow.lineage import actor
+from attestflow.yamlfile import AliasRefusedError, parse_yaml, read_yaml
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    # No infinite or NaN settings: a bound of .inf is a check that can never say no.
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class StageConfig(_Model):
@@ -324,7 +326,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. fine_tune.epochs=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
+    except AliasRefusedError as e:
+        raise ConfigError(f"--set {key.strip()}: {e}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -370,14 +374,7 @@ def describe_validation_error(source: str, err: ValidationError) -> str:
 def load_config(path: Path | str, overrides: list[str] | None = None) -> ReleaseConfig:
     """Load, override and validate a release config; any problem is one `ConfigError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{line} is not valid YAML") from None
+    raw = read_yaml(path, "config file") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     raw = apply_overrides(raw, overrides or [])

@@ -20,10 +20,10 @@ from typing import Any
 from attestflow.alias_drift import refuse_on_drift
 from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
-from attestflow.caching import StageCache, code_version
+from attestflow.caching import StageCache
 from attestflow.config import ReleaseConfig, load_config
 from attestflow.errors import GateFailedError
-from attestflow.keys import trusted_public_key
+from attestflow.keys import configured_keypair, trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.records import (
@@ -96,8 +96,7 @@ class ReleaseContext:
         """The content-keyed cache of this release's pure stages, unless caching is off."""
         if not self.cfg.cache.enabled:
             return None
-        code = code_version(CODE_ROOT, self.revision)
-        return StageCache(self.ws.stage_cache, code, snap.dvc_md5, snap.data_path)
+        return StageCache(self.ws.stage_cache, self.revision.version, snap.dvc_md5, snap.data_path)
 
     def run_tags(self, snap: SnapshotRecord) -> dict[str, str]:
         """Tags of the MLflow training run: which flow run, data and commit it belongs to."""
@@ -156,9 +155,13 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     ``run_started`` to the audit log.
     """
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
+    from attestflow.dataset import require_data_file  # brings torch, as the stages do
+
     cfg = load_config(config_path, overrides)
     policy = load_policy(cfg.gates.policy)
     check_approvers(cfg.approve, policy)
+    require_data_file(cfg.data.path)  # before DVC: `dvc add` of a folder rewrites the tracked .gitignore
+    configured_keypair(cfg.sign.private_key, cfg.sign.public_key)  # half a pair: before any stage runs
     ws = Workspace.at(cfg.workspace)
     ws.activate()
     revision = code_revision(CODE_ROOT)

@@ -41,10 +41,17 @@ class Split:
         return Split(take(self.inputs, slice(0, n)), self.y[:n], sens)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet table; a missing or unreadable file is bad input."""
+def require_data_file(path: Path) -> None:
+    """`path` is one file, as the stages read it (a CSV or Parquet table); a folder or nothing is bad input."""
+    if path.is_dir():
+        raise BadInputError(f"data.path {path} is a directory; the release reads one CSV or Parquet file")
     if not path.is_file():
         raise BadInputError(f"data file not found: {path}")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table; a missing or unreadable file is bad input."""
+    require_data_file(path)
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)

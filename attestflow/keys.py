@@ -85,11 +85,25 @@ def keypair_from(private_key: Path, public_key: Path) -> KeyPair:
     return KeyPair(private_key, public_key, key_id(pub))
 
 
+def configured_keypair(private_key: Path | None, public_key: Path | None) -> KeyPair | None:
+    """The pair `sign.private_key`/`sign.public_key` names, None when neither is set; half a pair is bad input."""
+    if private_key is None and public_key is None:
+        return None
+    if public_key is None:
+        raise BadInputError(
+            "sign.private_key is set but sign.public_key is not: set both halves of the key pair, or neither"
+        )
+    if private_key is None:
+        raise BadInputError(
+            "sign.public_key is set but sign.private_key is not: a release would sign with another key; "
+            "set both halves of the key pair, or neither"
+        )
+    return keypair_from(private_key, public_key)
+
+
 def release_keypair(private_key: Path | None, public_key: Path | None, workspace_root: Path) -> KeyPair:
     """The key pair that signs a workspace's evidence: the configured one, else the workspace's."""
-    if private_key and public_key:
-        return keypair_from(private_key, public_key)
-    return ensure_keypair(workspace_root / "keys")
+    return configured_keypair(private_key, public_key) or ensure_keypair(workspace_root / "keys")
 
 
 def trusted_public_key(configured: Path | None, workspace_root: Path) -> Path:

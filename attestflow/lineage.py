@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import hashlib
 import os
 import re
 import subprocess
@@ -22,32 +23,53 @@ DATA_PATHS = ("dvc.lock", "*.dvc", "data")
 
 @dataclass(frozen=True)
 class CodeRevision:
-    """The git commit of the code that ran, and whether the work tree had changes."""
+    """The git commit of the code that ran, and whether (and how) the work tree differed from it."""
 
     commit: str
     """Full commit SHA, or ``unknown`` outside a git work tree."""
     dirty: bool
+    changes: str = ""
+    """SHA-256 of the uncommitted changes (the diff against the commit and every untracked file); empty when clean."""
+
+    @property
+    def version(self) -> str:
+        """The commit; with uncommitted changes, the commit plus the start of their digest."""
+        return f"{self.commit}+{self.changes[:16]}" if self.dirty else self.commit
 
 
 def code_revision(path: Path | None = None) -> CodeRevision:
-    """The git revision of the work tree containing `path` (default: the current directory)."""
+    """The git revision of the work tree containing `path` (default: the current directory).
+
+    Untracked files that git does not ignore count as changes: a new module is code that runs
+    (an adapter named by import path) even before it is added.
+    """
     cwd = str(path or Path.cwd())
 
-    def git(*args: str) -> str | None:
+    def git(*args: str) -> bytes | None:
         try:
-            out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-            )
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=True)
         except (OSError, subprocess.SubprocessError):
             return None
-        return out.stdout.strip()
+        return out.stdout
 
-    commit = git("rev-parse", "HEAD")
+    head = git("rev-parse", "HEAD")
+    commit = head.decode().strip() if head else ""
     if not commit:
         return CodeRevision("unknown", dirty=False)
     # Data is pinned by its DVC digest in the provenance; only code and config count as dirty.
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in DATA_PATHS))
-    return CodeRevision(commit, dirty=bool(status))
+    code = ("--", ".", *(f":!{p}" for p in DATA_PATHS))
+    diff = git("diff", "HEAD", "--binary", *code) or b""
+    untracked = [
+        p for p in (git("ls-files", "-z", "--others", "--exclude-standard", *code) or b"").split(b"\0") if p
+    ]
+    if not diff and not untracked:
+        return CodeRevision(commit, dirty=False)
+    h = hashlib.sha256(diff)
+    for rel in sorted(untracked):
+        file = Path(cwd) / os.fsdecode(rel)
+        h.update(b"\0untracked\0" + rel + b"\0")
+        h.update(file.read_bytes() if file.is_file() else b"")
+    return CodeRevision(commit, dirty=True, changes=h.hexdigest())
 
 
 @functools.lru_cache(maxsize=8)

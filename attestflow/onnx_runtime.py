@@ -49,8 +49,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def classification_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
-    """Accuracy, F1 and ROC AUC of binary logits."""
+    """Accuracy, F1 and ROC AUC of binary logits; NaN for all three when a logit is not finite (no gate passes NaN)."""
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    if not np.isfinite(logits).all():
+        return {"accuracy": float("nan"), "f1": float("nan"), "roc_auc": float("nan")}
 
     pred = logits.argmax(axis=1)
     prob = softmax(logits)[:, 1]

@@ -13,12 +13,12 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from attestflow.config import describe_validation_error
 from attestflow.digests import Digest, json_digest
 from attestflow.errors import ConfigError
+from attestflow.yamlfile import read_yaml
 
 GateName = Literal["performance", "regression", "fairness", "robustness", "resources", "data", "format"]
 Direction = Literal["at_least", "at_most"]
@@ -26,7 +26,8 @@ ClassificationMetric = Literal["accuracy", "f1", "roc_auc"]
 
 
 class _Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Thresholds are finite: a bound of .inf (or NaN) is a gate that can never say no.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Threshold(_Policy):
@@ -177,12 +178,7 @@ class GatePolicy(_Policy):
 def load_policy(path: Path | str) -> GatePolicy:
     """Read and validate a gate policy file; any problem is one `ConfigError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"gate policy not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise ConfigError(f"{path} is not valid YAML") from None
+    raw = read_yaml(path, "gate policy")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'version', 'run' and one section per gate")
     try:

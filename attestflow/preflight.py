@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from attestflow.config import ReleaseConfig, load_config
+from attestflow.config import GatesConfig, ReleaseConfig, load_config
 from attestflow.errors import BadInputError
+from attestflow.keys import configured_keypair
 from attestflow.policy import GatePolicy, load_policy
 
 DEMO_CONFIG = Path("configs/release.yaml")
@@ -82,15 +83,37 @@ def materialize(path: Path, repo_root: Path, on_repro: ReproHook | None = None) 
 
 
 def check_config(cfg: ReleaseConfig) -> None:
-    """An invalid gate policy, an unknown adapter or a bad adapter option is bad input before any work."""
+    """An invalid gate policy, adapter, key pair or task runner is bad input before any work."""
     from attestflow.adapters import load_adapter  # brings torch: only once a command needs it
 
     load_policy(cfg.gates.policy)
     load_adapter(cfg.model)
+    configured_keypair(cfg.sign.private_key, cfg.sign.public_key)
+    check_task_runner(cfg.gates)
+
+
+def check_task_runner(gates: GatesConfig) -> None:
+    """The gates' task runner starts and stops with its options (a runner checks some only when started)."""
+    if gates.task_runner == "threads":
+        return
+    try:
+        with gates.make_task_runner():
+            pass
+    except Exception as e:  # whatever the runner's own checks raise
+        raise BadInputError(
+            f"gates.task_runner_options: {gates.task_runner} does not start with "
+            f"{gates.task_runner_options}: {type(e).__name__}: {' '.join(str(e).split())}"
+        ) from None
 
 
 def materialize_inputs(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:
-    """Every input file of the release exists, built by the DVC pipeline where a stage outputs it."""
+    """Every input file of the release exists, built by the DVC pipeline where a stage outputs it.
+
+    The data path must be a file before DVC runs: `dvc add` of a folder rewrites the tracked
+    ``.gitignore`` beside it, and the stages read one table.
+    """
+    from attestflow.dataset import require_data_file
+
     for what, path in (
         ("data.path", cfg.data.path),
         ("validate_data.suite", cfg.validate_data.suite),
@@ -98,6 +121,8 @@ def materialize_inputs(cfg: ReleaseConfig, on_repro: ReproHook | None = None) ->
     ):
         if path is not None and not path.exists() and not materialize(path, cfg.snapshot.repo, on_repro):
             raise BadInputError(f"{what}: {path} does not exist")
+        if path == cfg.data.path:
+            require_data_file(path)
 
 
 def preflight(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:
@@ -129,12 +154,13 @@ def evaluation_inputs(
     config: Path, policy: Path | None, data: Path | None, checkpoint: Path | None
 ) -> tuple[ReleaseConfig, GatePolicy]:
     """The config (with `data` as its data path, if given) and gate policy of a stand-alone evaluation."""
+    from attestflow.dataset import require_data_file
+
     cfg = load_config(config)
     if data is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"path": data})})
     gate_policy = load_policy(policy or cfg.gates.policy)
-    if not cfg.data.path.is_file():
-        raise BadInputError(f"data file not found: {cfg.data.path}")
+    require_data_file(cfg.data.path)
     if checkpoint is not None and not checkpoint.is_file():
         raise BadInputError(f"checkpoint not found: {checkpoint}")
     return cfg, gate_policy

@@ -29,6 +29,7 @@ from attestflow.config import ReleaseConfig
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, load_private_key, release_keypair
+from attestflow.lineage import CodeRevision
 from attestflow.provenance import resource, statement
 from attestflow.records import (
     Invocation,
@@ -46,6 +47,12 @@ from attestflow.workspace import Workspace
 def release_key(parts: dict[str, str]) -> str:
     """A stable id of a release's inputs, for idempotent registration."""
     return json_digest(parts).value
+
+
+def code_inputs(revision: CodeRevision) -> dict[str, str]:
+    """What the release key takes from the code: its commit, and the digest of uncommitted or untracked changes."""
+    changes = {"code_changes_sha256": revision.changes} if revision.dirty else {}
+    return {"git_commit": revision.commit, **changes}
 
 
 def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
@@ -102,12 +109,13 @@ def sign(
         "data_md5": snap.dvc_md5,
         "data_manifest_sha256": snap.manifest_digest.value,
         "config_sha256": cfg.digest().value,
-        "git_commit": revision.commit,
+        **code_inputs(revision),
         "lock_sha256": lock.value if lock else "absent",
         "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
     }
     key = release_key(inputs)
     data_uri = f"{snap.remote_url}#{snap.dvc_md5}" if snap.remote_url else None
+    code_changes = {"changes_sha256": revision.changes} if revision.dirty else {}
     dependencies = [
         resource(
             f"data:{snap.data_path.name}",
@@ -119,7 +127,7 @@ def sign(
             manifest="attestation/data_manifest.json",
         ),
         resource("base_checkpoint", {"sha256": trained.base_checkpoint_digest.value}),
-        resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty),
+        resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty, **code_changes),
     ]
     if lock:
         dependencies.append(resource("requirements.lock", {"sha256": lock.value}))

@@ -12,23 +12,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import task
 
 from attestflow.config import ValidateDataConfig
 from attestflow.dataset import read_table
 from attestflow.errors import BadInputError
 from attestflow.records import DataValidationRecord, write_json
+from attestflow.yamlfile import read_yaml
 
 
 def load_suite(path: Path) -> dict[str, Any]:
     """Read and shape-check an expectation suite file."""
-    if not path.is_file():
-        raise BadInputError(f"expectation suite not found: {path}")
-    try:
-        suite = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise BadInputError(f"{path} is not valid YAML") from None
+    suite = read_yaml(path, "expectation suite")
     if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
         raise BadInputError(f"{path}: expected keys 'name' and 'expectations' (a list)")
     for i, exp in enumerate(suite["expectations"]):

@@ -103,7 +103,17 @@ def load_adapter(model: ModelConfig) -> ModelAdapter:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise BadInputError(f"model.adapter {model.adapter!r} cannot be imported: {e}") from None
-    adapter = cls(model)
+    if not isinstance(cls, type):
+        raise BadInputError(f"model.adapter {model.adapter!r} is not a class")
+    try:
+        adapter = cls(model)
+    except BadInputError:
+        raise
+    except Exception as e:  # a user's class may raise anything from its constructor
+        raise BadInputError(
+            f"model.adapter {model.adapter!r} cannot be built from the model section: "
+            f"{type(e).__name__}: {' '.join(str(e).split())}"
+        ) from None
     if not isinstance(adapter, ModelAdapter):
         raise BadInputError(f"model.adapter {model.adapter!r} does not implement the ModelAdapter protocol")
     return adapter

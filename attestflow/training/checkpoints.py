@@ -9,6 +9,7 @@ match their sidecar, so a crash mid-write or a damaged file costs steps, never c
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,29 @@ def last_good_checkpoint(folder: Path, max_step: int) -> Checkpoint | None:
         if path.is_file() and file_digest(path).value == info.get("sha256"):
             return Checkpoint(step, path, info["sha256"])
     return None
+
+
+def seed_from_family(folder: Path, max_step: int) -> bool:
+    """Copy into the empty `folder` the checkpoints up to `max_step` of the furthest run of its family.
+
+    Folders are named ``<family>-e<epochs>`` (`training_key`): runs of one family differ only
+    in their epoch count, and epoch k's state does not depend on how many follow it, so a
+    longer run can start where another stopped. The files are copied, never shared, so each
+    run's evidence stays its own. Returns whether anything was copied.
+    """
+    family = folder.name.rpartition("-e")[0]
+    best: tuple[int, Path] | None = None
+    for other in folder.parent.glob(f"{family}-e*"):
+        ckpt = last_good_checkpoint(other, max_step) if other != folder and other.is_dir() else None
+        if ckpt is not None and (best is None or ckpt.step > best[0]):
+            best = (ckpt.step, other)
+    if best is None:
+        return False
+    for side in best[1].glob("step-*.json"):
+        if int(side.stem.removeprefix("step-")) <= best[0] and side.with_suffix(".safetensors").is_file():
+            shutil.copy2(side.with_suffix(".safetensors"), folder)
+            shutil.copy2(side, folder)  # the sidecar last: a half-copied checkpoint is skipped
+    return True
 
 
 def load_training_state(ckpt: Checkpoint, model: nn.Module, opt: torch.optim.Optimizer) -> str:

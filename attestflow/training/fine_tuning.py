@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from attestflow.training.checkpoints import (
     epoch_digests,
     last_good_checkpoint,
     load_training_state,
+    seed_from_family,
 )
+from attestflow.training.evidence import download_weights, logged_weights, save_final
 from attestflow.training.loop import (
     Ranks,
     Schedule,
@@ -47,25 +50,32 @@ from attestflow.training.loop import (
 from attestflow.workspace import Workspace
 
 _STAGE_KEYS = {"retries", "retry_delay_s", "timeout_s"}
-_SPEED_KEYS = {"epochs", "device", "num_workers", "checkpoint_every", "processes"}
-"""Settings that change how fast training runs, or how long, but not the model at a given step."""
+_NOT_WEIGHTS = {"device", "num_workers", "checkpoint_every", "base_checkpoint"}
+"""Settings that provably leave the weights as they are: batches are fixed by (seed, epoch) whichever
+process makes them, a checkpoint consumes no randomness, and the device counts as the one picked
+(``auto`` and ``cuda`` on a GPU train alike) and the base by its digest, not as configured."""
 
 
 def training_key(
-    cfg: FineTuneConfig, model: ModelConfig, data: DataConfig, data_md5: str, base: Digest
+    cfg: FineTuneConfig, model: ModelConfig, data: DataConfig, data_md5: str, base: Digest, device: str
 ) -> str:
-    """Digest of everything training depends on; names its checkpoint folder."""
-    # Left out: the epoch count (epoch k's state does not depend on how many follow it, so a
-    # longer run resumes from a shorter one), and what only changes speed (device, workers).
-    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS | _SPEED_KEYS | {"base_checkpoint"})
+    """``<family>-e<epochs>``: names the checkpoint folder and MLflow run of one set of training inputs.
+
+    The family digest covers everything that changes the trained weights but the epoch count
+    (`device` is the type actually trained on); with the epochs beside it, two trainings that
+    end with different weights never share a folder or a run, and a longer run can still start
+    from the epoch-end checkpoints of a shorter one of its family.
+    """
+    settings = cfg.model_dump(mode="json", exclude=_STAGE_KEYS | _NOT_WEIGHTS | {"epochs"})
     spec = {
         "fine_tune": settings,
+        "device": device,
         "model": model.model_dump(mode="json"),
         "data": data.model_dump(mode="json"),
         "data_md5": data_md5,
         "base": base.value,
     }
-    return json_digest(spec).value[:20]
+    return f"{json_digest(spec).value[:20]}-e{cfg.epochs}"
 
 
 @dataclass(frozen=True)
@@ -116,26 +126,30 @@ def fine_tune(
         raise BadInputError(f"{data.path}: no training rows")
     n_classes = max(2, int(max(train_split.y.max(), test_split.y.max(initial=0))) + 1)
     start = _starting_point(cfg, model_cfg, adapter, ws, warm_start, n_classes)
-    key = training_key(cfg, model_cfg, data, data_md5, start.base_digest)
+    device = pick_device(cfg.device, ranks.local_rank)
+    key = training_key(cfg, model_cfg, data, data_md5, start.base_digest, device.type)
     folder = ws.training / key
     folder.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device, ranks.local_rank)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(start.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = Schedule(len(train_split), cfg.batch_size, cfg.grad_accum_steps, cfg.seed)
     # Only rank 0 talks to MLflow (several processes creating one SQLite store would collide).
     mlflow = client(tracking_uri) if ranks.is_main else None
-    resume = last_good_checkpoint(folder, cfg.epochs * schedule.steps_per_epoch)
+    total = cfg.epochs * schedule.steps_per_epoch
+    # A folder of its own but no checkpoint yet: start after a shorter run's epochs, copied in.
+    seeded = ranks.is_main and last_good_checkpoint(folder, total) is None and seed_from_family(folder, total)
+    ranks.barrier()
+    resume = last_good_checkpoint(folder, total)
+    run_id, start_step = "", 0
     if resume is not None:
         run_id, start_step = load_training_state(resume, start.net, opt), resume.step
-    else:
-        if warm_start is None:
-            adapter.prepare(start.net, train_split.inputs)
-        run_id, start_step = "", 0
-        if mlflow is not None:
-            params = _run_params(cfg, model_cfg, key, start, data_md5, warm_start)
-            run_name = f"fine_tune-{key[:8]}"
-            run_id = _open_run(mlflow, tracking_uri, experiment, ws, run_name, run_tags or {}, params)
+    elif warm_start is None:
+        adapter.prepare(start.net, train_split.inputs)
+    if (resume is None or seeded) and mlflow is not None:  # the shorter run's own run stays as it is
+        params = _run_params(cfg, model_cfg, key, start, data_md5, warm_start)
+        run_id = _open_run(
+            mlflow, tracking_uri, experiment, ws, f"fine_tune-{key[:8]}", run_tags or {}, params
+        )
     trainer = _trainer(
         adapter, start.net, opt, cfg, schedule, device, folder, run_id, ranks, model_name, step_hook
     )
@@ -288,17 +302,22 @@ def _finish(
     adapter_name: str,
     warm_start: WarmStart | None,
 ) -> TrainingRecord:
-    """Save the final weights (rank 0), log the run's summary and weights, and return the record."""
+    """Save the final weights (rank 0) unless the run logged them already, log them once, and return the record."""
     schedule, ranks, device = trainer.schedule, trainer.ranks, trainer.device
     precision = str(autocast_dtype(device, trainer.cfg.amp) or torch.float32).removeprefix("torch.")
     final = trainer.folder / "model.safetensors"
     epochs = epoch_digests(trainer.folder, trainer.cfg.epochs, schedule.steps_per_epoch)
+    logged = logged_weights(mlflow, trainer.run_id) if mlflow is not None else None
     if ranks.is_main:
-        trainer.adapter.save(trainer.raw.cpu(), final, {"training_key": key})
+        restore = partial(download_weights, mlflow, trainer.run_id)
+        save_final(trainer.adapter, trainer.raw.cpu(), final, {"training_key": key}, logged, restore)
     ranks.barrier()
     digest = file_digest(final)
     if mlflow is not None:
-        _log_summary(mlflow, trainer, start_step, outcome, precision, digest)
+        if logged is None:
+            _log_weights(mlflow, trainer, start_step, outcome, precision, digest)
+        if trainer.progress is not None:
+            trainer.progress.finish(_history(mlflow, trainer.run_id, schedule.steps_per_epoch))
     return TrainingRecord(
         checkpoint_path=final,
         checkpoint_digest=digest,
@@ -320,10 +339,10 @@ def _finish(
     )
 
 
-def _log_summary(
+def _log_weights(
     mlflow: Any, trainer: Trainer, start_step: int, outcome: _Outcome, precision: str, digest: Digest
 ) -> None:
-    """Tag the run with how it trained, log its speed and final weights, and draw its curves."""
+    """Log the run's summary tags, speed and final weights (once per run)."""
     run_id = trainer.run_id
     summary = {
         "device": trainer.device.type,
@@ -333,7 +352,7 @@ def _log_summary(
         "checkpoint_sha256": digest.value,
     }
     speed = []
-    if outcome.trained:  # a re-run that found training complete measured nothing: keep the real figures
+    if outcome.trained:
         summary.update(samples_per_s=f"{outcome.samples_per_s:.1f}", peak_memory_mb=f"{outcome.peak_mb:.0f}")
         speed = [
             _metric("samples_per_s", outcome.samples_per_s, 0),
@@ -342,8 +361,6 @@ def _log_summary(
     mlflow.log_batch(run_id, metrics=speed, tags=[_tag(k, v) for k, v in summary.items()])
     final = trainer.folder / "model.safetensors"
     mlflow.log_artifact(run_id, str(final), artifact_path=CHECKPOINT_ARTIFACT.rsplit("/", 1)[0])
-    if trainer.progress is not None:
-        trainer.progress.finish(_history(mlflow, run_id, trainer.schedule.steps_per_epoch))
 
 
 def _metric(key: str, value: float, step: int) -> Any:

@@ -83,7 +83,10 @@ def audit_show(
     ok, line, reason = log.verify()
     if not ok:
         render.audit_broken(line, reason, log.path, warning=True)
-    entries = log.entries()
+    skipped: list[int] = []
+    entries = log.entries(skipped=skipped)
+    if skipped:
+        render.audit_skipped(skipped)
     rows = (
         [x for x in entries if model in (None, x["model"])]
         if all_events

@@ -118,4 +118,5 @@ def rollback(
         audit=audit_log(cfg, ws),
         reason=reason,
     )
-    render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was v{moved.previous_version})")
+    was = f"v{moved.previous_version}" if moved.previous_version else "unset"
+    render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was {was})")

@@ -225,12 +225,17 @@ def audit_ok(reason: str, anchors: int, path: Path) -> None:
 
 def audit_broken(line: int | None, reason: str, path: Path, warning: bool = False) -> None:
     """A broken hash chain, naming the first bad line (as an error, or as a warning before a table)."""
+    where = f" at line {line}" if line is not None else ""
     if warning:
-        err.print(f"[bold red]warning:[/] audit log broken at line {line}: {escape(reason)}")
+        err.print(f"[bold red]warning:[/] audit log broken{where}: {escape(reason)}")
     else:
-        err.print(
-            f"[bold red]audit log broken at line {line}[/]: {escape(f'{reason} ({path})')}", highlight=False
-        )
+        err.print(f"[bold red]audit log broken{where}[/]: {escape(f'{reason} ({path})')}", highlight=False)
+
+
+def audit_skipped(lines: list[int]) -> None:
+    """A warning that malformed lines of the audit log are left out of the table."""
+    shown = ", ".join(str(n) for n in lines[:10]) + (", ..." if len(lines) > 10 else "")
+    err.print(f"[bold red]warning:[/] {len(lines)} malformed audit line(s) not shown: {shown}")
 
 
 def alias_drift(drift: list[AliasDrift]) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 from attestflow.adapters import Inputs, ModelAdapter, n_rows
 from attestflow.config import DataConfig
 from attestflow.dataset import Split
+from attestflow.errors import BadInputError
 from attestflow.onnx_check import OnnxCheck, check_onnx
 from attestflow.onnx_runtime import run_batched, session
 from attestflow.policy import FormatPolicy
@@ -104,7 +105,25 @@ def run_model(onnx_path: Path, provider: str, inputs: Inputs) -> ModelRun:
         return ModelRun(
             None, None, ran_on, f"expected class logits (rows × classes), got shape {logits.shape}"
         )
+    bad = int((~np.isfinite(logits)).any(axis=1).sum())
+    if bad:
+        return ModelRun(
+            None,
+            None,
+            ran_on,
+            f"the model's outputs are not finite (NaN or inf) on {bad} of {len(logits)} rows",
+        )
     return ModelRun(predict, logits, ran_on)
+
+
+def check_labels(y: np.ndarray, n_classes: int) -> None:
+    """The labels are classes the model has (0 to `n_classes` - 1); others are bad input, not a metric."""
+    unseen = sorted({int(v) for v in np.unique(y) if not 0 <= v < n_classes})
+    if unseen:
+        shown = ", ".join(str(v) for v in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+        raise BadInputError(
+            f"the data's labels include {shown}, which the model's {n_classes} classes (0-{n_classes - 1}) do not"
+        )
 
 
 def _refusal(check: OnnxCheck) -> str | None:
@@ -136,6 +155,8 @@ def evaluation(
     run = (
         ModelRun(None, None, "none", refused) if refused else run_model(onnx_path, provider, held_out.inputs)
     )
+    if run.logits is not None:
+        check_labels(held_out.y, run.logits.shape[1])
     return Evaluation(
         onnx_path=onnx_path,
         data=data,

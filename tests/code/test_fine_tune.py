@@ -143,3 +143,81 @@ def test_training_on_cuda_uses_mixed_precision(example_repo: ExampleRepo, tmp_pa
     assert rec.device == "cuda"
     assert rec.precision in ("bfloat16", "float16")
     assert rec.metrics["val_accuracy"] > 0.6
+
+
+def _logged_digest(ws_dir: Path, rec: TrainingRecord, dest: Path) -> str:
+    """The SHA-256 of the weights `rec`'s MLflow run logged, downloaded to `dest` as a warm start does."""
+    from mlflow.tracking import MlflowClient
+
+    from attestflow.digests import file_digest
+    from attestflow.training.checkpoints import CHECKPOINT_ARTIFACT
+
+    ws = Workspace.at(ws_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = MlflowClient(ws.mlflow_uri).download_artifacts(rec.mlflow_run_id, CHECKPOINT_ARTIFACT, str(dest))
+    return file_digest(Path(path)).value
+
+
+def test_runs_differing_only_in_epochs_keep_their_own_checkpoint_and_run(
+    example_repo: ExampleRepo, tmp_path: Path
+) -> None:
+    ws = tmp_path / "ws"
+    short = _run(example_repo, ws, epochs=1)
+    long = _run(example_repo, ws, epochs=2)
+    assert short.training_key != long.training_key and short.mlflow_run_id != long.mlflow_run_id
+    assert short.checkpoint_path.parent != long.checkpoint_path.parent
+    assert long.resumed_from_epoch == 1  # started from copies of the shorter run's checkpoints
+    assert long.epoch_checkpoints[0] == short.epoch_checkpoints[0]
+    for rec in (short, long):
+        assert _logged_digest(ws, rec, tmp_path / rec.training_key) == rec.checkpoint_digest.value
+    again = _run(example_repo, ws, epochs=1)  # a re-run keeps the logged weights' bytes
+    assert again.mlflow_run_id == short.mlflow_run_id and again.checkpoint_digest == short.checkpoint_digest
+    assert _logged_digest(ws, short, tmp_path / "again") == short.checkpoint_digest.value
+
+
+def test_runs_differing_only_in_epochs_at_once_never_share_a_folder_or_run(
+    example_repo: ExampleRepo, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws = tmp_path / "ws"
+    _run(example_repo, ws, epochs=1, lr=0.01)  # creates the MLflow store once, before the race
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda e: _run(example_repo, ws, epochs=e), (2, 3)))
+    assert len({r.training_key for r in runs}) == len({r.mlflow_run_id for r in runs}) == 2
+    for rec in runs:
+        assert _logged_digest(ws, rec, tmp_path / rec.training_key) == rec.checkpoint_digest.value
+
+
+def test_the_training_key_covers_every_setting_that_changes_the_weights() -> None:
+    from attestflow.config import DataConfig, ModelConfig
+    from attestflow.digests import Digest
+    from attestflow.training.fine_tuning import training_key
+
+    data = DataConfig(path=Path("d.csv"), label="y", features=["a"])
+    base = Digest("sha256", "0" * 64, "the base weights")
+
+    def key(device: str = "cpu", **kw: Any) -> str:
+        return training_key(FineTuneConfig(**kw), ModelConfig(), data, "md5", base, device)
+
+    changing: list[dict[str, Any]] = [
+        {"epochs": 7},
+        {"batch_size": 64},
+        {"lr": 0.01},
+        {"weight_decay": 0.1},
+        {"seed": 1},
+        {"amp": False},
+        {"grad_accum_steps": 2},
+        {"compile": True},
+        {"processes": 2},
+        {"allow_pickle_import": True},
+    ]
+    assert len({key(), *(key(**kw) for kw in changing), key("cuda")}) == len(changing) + 2
+    same: list[dict[str, Any]] = [
+        {"device": "cpu"},
+        {"num_workers": 2},
+        {"checkpoint_every": 5},
+        {"retries": 3},
+        {"timeout_s": 5.0},
+    ]
+    assert {key(**kw) for kw in same} == {key()}
