@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from attestflow.digests import Digest, json_digest
 from attestflow.errors import ConfigError
+from attestflow.redact import redact_json
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
@@ -279,8 +280,8 @@ with warnings.catch_warnings():
         cache: CacheConfig = CacheConfig()
 
         def digest(self) -> Digest:
-            """SHA-256 of the validated configuration as canonical JSON."""
-            return json_digest(self.model_dump(mode="json"))
+            """SHA-256 of the validated configuration as canonical JSON, credentials redacted (as written)."""
+            return json_digest(redact_json(self.model_dump(mode="json")))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
