@@ -26,12 +26,13 @@ from typing import Any, ParamSpec, TypeVar
 
 MASK = "***"
 _SCHEME_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s'\"<>`]+)@")
-_NAME_PREFIX = r"(?:[A-Za-z0-9]+[_-])*"
 _SECRET_WORD = (
-    r"(?:password|passwd|pwd|token|secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?token)"
+    r"(?:(?:[A-Za-z0-9]+[_-])*(?:password|passwd|secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key"
+    r"|(?:access|auth|api|private|bearer|session|security|refresh|id|tracking|github|hf)[_-]?token)|token)"
 )
+"""Names of secrets; a bare ``token`` only on its own, so that a tokenizer's ``pad_token`` is not one."""
 _PAIR = re.compile(
-    rf"(?P<name>\b{_NAME_PREFIX}(?:{_SECRET_WORD}|authorization)\b)(?P<sep>\"?\s*[=:]\s*\"?)"
+    rf"(?P<name>\b(?:{_SECRET_WORD}|authorization)\b)(?P<sep>\"?\s*[=:]\s*\"?)"
     r"(?P<kind>(?:bearer|basic|token)\s+)?(?P<value>[^\s&,;'\"<>)\]}]+)",
     re.IGNORECASE,
 )
@@ -41,7 +42,7 @@ _QUERY = re.compile(
     re.IGNORECASE,
 )
 """Query parameters that carry a credential under a name too common to mask in free text."""
-_SECRET_KEY = re.compile(rf"^{_NAME_PREFIX}{_SECRET_WORD}$", re.IGNORECASE)
+_SECRET_KEY = re.compile(rf"^{_SECRET_WORD}$", re.IGNORECASE)
 _SECRET_ENV = re.compile(
     r"(?:^|_)(?:PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|SECRET_ACCESS_KEY|SECRET_KEY)$", re.IGNORECASE
 )

@@ -34,6 +34,8 @@ SECRET = "s3cr3t-T0KEN-4711"
         f"X-Api-Key: {SECRET}",
         f"Authorization: Bearer {SECRET}",
         f"aws_secret_access_key = {SECRET}",
+        f"AWS_SESSION_TOKEN={SECRET}",
+        f"client_secret: {SECRET}",
     ],
 )
 def test_a_credential_anywhere_inside_a_text_is_masked(text: str) -> None:
@@ -65,6 +67,8 @@ def test_secret_environment_variables_are_masked_wherever_their_value_appears(
         "models:/credit-default@champion",
         "model signature: valid, key sha256:ab12",
         "tokenizer: all-MiniLM-L6-v2",
+        '{"pad_token": "[PAD]", "unk_token": "[UNK]"}',
+        "PWD=/home/alice",
         "user:alice",
         "released v3 as champion (was v2)",
     ],
