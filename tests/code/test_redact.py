@@ -90,6 +90,7 @@ def test_json_values_under_secret_named_keys_are_masked_and_nested_strings_redac
         "nested": [{"uri": "http://***@h"}],
         "private_key": "/k.pem",
     }
+    assert r.redact_json({"pad_token": "[PAD]", "max_length": 64}) == {"pad_token": "[PAD]", "max_length": 64}
 
 
 def test_terminal_safe_text_has_no_escape_sequences_or_control_characters() -> None:
