@@ -5,7 +5,7 @@ database URL), as a query parameter or ``key=value`` pair (``?token=``, ``passwo
 ``X-Api-Key: ...``), or in an environment variable named like one (``*_PASSWORD``,
 ``*_TOKEN``, ``*_SECRET*``, ``*_API_KEY``, ``*_ACCESS_KEY*``). `redact` masks all of these
 anywhere inside a longer text (an error sentence, a log line, a config dump) and remembers
-every credential it masked, so that the same value is masked later on its own. The writers
+each credential it masked (of 8 characters or more), so that it is masked later on its own too. The writers
 (`attestflow.records.write_json`, the audit log, the provenance), the log records of every
 logger (`install_log_redaction`), the exceptions that leave a stage (`scrubbed`) and the
 terminal (`flows.cli.render`) all go through it, so a secret has one rule to get past, not many.
@@ -38,7 +38,8 @@ _PAIR = re.compile(
 )
 """``password=x``, ``token: x``, ``"api_key": "x"``, ``Authorization: Bearer x``, ``?private_token=x``."""
 _QUERY = re.compile(
-    r"(?P<name>[?&;](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|auth|key|code))=(?P<value>[^&\s#'\"<>]+)",
+    r"(?P<name>[?&;](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|auth|key|code))"
+    r"=(?P<value>[^&\s#'\"<>]+)",
     re.IGNORECASE,
 )
 """Query parameters that carry a credential under a name too common to mask in free text."""
@@ -84,7 +85,7 @@ def _userinfo(match: re.Match[str]) -> str:
 
 def _pair(match: re.Match[str]) -> str:
     value = match["value"]
-    if value == MASK or value.startswith(MASK):
+    if value.startswith(MASK):
         return match[0]
     remember(value)
     return f"{match['name']}{match['sep']}{match['kind'] or ''}{MASK}"
