@@ -4,7 +4,7 @@ One JSON line per event (a run started, a snapshot, each gate decision, an appro
 rejection, a promotion, a canary result, a rollback), each carrying the SHA-256 of the line
 before it, so that editing, deleting or reordering any line breaks the chain from there on.
 Appends hold a file lock, which also serialises promotions in this workspace. The log says
-who and what, never secrets: values that look like URIs have their credentials removed.
+who and what, never secrets: every text in it passes `attestflow.redact.redact` first.
 Each append re-signs the head file with the workspace's release key (`attestflow.audit_head`),
 so appending to the log takes the key and verifying it takes the trusted public key.
 """
@@ -27,7 +27,7 @@ from attestflow.audit_head import HeadError, signed_head, signed_position
 from attestflow.errors import BadInputError
 from attestflow.keys import release_keypair, trusted_public_key
 from attestflow.lineage import actor
-from attestflow.workspace import redact_uri
+from attestflow.redact import redact
 
 GENESIS = "0" * 64
 _LOCKS: dict[str, FileLock] = {}
@@ -40,8 +40,8 @@ def _clean(value: Any) -> Any:
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
-    if isinstance(value, str) and "://" in value:
-        return redact_uri(value)
+    if isinstance(value, str):
+        return redact(value)
     if isinstance(value, Path):
         return str(value)
     return value
@@ -98,7 +98,7 @@ class AuditLog:
                 "seq": seq + 1,
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "event": event,
-                "actor": actor(details.pop("actor", None)),
+                "actor": redact(actor(details.pop("actor", None))),
                 "model": model,
                 "version": version,
                 "details": _clean(details),

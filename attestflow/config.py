@@ -20,6 +20,7 @@ from attestflow.digests import Digest, json_digest
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.keys import load_public_key
 from attestflow.lineage import actor
+from attestflow.redact import redact_json
 from attestflow.yamlfile import AliasRefusedError, parse_yaml, read_yaml
 
 if TYPE_CHECKING:
@@ -316,8 +317,8 @@ with warnings.catch_warnings():
         cache: CacheConfig = CacheConfig()
 
         def digest(self) -> Digest:
-            """SHA-256 of the validated configuration as canonical JSON."""
-            return json_digest(self.model_dump(mode="json"))
+            """SHA-256 of the validated configuration as canonical JSON, credentials redacted (as written)."""
+            return json_digest(redact_json(self.model_dump(mode="json")))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -36,6 +36,7 @@ from attestflow.records import (
     TrainingRecord,
     write_json,
 )
+from attestflow.redact import hide_overrides, redact
 from attestflow.registry import Registry
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
@@ -170,9 +171,8 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
         raise GateFailedError(
             [f"the code at {CODE_ROOT} {state}; commit first, or set sign.allow_dirty=true"]
         )
-    invocation = Invocation(
-        str(config_path), list(overrides or []), flow_run_id, started_on, actor(), revision
-    )
+    shown, _ = hide_overrides(list(overrides or []))
+    invocation = Invocation(str(config_path), shown, flow_run_id, started_on, redact(actor()), revision)
     ctx = ReleaseContext(
         cfg=cfg,
         policy=policy,

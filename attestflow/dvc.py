@@ -21,7 +21,7 @@ import yaml
 
 from attestflow.errors import BadInputError, UnavailableError
 from attestflow.hash_cache import FileHashes
-from attestflow.workspace import redact_uri
+from attestflow.redact import redact, redact_uri
 
 
 def dvc_tree_md5(hashes: dict[str, FileHashes], is_dir: bool) -> str:
@@ -99,11 +99,11 @@ def push(repo_root: Path, data_path: Path, remote: str) -> str:
         parts = urlsplit(url)
         if parts.scheme in ("", "file") and not Path(parts.path or url).is_absolute():
             url = str((repo_root / ".dvc" / url).resolve())
-        shown = redact_uri(url) if parts.scheme not in ("", "file") else url
+        shown = redact_uri(url)
         try:
             repo.push(targets=[str(data_path)], remote=remote)
         except (FileTransferError, OSError) as e:  # DVC logs each failed file; the error only counts them
-            cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            cause = redact((str(e).strip().splitlines() or [type(e).__name__])[0])
             raise UnavailableError(
                 f"the DVC remote {remote!r} ({shown}) could not be reached: {cause}"
             ) from e

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from attestflow import dsse
+from attestflow.redact import redact_json
 
 STATEMENT_TYPE = dsse.STATEMENT_TYPE
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -50,25 +51,27 @@ def statement(
     finished_on: str,
     byproducts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An in-toto Statement v1 carrying a SLSA v1 provenance predicate."""
+    """An in-toto Statement v1 carrying a SLSA v1 provenance predicate, credentials redacted before signing."""
     return dsse.statement(
         subjects,
         PREDICATE_TYPE,
-        {
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": external_parameters,
-                "internalParameters": internal_parameters,
-                "resolvedDependencies": dependencies,
-            },
-            "runDetails": {
-                "builder": {"id": builder_id},
-                "metadata": {
-                    "invocationId": invocation_id,
-                    "startedOn": started_on,
-                    "finishedOn": finished_on,
+        redact_json(
+            {
+                "buildDefinition": {
+                    "buildType": BUILD_TYPE,
+                    "externalParameters": external_parameters,
+                    "internalParameters": internal_parameters,
+                    "resolvedDependencies": dependencies,
                 },
-                "byproducts": byproducts or [],
-            },
-        },
+                "runDetails": {
+                    "builder": {"id": builder_id},
+                    "metadata": {
+                        "invocationId": invocation_id,
+                        "startedOn": started_on,
+                        "finishedOn": finished_on,
+                    },
+                    "byproducts": byproducts or [],
+                },
+            }
+        ),
     )

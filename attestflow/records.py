@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from attestflow.digests import Digest
 from attestflow.lineage import CodeRevision
+from attestflow.redact import redact_json
 
 
 def to_jsonable(record: Any) -> Any:
@@ -33,10 +34,10 @@ def to_jsonable(record: Any) -> Any:
 
 
 def write_json(path: Path, record: Any) -> Path:
-    """Write a record as indented JSON, atomically (temp file then rename)."""
+    """Write a record as indented JSON with its credentials redacted, atomically (temp file then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(record), indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(redact_json(to_jsonable(record)), indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
     return path
 

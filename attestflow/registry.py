@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from attestflow.errors import BadInputError, RegistryUnavailableError
-from attestflow.workspace import redact_uri
+from attestflow.redact import redact, redact_uri
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -40,7 +40,6 @@ FAST_HTTP = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 """MLflow HTTP settings for registry calls, so an unreachable server fails in seconds, not minutes."""
-_USERINFO = re.compile(r"//[^/@\s]+@")
 _env_lock = threading.Lock()
 _env_users = 0
 _env_set: list[str] = []
@@ -111,12 +110,12 @@ def _first_line(e: BaseException) -> str:
     line = lines[0] if lines else type(e).__name__
     if "(Caused by " in line:  # requests' "Max retries exceeded with url: ... (Caused by X(...))"
         line = line.split("(Caused by ", 1)[1].removesuffix(")")
-    return _USERINFO.sub("//***@", line)[:300]
+    return redact(line)[:300]
 
 
 def _shown(uri: str) -> str:
-    """`uri` safe to print: credentials removed (a local SQLite path is shown as it is)."""
-    return uri if urlsplit(uri).scheme in ("", "file", "sqlite") else redact_uri(uri)
+    """`uri` safe to print: credentials removed."""
+    return redact_uri(uri)
 
 
 def _quoted(value: str) -> str:
@@ -193,7 +192,7 @@ class Registry:
         try:
             return self._call(what)
         except _Absent as e:
-            raise BadInputError(f"the model registry at {_shown(self.uri)} refused: {e}") from e
+            raise BadInputError(f"the model registry at {_shown(self.uri)} refused: {redact(str(e))}") from e
 
     def _unavailable(self, e: BaseException) -> RegistryUnavailableError:
         return RegistryUnavailableError(f"the model registry at {_shown(self.uri)} failed: {_first_line(e)}")

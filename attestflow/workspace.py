@@ -8,10 +8,11 @@ Nothing happens at import: `Workspace.activate` is called at flow or CLI entry.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from attestflow.redact import install_log_redaction
+from attestflow.redact import redact_uri as redact_uri  # where callers have long found it
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,12 @@ class Workspace:
 
 
 def quiet_third_parties() -> None:
-    """Turn off progress bars and usage statistics that Great Expectations, MLflow and DVC print."""
+    """Turn off what Great Expectations, MLflow and DVC print on their own, and redact every log record."""
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-
-_USERINFO = re.compile(r"//[^/@\s]+@")
-
-
-def redact_uri(uri: str) -> str:
-    """A URI with any user:password and query string removed, safe to log or record."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return _USERINFO.sub("//***@", uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    # MLflow prints "View run ... at <tracking URI>" to stdout, credentials and all; never let it.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    install_log_redaction()

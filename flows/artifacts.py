@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from attestflow.artifacts import artifact_key
 from attestflow.progress import in_prefect_run
 from attestflow.records import ReleaseSummary
+from attestflow.redact import redact
 
 
 def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
@@ -71,6 +72,6 @@ def publish_lineage(summary: ReleaseSummary, outcome: str) -> None:
         return
     create_markdown_artifact(
         key=artifact_key(summary.model_name, "lineage"),
-        markdown=lineage_markdown(summary, outcome),
+        markdown=redact(lineage_markdown(summary, outcome)),
         description=f"lineage of {summary.registration.model_uri}",
     )

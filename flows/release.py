@@ -18,6 +18,7 @@ from attestflow.context import ReleaseContext, open_release
 from attestflow.errors import GateFailedError
 from attestflow.progress import in_prefect_run
 from attestflow.records import ReleaseSummary, write_json
+from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
 from flows.promotion import promote_release
 from flows.stages import Invoke, stage
@@ -113,8 +114,14 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
 
 
 @flow(name="release", log_prints=True)
+@scrubbed
 def release(config_path: str = "configs/release.yaml", overrides: list[str] | None = None) -> ReleaseSummary:
-    """Release a model from the configured data snapshot; raises if any stage says no."""
+    """Release a model from the configured data snapshot; raises if any stage says no.
+
+    `overrides` are run parameters, which Prefect stores: the CLI passes them with credentials
+    masked and hands the originals over through the environment (`attestflow.redact`).
+    """
+    overrides = reveal_overrides(overrides or [])
     ctx = open_release(config_path, overrides, flow_run_id=str(flow_run.id or "local"))
     summary = run_release(ctx, stage)
     get_run_logger().info(

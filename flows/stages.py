@@ -19,6 +19,7 @@ from prefect.transactions import get_transaction
 from attestflow.caching import StageCache
 from attestflow.config import StageConfig
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.redact import scrubbed
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,13 +45,16 @@ def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> T
     With `cache`, its result is cached by content (see `attestflow.caching`); else never.
     """
     caching = cache.task_options(t.name) if cache else {"cache_policy": NO_CACHE}
-    return t.with_options(
+    configured = t.with_options(
         retries=cfg.retries,
         retry_delay_seconds=cfg.retry_delay_s,
         timeout_seconds=cfg.timeout_s,
         retry_condition_fn=_retryable,
         **caching,
     )
+    # Credentials leave a stage's exceptions before Prefect stores the message and logs the traceback.
+    configured.fn = scrubbed(t.fn)
+    return configured
 
 
 def plain_stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Callable[P, R]:
@@ -61,7 +65,7 @@ def plain_stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None
     """
 
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        result = t.fn(*args, **kwargs)
+        result = scrubbed(t.fn)(*args, **kwargs)
         txn = get_transaction()
         if txn is not None and t.on_rollback_hooks:
             txn.stage(result, on_rollback_hooks=list(t.on_rollback_hooks))

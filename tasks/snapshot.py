@@ -34,6 +34,7 @@ from attestflow.dvc import (
 from attestflow.errors import BadInputError
 from attestflow.hash_cache import FileHashes, HashCache
 from attestflow.records import SnapshotRecord, write_json
+from attestflow.redact import redact
 from attestflow.workspace import Workspace
 
 
@@ -59,7 +60,7 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
         "dvc_md5": current,
         "dvc_config": dvc_config_digest(repo_root),
         "remote": cfg.remote if cfg.push else None,
-        "remote_url_setting": cfg.remote_url,
+        "remote_url_setting": redact(cfg.remote_url) if cfg.remote_url else None,  # kept in the workspace
     }
     last = cache.last
     unchanged = (

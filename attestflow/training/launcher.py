@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -52,16 +53,30 @@ def train_release(
             warm_start=warm_start,
             model_name=cfg.model_name,
         )
-    return launch(cfg, data_md5, run_tags, out_dir, warm_start)
+    return launch(cfg, data_md5, run_tags, out_dir, warm_start, tracking_uri)
 
 
 def launch(
-    cfg: ReleaseConfig, data_md5: str, run_tags: dict[str, str], out_dir: Path, warm_start: WarmStart | None
+    cfg: ReleaseConfig,
+    data_md5: str,
+    run_tags: dict[str, str],
+    out_dir: Path,
+    warm_start: WarmStart | None,
+    tracking_uri: str | None = None,
 ) -> TrainingRecord:
-    """Run `main` under ``torchrun --standalone`` with one process per GPU; rank 0's record comes back."""
+    """Run `main` under ``torchrun --standalone`` with one process per GPU; rank 0's record comes back.
+
+    The config file the workers read is written redacted, so the tracking URI, credentials
+    and all, reaches them through their environment (``MLFLOW_TRACKING_URI``) instead.
+    """
     from attestflow.records import to_jsonable, write_json
 
-    config = write_json(out_dir / "fine_tune.config.json", cfg.model_dump(mode="json"))
+    env = dict(os.environ)
+    dump = cfg.model_dump(mode="json")
+    if tracking_uri or cfg.register.tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri or str(cfg.register.tracking_uri)
+        dump["register"]["tracking_uri"] = None
+    config = write_json(out_dir / "fine_tune.config.json", dump)
     record = out_dir / "fine_tune.record.json"
     record.unlink(missing_ok=True)
     cmd = [
@@ -79,7 +94,7 @@ def launch(
     ]
     if warm_start is not None:
         cmd.append(f"--warm-start={json.dumps(to_jsonable(warm_start))}")
-    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, check=False, env=env)
     if done.returncode != 0 or not record.is_file():
         bad_input = re.search(r"^(?:\[rank\d+\]:\s*)?error: (.+)$", done.stderr, re.MULTILINE)
         if bad_input:

@@ -42,11 +42,14 @@ def _quiet_expected_failures() -> None:
 
 def release_state(config: Path, overrides: list[str]) -> Any:
     """Run the release flow and return its final state; a flow run that cannot start is an outage."""
+    from attestflow.redact import hide_overrides, secret_overrides
     from flows.release import release
 
     _quiet_expected_failures()
+    shown, hidden = hide_overrides(overrides)
     try:
-        return release(config_path=str(config), overrides=overrides, return_state=True)
+        with secret_overrides(hidden):  # run parameters are stored by Prefect: no credentials in them
+            return release(config_path=str(config), overrides=shown, return_state=True)
     except EXPECTED:
         raise
     except Exception as e:  # the orchestrator itself failed (no API, no database): not a gate's "no"

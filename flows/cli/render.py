@@ -1,8 +1,10 @@
 """What the `attestflow` commands print: tables, trees and one-line verdicts, kept apart from what they do.
 
 Every function here prints through `console` (stdout) or `err` (stderr), so that a test can
-swap both for wider ones. Text that comes from users or files is escaped before rich reads
-it, so that a bracket in a path or a reason is printed, not taken for markup.
+swap both for wider ones. Every text that comes from users, files, logs or the registry passes
+`safe` before rich reads it: credentials redacted, control characters (ESC/CSI/OSC sequences
+and the rest of C0 and C1) removed and markup escaped, so that a bracket in a path, an escape
+sequence in an actor or a token in a URI is printed harmlessly, or not at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from attestflow.redact import redact_json, terminal_safe
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -30,41 +34,44 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
+def safe(value: object) -> str:
+    """Untrusted text made fit for the terminal: redacted, stripped of control characters, markup escaped."""
+    return escape(terminal_safe(str(value)))
+
+
 def bullets(lines: list[str]) -> str:
     """Lines as an indented list, escaped so that brackets in them are not read as markup."""
-    return "\n".join(f"  - {escape(line)}" for line in lines)
+    return "\n".join(f"  - {safe(line)}" for line in lines)
 
 
 def error(message: str) -> None:
     """Bad input: one line on stderr, left for the terminal to wrap so that a log keeps it whole."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {safe(message)}", highlight=False, soft_wrap=True)
 
 
 def refused(heading: str, reasons: list[str]) -> None:
     """A gate or a verification said no: the heading, then one reason per line."""
-    err.print(f"[bold red]{escape(heading)}:[/]\n{bullets(reasons)}", highlight=False)
+    err.print(f"[bold red]{safe(heading)}:[/]\n{bullets(reasons)}", highlight=False)
 
 
 def could_not_run(message: str) -> None:
     """An outage: something the command needs could not be reached, on one line."""
-    err.print(f"[bold red]could not run:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]could not run:[/] {safe(message)}", highlight=False, soft_wrap=True)
 
 
 def failed(what: str, exc: BaseException, hint: str) -> None:
     """An unexpected failure, named with its type and where to read more."""
-    err.print(
-        f"[bold red]{what} failed:[/] {type(exc).__name__}: {escape(str(exc))} ({hint})", highlight=False
-    )
+    err.print(f"[bold red]{what} failed:[/] {type(exc).__name__}: {safe(str(exc))} ({hint})", highlight=False)
 
 
 def step(command: str, detail: str) -> None:
     """A step the command is about to take, such as a `dvc repro`."""
-    console.print(f"[bold]{escape(command)}[/]: {escape(detail)}", highlight=False)
+    console.print(f"[bold]{safe(command)}[/]: {safe(detail)}", highlight=False)
 
 
 def note(message: str) -> None:
     """A plain line of output."""
-    console.print(escape(message), highlight=False)
+    console.print(safe(message), highlight=False)
 
 
 def gate_table(report: GateReport) -> Table:
@@ -79,9 +86,9 @@ def gate_table(report: GateReport) -> Table:
         table.add_column(col, overflow="fold")
     for row in table_rows(report):
         result = "[green]pass[/]" if row["result"] == "pass" else "[red]FAIL[/]"
-        cells = [escape(row[k]) for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
+        cells = [safe(row[k]) for k in ("gate", "metric", "value", "threshold", "baseline", "ci", "margin")]
         # A passing gate's reason restates value and threshold; only a "no" needs its sentence.
-        table.add_row(*cells, result, escape(row["reason"]) if row["result"] != "pass" else "")
+        table.add_row(*cells, result, safe(row["reason"]) if row["result"] != "pass" else "")
     return table
 
 
@@ -103,7 +110,7 @@ def training_line(t: TrainingRecord) -> str:
 
 def summary(summary: ReleaseSummary, seconds: float) -> None:
     """The end-of-release summary: digests, version, gates and where to look."""
-    table = Table(title=f"attestflow release of {escape(summary.model_name)}", show_header=False)
+    table = Table(title=f"attestflow release of {safe(summary.model_name)}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     promo = summary.promotion
@@ -141,14 +148,14 @@ def summary(summary: ReleaseSummary, seconds: float) -> None:
         ("took", f"{seconds:.1f} s"),
     ]
     for k, v in rows:
-        table.add_row(k, escape(v))
+        table.add_row(k, safe(v))
     console.print(table)
     console.print(gate_table(summary.gates))
     ws_root = summary.release_dir.parents[2]
     console.print(
-        f"Prefect UI:  [bold]make dashboard[/] then open the flow run {summary.flow_run_id}\n"
-        f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{escape(str(ws_root))}/mlflow.db "
-        f"(run {summary.training.mlflow_run_id})",
+        f"Prefect UI:  [bold]make dashboard[/] then open the flow run {safe(summary.flow_run_id)}\n"
+        f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{safe(str(ws_root))}/mlflow.db "
+        f"(run {safe(summary.training.mlflow_run_id)})",
         highlight=False,
     )
 
@@ -158,12 +165,12 @@ def verification(model_uri: str, result: Verification, seconds: float, as_json: 
     if as_json:
         out: dict[str, Any] = {"target": result.target, "ok": result.ok, "seconds": round(seconds, 3)}
         out["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]
-        typer.echo(json.dumps(out, indent=2))
+        typer.echo(json.dumps(redact_json(out), indent=2))
         return
-    console.print(f"verify {escape(model_uri)} -> {escape(result.target)}", highlight=False)
+    console.print(f"verify {safe(model_uri)} -> {safe(result.target)}", highlight=False)
     for c in result.checks:
         mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
-        console.print(f"  {mark} {escape(c.name)}: {escape(c.detail)}", highlight=False)
+        console.print(f"  {mark} {safe(c.name)}: {safe(c.detail)}", highlight=False)
     verdict = "[green]all checks hold[/]" if result.ok else "[red]verification failed[/]"
     console.print(f"{verdict} ({seconds:.2f} s)")
 
@@ -171,12 +178,12 @@ def verification(model_uri: str, result: Verification, seconds: float, as_json: 
 def lineage(graph: dict[str, Any], as_json: bool) -> None:
     """The lineage graph of one model version as a tree, data first, promotions last (or as JSON)."""
     if as_json:
-        typer.echo(json.dumps(graph, indent=2, default=str))
+        typer.echo(json.dumps(redact_json(json.loads(json.dumps(graph, default=str))), indent=2))
         return
     from rich.tree import Tree
 
     def e(value: object) -> str:
-        return escape(str(value))
+        return safe(str(value))
 
     m = graph["model"]
     tree = Tree(f"[bold]{e(m['uri'])}[/] {e(' '.join('@' + a for a in m['aliases']))}")
@@ -220,16 +227,16 @@ def lineage(graph: dict[str, Any], as_json: bool) -> None:
 def audit_ok(reason: str, anchors: int, path: Path) -> None:
     """An intact audit log, with how many registry anchors back it."""
     anchored = f", {anchors} registry anchor(s) found in it" if anchors else ""
-    console.print(f"[green]audit log intact[/]: {escape(f'{reason}{anchored} ({path})')}", highlight=False)
+    console.print(f"[green]audit log intact[/]: {safe(f'{reason}{anchored} ({path})')}", highlight=False)
 
 
 def audit_broken(line: int | None, reason: str, path: Path, warning: bool = False) -> None:
     """A broken hash chain, naming the first bad line (as an error, or as a warning before a table)."""
     where = f" at line {line}" if line is not None else ""
     if warning:
-        err.print(f"[bold red]warning:[/] audit log broken{where}: {escape(reason)}")
+        err.print(f"[bold red]warning:[/] audit log broken{where}: {safe(reason)}")
     else:
-        err.print(f"[bold red]audit log broken{where}[/]: {escape(f'{reason} ({path})')}", highlight=False)
+        err.print(f"[bold red]audit log broken{where}[/]: {safe(f'{reason} ({path})')}", highlight=False)
 
 
 def audit_skipped(lines: list[int]) -> None:
@@ -241,7 +248,7 @@ def audit_skipped(lines: list[int]) -> None:
 def alias_drift(drift: list[AliasDrift]) -> None:
     """Aliases moved outside attestflow, one line each, and the two ways to settle them."""
     for d in drift:
-        err.print(f"[bold red]alias moved outside attestflow[/]: {escape(str(d))}", highlight=False)
+        err.print(f"[bold red]alias moved outside attestflow[/]: {safe(str(d))}", highlight=False)
     err.print(
         "adopt with `attestflow audit adopt MODEL --reason ...`, or set the alias back to the audited version",
         highlight=False,
@@ -258,7 +265,7 @@ def adopted(model: str, drift: list[AliasDrift]) -> None:
 
 def audit_table(rows: list[dict[str, Any]], model: str | None) -> None:
     """Audit entries as a table: when, what, which model version, who, and the details."""
-    table = Table(title=f"audit history{f' of {escape(model)}' if model else ''}")
+    table = Table(title=f"audit history{f' of {safe(model)}' if model else ''}")
     for col in ("#", "time (UTC)", "event", "model", "version", "actor", "details"):
         table.add_column(col)
     for row in rows:
@@ -271,7 +278,7 @@ def audit_table(rows: list[dict[str, Any]], model: str | None) -> None:
             row["actor"],
             details,
         )
-        table.add_row(str(row["seq"]), *(escape(str(c)) for c in cells))
+        table.add_row(str(row["seq"]), *(safe(str(c)) for c in cells))
     console.print(table)
 
 
@@ -279,7 +286,7 @@ def margins(summaries: list[MarginSummary], name: str, last: int) -> None:
     """Per gate metric, the min/median/max margin over the last releases, loose gates marked."""
     from tasks.gates.report import number
 
-    table = Table(title=f"gate margins of {escape(name)}, last {last} release(s)")
+    table = Table(title=f"gate margins of {safe(name)}, last {last} release(s)")
     for col in ("gate", "metric", "releases", "failed", "min", "median", "max", "headroom", "note"):
         table.add_column(col)
     for s in summaries:
@@ -294,5 +301,5 @@ def margins(summaries: list[MarginSummary], name: str, last: int) -> None:
             number(s.median),
             number(s.max),
         )
-        table.add_row(*(escape(c) for c in cells), headroom, note_)
+        table.add_row(*(safe(c) for c in cells), headroom, note_)
     console.print(table)

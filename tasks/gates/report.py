@@ -19,6 +19,7 @@ from prefect import task
 from attestflow.artifacts import artifact_key
 from attestflow.progress import in_prefect_run
 from attestflow.records import GateDecision, GateReport, RegistrationRecord, write_json
+from attestflow.redact import redact, redact_json
 from attestflow.tracking import client
 
 MARGIN_PREFIX = "gate_margin/"
@@ -89,10 +90,12 @@ def publish_gates(
     if in_prefect_run():
         verdict = "passed" if report.passed else "failed"
         create_table_artifact(
-            table=table_rows(report),
+            table=redact_json(table_rows(report)),
             key=artifact_key(registration.model_name),
-            description=f"Gates of {registration.model_uri}: {verdict} (policy {report.policy_digest}, "
-            f"model sha256:{report.model_digest.value}, baseline {report.baseline or 'none'})",
+            description=redact(
+                f"Gates of {registration.model_uri}: {verdict} (policy {report.policy_digest}, "
+                f"model sha256:{report.model_digest.value}, baseline {report.baseline or 'none'})"
+            ),
         )
     return gates_json
 

@@ -238,6 +238,8 @@ def test_rollback_with_no_previous_champion_says_unset(
     config.write_text(
         yaml.safe_dump({**yaml.safe_load(CONFIG.read_text()), "workspace": str(tmp_path / "ws")})
     )
-    result = CliRunner().invoke(app, ["rollback", "--to", "1", "--reason", "back to v1", "--config", str(config)])
+    result = CliRunner().invoke(
+        app, ["rollback", "--to", "1", "--reason", "back to v1", "--config", str(config)]
+    )
     assert result.exit_code == 0, result.output
     assert "(was unset)" in result.output and "vNone" not in result.output
