@@ -117,6 +117,18 @@ def hashing_config(bundle_dir: Path) -> Any:
     )
 
 
+def sign_bundle(bundle_dir: Path, private_key: Path) -> None:
+    """Sign every file of the bundle but the signature itself (and ``evidence/``) with model-signing."""
+    import model_signing
+
+    (
+        model_signing.signing.Config()
+        .use_elliptic_key_signer(private_key=private_key)
+        .set_hashing_config(hashing_config(bundle_dir))
+        .sign(bundle_dir, bundle_dir / SIGNATURE)
+    )
+
+
 def signature_manifest(signature: Path) -> dict[str, str]:
     """Relative path -> SHA-256 as listed inside a model-signing signature (unverified)."""
     bundle = json.loads(signature.read_text())

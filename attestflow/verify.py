@@ -10,6 +10,7 @@ provenance names is still in the DVC remote with that md5.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,6 +78,23 @@ def _refused(listing: Listing) -> list[Check]:
     ]
 
 
+_MISMATCH = (
+    ("not signed", re.compile(r"Extra files found in model '[^']*': ([^\"\]]+)")),
+    ("missing", re.compile(r"Missing files in model '[^']*': ([^\"\]]+)")),
+    ("changed", re.compile(r"Hash mismatch for '([^']+)'")),
+)
+
+
+def _signing_failure(e: BaseException) -> str:
+    """model-signing's reason in one short line: which files differ, not their digests' reprs."""
+    text = str(e)
+    found = [(what, sorted({m.strip() for m in rx.findall(text)})) for what, rx in _MISMATCH]
+    differ = "; ".join(f"{what}: {', '.join(names)}" for what, names in found if names)
+    if text.startswith("Signature mismatch") and differ:
+        return f"the folder differs from what was signed ({differ})"
+    return (text.splitlines() or [type(e).__name__])[0][:300]
+
+
 def _check_signature(bundle: Path, listing: Listing, public_key: Path) -> Check:
     """model-signing over the whole folder: a file it does not list fails, as does one it lists and lacks."""
     import model_signing
@@ -91,7 +109,7 @@ def _check_signature(bundle: Path, listing: Listing, public_key: Path) -> Check:
             .verify(bundle, bundle / SIGNATURE)
         )
     except Exception as e:  # model-signing raises ValueError and others
-        return Check("signature", False, f"model-signing verification failed: {str(e).splitlines()[0][:300]}")
+        return Check("signature", False, f"model-signing verification failed: {_signing_failure(e)}")
     return Check("signature", True, "model-signing signature over every file verifies with the trusted key")
 
 

@@ -26,7 +26,7 @@ from attestflow.bundle import (
     PUBLIC_KEY,
     SIGNATURE,
     bundle_digest,
-    hashing_config,
+    sign_bundle,
     signed_files,
 )
 from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
@@ -108,8 +108,6 @@ def sign(
     invocation: Invocation,
 ) -> SignatureRecord:
     """Assemble the bundle, write DSSE-signed SLSA provenance, and sign the whole folder with model-signing."""
-    import model_signing
-
     revision = invocation.revision
 
     bundle = out_dir / "bundle"
@@ -187,12 +185,7 @@ def sign(
     )
     envelope = dsse_sign(stmt, load_private_key(keys.private_key))
     write_json(bundle / PROVENANCE, envelope)
-    (
-        model_signing.signing.Config()
-        .use_elliptic_key_signer(private_key=keys.private_key)
-        .set_hashing_config(hashing_config(bundle))
-        .sign(bundle, bundle / SIGNATURE)
-    )
+    sign_bundle(bundle, keys.private_key)
     return SignatureRecord(
         bundle_dir=bundle,
         onnx_digest=exported.digest,
