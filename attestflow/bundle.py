@@ -4,7 +4,8 @@ A bundle is the folder that is registered, downloaded and loaded: the complete M
 (``MLmodel``, ``model.onnx``, environment files, input example) plus ``attestation/``
 (config, data manifest, metrics, public key, provenance and the signature). The model
 signature covers every file of it but itself, so that nothing a loader reads is unsigned;
-``evidence/`` holds statements added after registration, each signed on its own. The signing
+``evidence/`` holds statements added after registration, each signed on its own, and MLflow
+adds a label of its own that nothing loads (`MLFLOW_META`). The signing
 stage writes the bundle and every verifier reads it, so the layout is defined once, here.
 
 A verifier lists a bundle with ``lstat`` before it opens anything (`list_bundle`): a symlink,
@@ -29,11 +30,12 @@ MLMODEL = "MLmodel"
 ATTESTATION = "attestation"
 EVIDENCE = "evidence"
 """Folder of separately signed statements attached after registration (not model-signed)."""
+MLFLOW_META = "registered_model_meta"
+"""MLflow writes this label (model name and version) into a local registered folder whenever it
+loads it through ``models:/``; nothing reads it back, so the signature leaves it out."""
 SIGNATURE = f"{ATTESTATION}/model.sig"
 PROVENANCE = f"{ATTESTATION}/provenance.dsse.json"
 PUBLIC_KEY = f"{ATTESTATION}/signing-key.pub.pem"
-NOT_IN_BUNDLE_DIGEST = (SIGNATURE, PROVENANCE)
-"""Files the bundle digest leaves out: the provenance names that digest, the signature covers it."""
 
 _KINDS = {
     stat.S_IFLNK: "a symlink",
@@ -74,9 +76,9 @@ def list_bundle(folder: Path) -> Listing:
     return Listing(frozenset(files), tuple(sorted(refused)))
 
 
-def is_evidence(rel: str) -> bool:
-    """Whether `rel` lies in ``evidence/`` (statements signed on their own, after registration)."""
-    return rel.startswith(EVIDENCE + "/")
+def outside_signature(rel: str) -> bool:
+    """Whether the model signature leaves `rel` out: itself, ``evidence/`` and MLflow's label."""
+    return rel in (SIGNATURE, MLFLOW_META) or rel.startswith(EVIDENCE + "/")
 
 
 def unsafe_path(rel: str) -> bool:
@@ -90,14 +92,14 @@ def unsafe_path(rel: str) -> bool:
 
 
 def signed_files(bundle_dir: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of the files the bundle digest covers: all but signature, provenance, evidence."""
+    """Relative path -> SHA-256 of the files the bundle digest covers: the signed ones but the provenance."""
     listing = list_bundle(bundle_dir)
     if listing.refused:
         raise ValueError(f"not a bundle of plain files: {listing.refused[0]}")
     return {
         rel: file_digest(bundle_dir / rel).value
         for rel in sorted(listing.files)
-        if rel not in NOT_IN_BUNDLE_DIGEST and not is_evidence(rel)
+        if rel != PROVENANCE and not outside_signature(rel)
     }
 
 
@@ -109,16 +111,16 @@ def bundle_digest(files: dict[str, str]) -> Digest:
 
 
 def hashing_config(bundle_dir: Path) -> Any:
-    """model-signing's hashing settings for a bundle: every file but the signature and ``evidence/``."""
+    """model-signing's hashing settings for a bundle: every file but those `outside_signature`."""
     import model_signing
 
     return model_signing.hashing.Config().set_ignored_paths(
-        paths=[bundle_dir / SIGNATURE, bundle_dir / EVIDENCE]
+        paths=[bundle_dir / SIGNATURE, bundle_dir / EVIDENCE, bundle_dir / MLFLOW_META]
     )
 
 
 def sign_bundle(bundle_dir: Path, private_key: Path) -> None:
-    """Sign every file of the bundle but the signature itself (and ``evidence/``) with model-signing."""
+    """Sign every file of the bundle but those `outside_signature` with model-signing."""
     import model_signing
 
     (

@@ -9,6 +9,7 @@ provenance names is still in the DVC remote with that md5.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import tempfile
@@ -25,8 +26,8 @@ from attestflow.bundle import (
     Listing,
     bundle_digest,
     hashing_config,
-    is_evidence,
     list_bundle,
+    outside_signature,
     signature_manifest,
     signed_files,
     unsafe_path,
@@ -79,19 +80,24 @@ def _refused(listing: Listing) -> list[Check]:
 
 
 _MISMATCH = (
-    ("not signed", re.compile(r"Extra files found in model '[^']*': ([^\"\]]+)")),
-    ("missing", re.compile(r"Missing files in model '[^']*': ([^\"\]]+)")),
-    ("changed", re.compile(r"Hash mismatch for '([^']+)'")),
+    ("not signed", re.compile(r"^Extra files found in model '.*': (.+)$", re.S)),
+    ("missing", re.compile(r"^Missing files in model '.*': (.+)$", re.S)),
+    ("changed", re.compile(r"^Hash mismatch for '(.+?)': Expected", re.S)),
 )
 
 
 def _signing_failure(e: BaseException) -> str:
     """model-signing's reason in one short line: which files differ, not their digests' reprs."""
     text = str(e)
-    found = [(what, sorted({m.strip() for m in rx.findall(text)})) for what, rx in _MISMATCH]
-    differ = "; ".join(f"{what}: {', '.join(names)}" for what, names in found if names)
-    if text.startswith("Signature mismatch") and differ:
-        return f"the folder differs from what was signed ({differ})"
+    try:  # "Signature mismatch: [...]" carries the repr of a list of strings
+        items = ast.literal_eval(text.removeprefix("Signature mismatch: "))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        items = None
+    if text.startswith("Signature mismatch") and isinstance(items, list):
+        found = {what: [m.group(1) for i in items if (m := rx.match(str(i)))] for what, rx in _MISMATCH}
+        differ = "; ".join(f"{what}: {', '.join(names)}" for what, names in found.items() if names)
+        if differ:
+            return f"the folder differs from what was signed ({differ[:300]})"
     return (text.splitlines() or [type(e).__name__])[0][:300]
 
 
@@ -130,10 +136,11 @@ def _check_files(bundle: Path, listing: Listing) -> Check:
         )
     if MODEL not in expected:
         return Check("files", False, f"the signature does not cover {MODEL}")
-    unsigned = sorted(r for r in listing.files - expected.keys() if r != SIGNATURE and not is_evidence(r))
+    unsigned = sorted(r for r in listing.files - expected.keys() if not outside_signature(r))
     if unsigned:
-        more = f" (and {len(unsigned) - 1} more)" if len(unsigned) > 1 else ""
-        return Check("files", False, f"{unsigned[0]} is not covered by the signature{more}")
+        more = f" (and {len(unsigned) - 3} more)" if len(unsigned) > 3 else ""
+        verb = "is" if len(unsigned) == 1 else "are"
+        return Check("files", False, f"{', '.join(unsigned[:3])}{more} {verb} not covered by the signature")
     for rel, digest in sorted(expected.items()):
         if rel not in listing.files:
             return Check("files", False, f"{rel} is missing")

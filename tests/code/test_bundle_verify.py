@@ -20,6 +20,7 @@ from attestflow import verify as verify_module
 from attestflow.bundle import (
     ATTESTATION,
     EVIDENCE,
+    MLFLOW_META,
     MLMODEL,
     MODEL,
     PROVENANCE,
@@ -31,7 +32,7 @@ from attestflow.bundle import (
     signed_files,
     unsafe_path,
 )
-from attestflow.digests import file_digest
+from attestflow.digests import Digest, file_digest
 from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, ensure_keypair, load_private_key
 from attestflow.provenance import resource, statement
@@ -132,6 +133,7 @@ def test_upstream_model_signing_verifies_the_bundle_with_unsigned_files_not_igno
 
     (bundle / EVIDENCE).mkdir()
     (bundle / EVIDENCE / "statement.dsse.json").write_text("{}")
+    (bundle / MLFLOW_META).write_text("model_name: sandbox\nmodel_version: '1'\n")
     (
         model_signing.verifying.Config()
         .use_elliptic_key_verifier(public_key=keys.public_key)
@@ -168,7 +170,10 @@ def test_an_edited_mlmodel_alone_fails(bundle: Path, keys: KeyPair) -> None:
     assert failed["signature"].endswith("the folder differs from what was signed (changed: MLmodel)")
 
 
-@pytest.mark.parametrize("extra", ["notes.txt", "attestation/extra.json", ".gitignore", ".git/config"])
+@pytest.mark.parametrize(
+    "extra",
+    ["notes.txt", "attestation/extra.json", ".gitignore", ".git/config", f"attestation/{MLFLOW_META}"],
+)
 def test_an_extra_file_anywhere_but_evidence_fails(bundle: Path, keys: KeyPair, extra: str) -> None:
     (bundle / extra).parent.mkdir(exist_ok=True)
     (bundle / extra).write_text("x")
@@ -184,7 +189,12 @@ def test_a_manifest_naming_a_path_outside_the_bundle_is_refused_before_hashing(
     _rewrite_manifest(bundle, {MLMODEL: name})
     opened: list[Path] = []
     real = verify_module.file_digest
-    monkeypatch.setattr(verify_module, "file_digest", lambda p, *a: opened.append(Path(p)) or real(p, *a))
+
+    def recorded(path: Path, *args: str) -> Digest:
+        opened.append(Path(path))
+        return real(path, *args)
+
+    monkeypatch.setattr(verify_module, "file_digest", recorded)
 
     failed = _failed(_verify(bundle, keys))
     assert (
@@ -248,3 +258,17 @@ def test_a_missing_folder_is_a_failed_check(tmp_path: Path, keys: KeyPair) -> No
 )
 def test_unsafe_paths_are_told_apart_by_their_text(rel: str, unsafe: bool) -> None:
     assert unsafe_path(rel) is unsafe
+
+
+def test_model_signing_mismatches_are_told_by_file_name_whatever_quotes_their_digests_hold() -> None:
+    from attestflow.verify import _signing_failure
+
+    digest = "Digest(algorithm='sha256', digest_value=b'\\x01\"\\'')"
+    items = [
+        "Extra files found in model 'bundle': evil.onnx, x.txt",
+        f"Hash mismatch for 'MLmodel': Expected '{digest}', Actual '{digest}'",
+    ]
+    assert _signing_failure(ValueError(f"Signature mismatch: {items}")) == (
+        "the folder differs from what was signed (not signed: evil.onnx, x.txt; changed: MLmodel)"
+    )
+    assert _signing_failure(ValueError("no signature verifies\nmore")) == "no signature verifies"

@@ -255,6 +255,7 @@ def test_the_registered_folder_is_the_signed_folder_and_upstream_model_signing_v
 
     bundle = released.summary.signature.bundle_dir
     stored = {p.relative_to(released.artifacts) for p in released.artifacts.rglob("*") if p.is_file()}
+    stored.discard(Path("registered_model_meta"))  # MLflow's label, written by any models:/ load
     assert stored == {p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file()}
     assert all(file_digest(released.artifacts / p) == file_digest(bundle / p) for p in stored)
     assert {Path("MLmodel"), Path("conda.yaml"), Path("input_example.json")} <= stored
@@ -269,6 +270,9 @@ def test_the_registered_folder_is_the_signed_folder_and_upstream_model_signing_v
     example = model.input_example
     assert example is not None
     assert len(next(iter(model.predict(example).values()))) == len(next(iter(example.values())))
+    assert (released.artifacts / "registered_model_meta").is_file()  # MLflow wrote it into the store
+    code, report = released.verify("models:/tiny-credit/1")
+    assert code == 0, report
 
 
 def test_an_unsigned_mlmodel_pointing_at_another_onnx_file_fails_verify(
