@@ -1,10 +1,16 @@
 """Verification of a release bundle: what `attestflow verify`, promotion and loading all run.
 
-A model is trusted only if every check holds: it is ONNX by content with allowed operators,
-every signed file is present with its signed digest, the model signature and the provenance
-signature verify with the trusted public key (never a key shipped inside the bundle), the
-provenance names exactly these bytes, the registry's tags agree, and the data snapshot the
-provenance names is still in the DVC remote with that md5.
+A model is trusted only if every check holds: the model signature verifies with the trusted
+public key (never a key shipped inside the bundle) over every file of the folder, and no file
+is there that it does not list (the MLflow model a loader reads included); it is ONNX by
+content with allowed operators; the provenance signature verifies, the provenance names
+exactly these bytes and the model name it is registered under; the registry's tags agree;
+and the data snapshot the provenance names is still in the DVC remote with that md5.
+
+Order matters: the folder is listed with ``lstat`` first and refused, unopened, if it holds
+a symlink or a special file; the signature is checked next; paths a manifest names are only
+looked up among the plain files listed, never opened as given; and a download that fails is
+a failed check with its reason, not an exception.
 """
 
 from __future__ import annotations

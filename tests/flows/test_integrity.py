@@ -350,9 +350,7 @@ def test_a_release_copied_by_hand_under_another_model_name_fails_verify(released
     client.finalize_logged_model(copied.model_id, "READY")
     client.create_registered_model("credit-default")
     try:
-        client.create_model_version(
-            "credit-default", f"models:/{copied.model_id}", tags=source.tags, model_id=copied.model_id
-        )
+        client.create_model_version("credit-default", copied.artifact_location, tags=source.tags)
         code, report = released.verify("models:/credit-default/1")
     finally:
         client.delete_registered_model("credit-default")
