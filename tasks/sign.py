@@ -66,7 +66,7 @@ def lock_digest() -> Digest | None:
     return file_digest(lock) if lock.is_file() else None
 
 
-def save_mlflow_model(
+def _save_mlflow_model(
     folder: Path, onnx_path: Path, data: DataConfig, model: ModelConfig, *, run_id: str
 ) -> None:
     """Write `folder` as an MLflow onnx-flavor model holding exactly the exported bytes of `onnx_path`.
@@ -113,7 +113,7 @@ def sign(
     bundle = out_dir / "bundle"
     if bundle.exists():
         shutil.rmtree(bundle)
-    save_mlflow_model(bundle, exported.onnx_path, cfg.data, cfg.model, run_id=trained.mlflow_run_id)
+    _save_mlflow_model(bundle, exported.onnx_path, cfg.data, cfg.model, run_id=trained.mlflow_run_id)
     (bundle / ATTESTATION).mkdir()
     write_json(bundle / ATTESTATION / "config.json", cfg.model_dump(mode="json"))
     shutil.copy2(snap.manifest_path, bundle / ATTESTATION / "data_manifest.json")
