@@ -1,52 +1,138 @@
 """The release bundle's layout: what is signed, what is evidence about it, and its digest.
 
-A bundle is the folder that is registered and deployed: ``model.onnx`` plus ``attestation/``
-(config, data manifest, metrics, and the signature, provenance and public key). The signing
-stage writes it and every verifier reads it, so the layout is defined once, here.
+A bundle is the folder that is registered, downloaded and loaded: the complete MLflow model
+(``MLmodel``, ``model.onnx``, environment files, input example) plus ``attestation/``
+(config, data manifest, metrics, public key, provenance and the signature). The model
+signature covers every file of it but itself, so that nothing a loader reads is unsigned;
+``evidence/`` holds statements added after registration, each signed on its own, and MLflow
+adds a label of its own that nothing loads (`MLFLOW_META`). The signing
+stage writes the bundle and every verifier reads it, so the layout is defined once, here.
+
+A verifier lists a bundle with ``lstat`` before it opens anything (`list_bundle`): a symlink,
+a FIFO or a device in the folder is refused unopened, and a path named by a manifest is only
+ever looked up among the plain files found, never opened as given.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from attestflow.digests import Digest, file_digest, json_digest
 
 MODEL = "model.onnx"
+MLMODEL = "MLmodel"
 ATTESTATION = "attestation"
+EVIDENCE = "evidence"
+"""Folder of separately signed statements attached after registration (not model-signed)."""
+MLFLOW_META = "registered_model_meta"
+"""MLflow writes this label (model name and version) into a local registered folder whenever it
+loads it through ``models:/``; nothing reads it back, so the signature leaves it out."""
 SIGNATURE = f"{ATTESTATION}/model.sig"
 PROVENANCE = f"{ATTESTATION}/provenance.dsse.json"
 PUBLIC_KEY = f"{ATTESTATION}/signing-key.pub.pem"
-UNSIGNED = (SIGNATURE, PROVENANCE, PUBLIC_KEY)
-"""Files of the bundle that the model signature does not cover (they are about it)."""
+
+_KINDS = {
+    stat.S_IFLNK: "a symlink",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a bundle folder holds, seen through ``lstat`` alone (nothing opened or followed)."""
+
+    files: frozenset[str]
+    """Relative POSIX paths of the plain files."""
+    refused: tuple[str, ...]
+    """One line per entry that is neither a plain file nor a folder, e.g. ``x is a FIFO``."""
+
+
+def list_bundle(folder: Path) -> Listing:
+    """The plain files of `folder`, and every symlink or special file in it, refused unopened."""
+    files: set[str] = set()
+    refused: list[str] = []
+    pending = [(folder, "")]
+    while pending:
+        here, prefix = pending.pop()
+        with os.scandir(here) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    pending.append((Path(entry.path), rel + "/"))
+                elif stat.S_ISREG(mode):
+                    files.add(rel)
+                else:
+                    refused.append(f"{rel} is {_KINDS.get(stat.S_IFMT(mode), 'not a plain file')}")
+    return Listing(frozenset(files), tuple(sorted(refused)))
+
+
+def outside_signature(rel: str) -> bool:
+    """Whether the model signature leaves `rel` out: itself, ``evidence/`` and MLflow's label."""
+    return rel in (SIGNATURE, MLFLOW_META) or rel.startswith(EVIDENCE + "/")
+
+
+def unsafe_path(rel: str) -> bool:
+    """Whether a path named by a manifest could point outside the bundle folder.
+
+    Absolute paths, ``..`` and ``.`` components, empty names, backslashes and NULs are refused
+    before anything is looked up (the path-traversal class fixed in model-transparency); with
+    symlinks refused by `list_bundle`, what is left cannot resolve outside the folder.
+    """
+    return "\\" in rel or "\0" in rel or any(p in ("", ".", "..") for p in rel.split("/"))
 
 
 def signed_files(bundle_dir: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of every file present that the signature is meant to cover."""
-    out = {}
-    for p in sorted(bundle_dir.rglob("*")):
-        rel = p.relative_to(bundle_dir).as_posix()
-        if p.is_file() and rel not in UNSIGNED and (rel == MODEL or rel.startswith(ATTESTATION + "/")):
-            out[rel] = file_digest(p).value
-    return out
+    """Relative path -> SHA-256 of the files the bundle digest covers: the signed ones but the provenance."""
+    listing = list_bundle(bundle_dir)
+    if listing.refused:
+        raise ValueError(f"not a bundle of plain files: {listing.refused[0]}")
+    return {
+        rel: file_digest(bundle_dir / rel).value
+        for rel in sorted(listing.files)
+        if rel != PROVENANCE and not outside_signature(rel)
+    }
 
 
 def bundle_digest(files: dict[str, str]) -> Digest:
-    """The bundle's digest: SHA-256 of its signed-file manifest as canonical JSON."""
-    return Digest("sha256", json_digest(files).value, "canonical JSON of {path: sha256} of the signed files")
+    """The bundle's digest: SHA-256 of its file manifest (`signed_files`) as canonical JSON."""
+    return Digest(
+        "sha256", json_digest(files).value, "canonical JSON of {path: sha256} of the bundle's files"
+    )
 
 
 def hashing_config(bundle_dir: Path) -> Any:
-    """model-signing's hashing settings for a bundle: every file but the attestation ones."""
+    """model-signing's hashing settings for a bundle: every file but those `outside_signature`."""
     import model_signing
 
-    return model_signing.hashing.Config().set_ignored_paths(paths=[bundle_dir / u for u in UNSIGNED])
+    return model_signing.hashing.Config().set_ignored_paths(
+        paths=[bundle_dir / SIGNATURE, bundle_dir / EVIDENCE, bundle_dir / MLFLOW_META]
+    )
+
+
+def sign_bundle(bundle_dir: Path, private_key: Path) -> None:
+    """Sign every file of the bundle but those `outside_signature` with model-signing."""
+    import model_signing
+
+    (
+        model_signing.signing.Config()
+        .use_elliptic_key_signer(private_key=private_key)
+        .set_hashing_config(hashing_config(bundle_dir))
+        .sign(bundle_dir, bundle_dir / SIGNATURE)
+    )
 
 
 def signature_manifest(signature: Path) -> dict[str, str]:
     """Relative path -> SHA-256 as listed inside a model-signing signature (unverified)."""
     bundle = json.loads(signature.read_text())
     payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
-    return {r["name"]: r["digest"] for r in payload["predicate"]["resources"]}
+    return {str(r["name"]): str(r["digest"]) for r in payload["predicate"]["resources"]}

@@ -209,7 +209,7 @@ class SignatureRecord:
     bundle_dir: Path
     onnx_digest: Digest
     bundle_digest: Digest
-    """SHA-256 of the canonical JSON manifest of every signed file."""
+    """SHA-256 of the canonical JSON manifest of every signed file but the provenance (which names it)."""
     signature_path: Path
     signature_digest: Digest
     provenance_path: Path

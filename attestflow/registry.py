@@ -104,7 +104,7 @@ def _version(mv: Any) -> ModelVersion:
     )
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     """The first line of an error (for a failed HTTP request, its cause), any URI credentials removed."""
     lines = str(e).strip().splitlines()
     line = lines[0] if lines else type(e).__name__
@@ -175,7 +175,7 @@ class Registry:
                 return what(client)
             except MlflowException as e:
                 if e.error_code in NOT_FOUND:
-                    raise _Absent(_first_line(e)) from e
+                    raise _Absent(first_line(e)) from e
                 raise self._unavailable(e) from e
             except Exception as e:  # OSError, requests' and SQLAlchemy's errors: the store failed
                 raise self._unavailable(e) from e
@@ -195,7 +195,7 @@ class Registry:
             raise BadInputError(f"the model registry at {_shown(self.uri)} refused: {redact(str(e))}") from e
 
     def _unavailable(self, e: BaseException) -> RegistryUnavailableError:
-        return RegistryUnavailableError(f"the model registry at {_shown(self.uri)} failed: {_first_line(e)}")
+        return RegistryUnavailableError(f"the model registry at {_shown(self.uri)} failed: {first_line(e)}")
 
     def ping(self) -> None:
         """Raise `RegistryUnavailableError` unless the registry answers a cheap query."""
@@ -246,6 +246,10 @@ class Registry:
         if run is None:
             return None
         return RunData(dict(run.data.params), dict(run.data.tags), dict(run.data.metrics))
+
+    def download_uri(self, model_name: str, version: str) -> str | None:
+        """Where the artifacts of one model version are stored; None if there is no such version."""
+        return self._lookup(lambda c: str(c.get_model_version_download_uri(model_name, version)))
 
     def set_alias(self, model_name: str, alias: str, version: str) -> None:
         """Point `alias` at `version` (only `attestflow.aliases` moves serving aliases)."""

@@ -66,10 +66,8 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
         trained,
         checked_onnx,
         model_name=cfg.model_name,
-        data=cfg.data,
         tags=ctx.release_tags(snap, trained, exported, checked_onnx, signed),
         tracking_uri=uri,
-        model=cfg.model,
     )
     ctx.record(registered, bundle_sha256=signed.bundle_digest.value)
     gates = invoke(run_gates_task, cfg.gates)(

@@ -1,10 +1,12 @@
 """Stage `sign`: sign the release bundle (OpenSSF model-signing) and its SLSA provenance (DSSE).
 
-The bundle is the folder that gets registered and deployed: ``model.onnx`` plus
-``attestation/`` with the config, the data snapshot manifest and the metrics. model-signing
-signs every file of it (a sigstore bundle in ``attestation/model.sig``); the provenance says
-how the bundle was made and is signed separately, so that either can be checked offline with
-the public key, and neither can be changed without the signature breaking.
+The bundle is the folder that gets registered and deployed, byte for byte: the complete
+MLflow model (``MLmodel``, ``model.onnx``, environment files, signature and input example)
+plus ``attestation/`` with the config, the data snapshot manifest, the metrics and the
+provenance. The provenance says how the bundle was made and is signed on its own (DSSE);
+then model-signing signs every file of the folder (a sigstore bundle in
+``attestation/model.sig``), so that nothing a loader reads is unsigned, either can be checked
+offline with the public key, and no file can be changed or added without a signature breaking.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from prefect import task
 
+from attestflow.adapters import load_adapter
 from attestflow.bundle import (
     ATTESTATION,
     MODEL,
@@ -22,10 +26,11 @@ from attestflow.bundle import (
     PUBLIC_KEY,
     SIGNATURE,
     bundle_digest,
-    hashing_config,
+    sign_bundle,
     signed_files,
 )
-from attestflow.config import ReleaseConfig
+from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
+from attestflow.dataset import load_splits
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, load_private_key, release_keypair
@@ -66,6 +71,36 @@ def lock_digest() -> Digest | None:
     return file_digest(lock) if lock.is_file() else None
 
 
+def _save_mlflow_model(
+    folder: Path, onnx_path: Path, data: DataConfig, model: ModelConfig, *, run_id: str
+) -> None:
+    """Write `folder` as an MLflow onnx-flavor model holding exactly the exported bytes of `onnx_path`.
+
+    Signature and input example come from the held-out rows and ONNX Runtime's outputs on
+    them; the CPU provider is the one every host has.
+    """
+    import mlflow.onnx
+    import onnx
+    from mlflow.models import Model, infer_signature
+
+    from attestflow.onnx_runtime import session
+
+    _, test = load_splits(data, load_adapter(model))
+    example = test.head(5).inputs
+    outputs = session(onnx_path, "cpu").run(None, example)[0]
+    mlflow.onnx.save_model(
+        onnx.load(str(onnx_path)),
+        str(folder),
+        mlflow_model=Model(run_id=run_id),
+        signature=infer_signature(example, np.asarray(outputs)),
+        input_example=example,
+        onnx_execution_providers=["CPUExecutionProvider"],
+        save_as_external_data=False,
+    )
+    # MLflow re-serializes the graph; the bundle keeps the bytes the export stage hashed and validated.
+    shutil.copyfile(onnx_path, folder / MODEL)
+
+
 def sign(
     cfg: ReleaseConfig,
     snap: SnapshotRecord,
@@ -77,16 +112,14 @@ def sign(
     out_dir: Path,
     invocation: Invocation,
 ) -> SignatureRecord:
-    """Assemble the bundle, sign it with model-signing, and write DSSE-signed SLSA provenance."""
-    import model_signing
-
+    """Assemble the bundle, write DSSE-signed SLSA provenance, and sign the whole folder with model-signing."""
     revision = invocation.revision
 
     bundle = out_dir / "bundle"
     if bundle.exists():
         shutil.rmtree(bundle)
-    (bundle / ATTESTATION).mkdir(parents=True)
-    shutil.copy2(exported.onnx_path, bundle / MODEL)
+    _save_mlflow_model(bundle, exported.onnx_path, cfg.data, cfg.model, run_id=trained.mlflow_run_id)
+    (bundle / ATTESTATION).mkdir()
     write_json(bundle / ATTESTATION / "config.json", cfg.model_dump(mode="json"))
     shutil.copy2(snap.manifest_path, bundle / ATTESTATION / "data_manifest.json")
     write_json(
@@ -96,12 +129,6 @@ def sign(
 
     keys = keypair(cfg, ws)
     shutil.copy2(keys.public_key, bundle / PUBLIC_KEY)
-    (
-        model_signing.signing.Config()
-        .use_elliptic_key_signer(private_key=keys.private_key)
-        .set_hashing_config(hashing_config(bundle))
-        .sign(bundle, bundle / SIGNATURE)
-    )
     files = signed_files(bundle)
     folder = bundle_digest(files)
     lock = lock_digest()
@@ -164,6 +191,7 @@ def sign(
     )
     envelope = dsse_sign(stmt, load_private_key(keys.private_key))
     write_json(bundle / PROVENANCE, envelope)
+    sign_bundle(bundle, keys.private_key)
     return SignatureRecord(
         bundle_dir=bundle,
         onnx_digest=exported.digest,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from attestflow.keys import load_public_key
 from attestflow.lineage import CodeRevision
 from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE
 from attestflow.records import ReleaseSummary
+from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from flows import release as release_module
 from flows.cli import app
@@ -69,8 +71,12 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Released:
 
 @contextmanager
 def tampered(path: Path) -> Iterator[Path]:
-    """Let the test change `path` (or its folder), then put the original back."""
-    backup = path.with_name(path.name + ".orig")
+    """Let the test change `path` (or its folder), then put the original back.
+
+    The original waits outside the registered folder: a file left beside it would itself be
+    an unsigned file, which verify refuses.
+    """
+    backup = Path(tempfile.mkdtemp(prefix="attestflow-tampered-")) / path.name
     if path.is_dir():
         shutil.copytree(path, backup)
     else:
@@ -82,7 +88,8 @@ def tampered(path: Path) -> Iterator[Path]:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-        backup.rename(path)
+        shutil.move(backup, path)
+        backup.parent.rmdir()
 
 
 def _failed(report: dict) -> dict[str, str]:
@@ -238,6 +245,119 @@ def test_the_private_key_is_owner_only_and_never_in_the_evidence(released: Relea
     for path in released.artifacts.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="ignore")
+
+
+def test_the_registered_folder_is_the_signed_folder_and_upstream_model_signing_verifies_it(
+    released: Released,
+) -> None:
+    import mlflow.pyfunc
+    import model_signing
+
+    bundle = released.summary.signature.bundle_dir
+    stored = {p.relative_to(released.artifacts) for p in released.artifacts.rglob("*") if p.is_file()}
+    stored.discard(Path("registered_model_meta"))  # MLflow's label, written by any models:/ load
+    assert stored == {p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file()}
+    assert all(file_digest(released.artifacts / p) == file_digest(bundle / p) for p in stored)
+    assert {Path("MLmodel"), Path("conda.yaml"), Path("input_example.json")} <= stored
+    (
+        model_signing.verifying.Config()
+        .use_elliptic_key_verifier(public_key=released.public_key)
+        .set_ignore_unsigned_files(False)
+        .verify(released.artifacts, released.artifacts / "attestation/model.sig")
+    )
+    with fluent_uri(released.uri):
+        model = mlflow.pyfunc.load_model("models:/tiny-credit/1")
+    example = model.input_example
+    assert example is not None
+    assert len(next(iter(model.predict(example).values()))) == len(next(iter(example.values())))
+    assert (released.artifacts / "registered_model_meta").is_file()  # MLflow wrote it into the store
+    code, report = released.verify("models:/tiny-credit/1")
+    assert code == 0, report
+
+
+def test_an_unsigned_mlmodel_pointing_at_another_onnx_file_fails_verify(
+    released: Released, tmp_path: Path
+) -> None:
+    from attestflow.config import ExportOnnxConfig
+    from tasks.export_onnx import export_onnx
+
+    other = export_onnx(
+        ExportOnnxConfig(), released.repo.base_checkpoint, tmp_path, released.repo.config().data
+    )
+    evil = released.artifacts / "evil.onnx"
+    with tampered(released.artifacts / "MLmodel") as mlmodel:
+        shutil.copy(other.onnx_path, evil)
+        mlmodel.write_text(mlmodel.read_text().replace("data: model.onnx", "data: evil.onnx"))
+        try:
+            result = CliRunner().invoke(
+                app, ["verify", "models:/tiny-credit/1", "--config", str(released.config)]
+            )
+        finally:
+            evil.unlink()
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "FAIL signature" in result.output and "FAIL files" in result.output
+    assert "evil.onnx is not covered by the signature" in result.output
+
+
+def test_an_extra_file_in_the_registered_folder_fails_verify(released: Released) -> None:
+    with tampered(released.artifacts / "attestation") as folder:
+        (folder / "notes.txt").write_text("unsigned")
+        code, report = released.verify()
+    assert code == 1
+    assert _failed(report)["files"] == "attestation/notes.txt is not covered by the signature"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_fifo_or_symlink_in_the_registered_folder_fails_verify_without_blocking(
+    released: Released, kind: str
+) -> None:
+    with tampered(released.artifacts / "attestation") as folder:
+        if kind == "fifo":
+            os.mkfifo(folder / "pipe")
+        else:
+            (folder / "pipe").symlink_to("/dev/zero")
+        code, report = released.verify()
+    assert code == 1
+    what = "a FIFO" if kind == "fifo" else "a symlink"
+    assert _failed(report)["files"] == (
+        f"refused before downloading, the registered folder holds: attestation/pipe is {what}"
+    )
+
+
+def test_a_download_error_is_a_failed_check_with_its_reason(
+    released: Released, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow.artifacts
+
+    def fail(**kwargs: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", fail)
+    result = CliRunner().invoke(app, ["verify", "models:/tiny-credit/1", "--config", str(released.config)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "cannot download models:/tiny-credit/1: [Errno 28] No space left on device" in result.output
+
+
+def test_a_release_copied_by_hand_under_another_model_name_fails_verify(released: Released) -> None:
+    client = released.client()
+    source = client.get_model_version("tiny-credit", "1")
+    experiment = client.get_logged_model(str(source.source).rsplit("/", 1)[-1]).experiment_id
+    copied = client.create_logged_model(experiment_id=experiment, name="copied")
+    client.log_model_artifacts(copied.model_id, str(released.artifacts))
+    client.finalize_logged_model(copied.model_id, "READY")
+    client.create_registered_model("credit-default")
+    try:
+        client.create_model_version("credit-default", copied.artifact_location, tags=source.tags)
+        code, report = released.verify("models:/credit-default/1")
+    finally:
+        client.delete_registered_model("credit-default")
+    assert code == 1
+    assert _failed(report) == {
+        "provenance subject": "the provenance is about model 'tiny-credit', not 'credit-default'"
+    }
 
 
 def test_running_the_same_release_again_yields_the_same_version(released: Released) -> None:
