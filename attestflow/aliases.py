@@ -1,7 +1,9 @@
 """Every move of a serving alias goes through here: promotion, canary roll-back and `attestflow rollback`.
 
 A version is downloaded and verified exactly as `attestflow verify` does before an alias may
-point at it; one that fails any check is refused, and the refusal is audited. The version an
+point at it, its signed evidence included (a PASSED gate verdict about that ``model.onnx`` and
+an approval of that bundle, not undone by the canary: `attestflow.evidence_check`); one that
+fails any check is refused, and the refusal is audited. The version an
 alias leaves is kept as the previous alias, ready for a rollback. Reading the current
 version, moving the alias and writing the audit entry happen under the workspace's audit
 lock, so two releases racing to promote leave one champion and a consistent log. Each move's
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from attestflow.audit import AuditLog
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.evidence_check import REQUIREMENTS
 from attestflow.records import PromotionRecord
 from attestflow.registry import Registry
 from attestflow.verify import verify_model_uri
@@ -29,12 +32,22 @@ def move_alias(
     tracking_uri: str,
     public_key: Path,
     audit: AuditLog,
+    policy_digest: str | None = None,
     **details: str | None,
 ) -> PromotionRecord:
-    """Verify `version`, point `alias` at it and `previous_alias` at the old one, and audit it."""
+    """Verify `version` and its evidence, point `alias` at it and `previous_alias` at the old one; audit it.
+
+    With `policy_digest`, the version's signed gate verdict must be under that gate policy.
+    """
     registry = Registry(tracking_uri)
     with audit.locked():
-        result = verify_model_uri(f"models:/{model_name}/{version}", tracking_uri, public_key)
+        result = verify_model_uri(
+            f"models:/{model_name}/{version}",
+            tracking_uri,
+            public_key,
+            require=REQUIREMENTS,
+            policy_digest=policy_digest,
+        )
         if not result.ok:
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])

@@ -85,6 +85,13 @@ def keypair_from(private_key: Path, public_key: Path) -> KeyPair:
     return KeyPair(private_key, public_key, key_id(pub))
 
 
+def release_keypair(private_key: Path | None, public_key: Path | None, workspace_root: Path) -> KeyPair:
+    """The configured key pair (``sign.private_key``/``sign.public_key``), or the workspace's."""
+    if private_key and public_key:
+        return keypair_from(private_key, public_key)
+    return ensure_keypair(workspace_root / "keys")
+
+
 def trusted_public_key(configured: Path | None, workspace_root: Path) -> Path:
     """The public key that verification trusts: the configured one, else the workspace's."""
     path = configured or workspace_root / "keys" / "signing-key.pub.pem"

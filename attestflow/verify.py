@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,18 +228,39 @@ def resolve_version(uri: str, tracking_uri: str) -> tuple[str, str, dict[str, st
 
 
 def verify_model_uri(
-    uri: str, tracking_uri: str, public_key: Path, *, use: Callable[[Path], object] | None = None
+    uri: str,
+    tracking_uri: str,
+    public_key: Path,
+    *,
+    use: Callable[[Path], object] | None = None,
+    require: Collection[str] = ("provenance",),
+    policy_digest: str | None = None,
 ) -> Verification:
-    """Download the model version `uri` and verify it; `use` then runs on the verified folder."""
+    """Download the model version `uri` and verify it; `use` then runs on the verified folder.
+
+    `require` names what must hold (`attestflow.evidence_check.REQUIREMENTS`): ``provenance``
+    is `verify_bundle`'s checks; ``gates`` and ``approval`` the signed evidence, about this
+    model version (and, with `policy_digest`, gated under that policy).
+    """
     import mlflow
 
+    from attestflow.evidence_check import verify_release
     from attestflow.tracking import fluent_uri
 
     name, version, tags = resolve_version(uri, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="attestflow-verify-") as tmp:
         with fluent_uri(tracking_uri):
             local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
-        result = verify_bundle(local, public_key, tags=tags, target=f"models:/{name}/{version}")
+        result = verify_release(
+            local,
+            public_key,
+            require=require,
+            tags=tags,
+            target=f"models:/{name}/{version}",
+            model_name=name,
+            version=version,
+            policy_digest=policy_digest,
+        )
         if result.ok and use is not None:
             use(local)
     return result

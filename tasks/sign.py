@@ -28,7 +28,7 @@ from attestflow.bundle import (
 from attestflow.config import ReleaseConfig
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.dsse import dsse_sign
-from attestflow.keys import KeyPair, ensure_keypair, keypair_from, load_private_key
+from attestflow.keys import KeyPair, load_private_key, release_keypair
 from attestflow.provenance import resource, statement
 from attestflow.records import (
     Invocation,
@@ -50,9 +50,7 @@ def release_key(parts: dict[str, str]) -> str:
 
 def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
     """The configured key pair, or the workspace's (created on first use)."""
-    if cfg.sign.private_key and cfg.sign.public_key:
-        return keypair_from(cfg.sign.private_key, cfg.sign.public_key)
-    return ensure_keypair(ws.root / "keys")
+    return release_keypair(cfg.sign.private_key, cfg.sign.public_key, ws.root)
 
 
 def lock_digest() -> Digest | None:
