@@ -6,8 +6,9 @@ Each decision of a release is therefore also an in-toto Statement v1, signed wit
 key in a DSSE envelope (`attestflow.dsse`), that any DSSE verifier checks with the public key:
 
 - the gate verdict is a SLSA Verification Summary (VSA v1) about the ``model.onnx`` digest,
-  naming the gate policy's SHA-256, the provenance it relied on, ``gates.json`` and every
-  gate's outcome (project fields under `GATES_KEY`, which VSA parsers ignore);
+  naming the gate policy's SHA-256, the provenance it relied on, ``gates.json`` (stored
+  beside it, bound by its digest) and every gate's outcome (project fields under
+  `GATES_KEY`, which VSA parsers ignore);
 - the approval (`APPROVAL`) is about the release bundle digest: decision, approver, reason,
   time, mode, and the approver's own signed statement when they signed one;
 - the canary's verdict (`CANARY`) is about the ``model.onnx`` digest.
@@ -44,6 +45,9 @@ PASSED_LEVEL = "ATTESTFLOW_GATES_PASSED"
 KINDS = {"verification_summary": VSA, "approval": APPROVAL, "canary": CANARY}
 """File name prefix of each kind of evidence -> its predicate type."""
 BUNDLE_SUBJECT = "release-bundle"
+ENVELOPE = ".dsse.json"
+GATES_JSON = ".gates.json"
+"""Suffix of the copy of ``gates.json`` stored beside the verification summary that names its digest."""
 
 
 def now() -> str:
@@ -57,10 +61,17 @@ def parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def evidence_name(kind: str, time: str) -> str:
-    """The file name of one statement: kind and UTC time, so that a later one never replaces it."""
+def evidence_name(kind: str, time: str, suffix: str = ENVELOPE) -> str:
+    """The file name of one statement (or a file it names): kind and UTC time, so none is ever replaced."""
     stamp = parse_time(time).astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"{kind}-{stamp}.dsse.json"
+    return f"{kind}-{stamp}{suffix}"
+
+
+def attachment(stmt: dict[str, Any]) -> str | None:
+    """The path (under `EVIDENCE_DIR`) of the file a statement names by digest and stores beside it."""
+    if stmt.get("predicateType") != VSA:
+        return None
+    return str(stmt["predicate"][GATES_KEY]["gatesJson"]["uri"])
 
 
 def _finite(value: float | None) -> float | None:
@@ -81,10 +92,11 @@ def verification_summary(
     time: str | None = None,
 ) -> dict[str, Any]:
     """The gate verdict as a SLSA VSA v1 statement about the gated ``model.onnx``, naming `gates_json`."""
-    passed = gates.passed
+    passed, time = gates.passed, time or now()
+    gates_file = f"{EVIDENCE_DIR}/{evidence_name('verification_summary', time, GATES_JSON)}"
     predicate = {
         "verifier": {"id": VERIFIER_ID},
-        "timeVerified": time or now(),
+        "timeVerified": time,
         "resourceUri": registered.model_uri,
         "policy": {"uri": policy_uri, "digest": {"sha256": gates.policy_digest.value}},
         "inputAttestations": [
@@ -95,7 +107,7 @@ def verification_summary(
         "slsaVersion": "1.0",
         GATES_KEY: {
             "model": {"name": registered.model_name, "version": registered.version},
-            "gatesJson": {"uri": "gates.json", "digest": {"sha256": file_digest(gates_json).value}},
+            "gatesJson": {"uri": gates_file, "digest": {"sha256": file_digest(gates_json).value}},
             "baseline": gates.baseline,
             "provider": gates.provider,
             "gates": [

@@ -31,6 +31,7 @@ from attestflow.evidence import (
     APPROVAL,
     BUNDLE_SUBJECT,
     CANARY,
+    ENVELOPE,
     EVIDENCE_DIR,
     GATES_KEY,
     KINDS,
@@ -78,6 +79,8 @@ class _Evidence:
 
     statements: list[_Statement] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=dict)
+    attachments: dict[str, Path] = field(default_factory=dict)
+    """Files beside the statements that some statement names by digest (``gates.json``), by path."""
 
     def refuse(self, check: str, problem: str) -> None:
         self.problems.setdefault(check, []).append(problem)
@@ -107,6 +110,9 @@ def _read(folder: Path, public_key: Path) -> _Evidence:
         if path.stat().st_size > MAX_EVIDENCE_BYTES:
             found.refuse(check, f"{rel} is larger than {MAX_EVIDENCE_BYTES} bytes")
             continue
+        if not path.name.endswith(ENVELOPE):
+            found.attachments[rel] = path
+            continue
         try:
             stmt = dsse_verify(json.loads(path.read_bytes()), key)
             parsed = _parse(rel, stmt)
@@ -117,7 +123,30 @@ def _read(folder: Path, public_key: Path) -> _Evidence:
             found.refuse(check, f"{rel}: a {parsed.predicate_type} statement under another kind's name")
             continue
         found.statements.append(parsed)
+    named = {_named(s)[0] for s in found.statements if s.predicate_type == VSA}
+    for rel in sorted(found.attachments.keys() - named):
+        found.refuse(
+            _CHECK_OF.get(KINDS.get(Path(rel).name.split("-", 1)[0], ""), GATE_CHECK),
+            f"{rel} is not named by any signed statement",
+        )
     return found
+
+
+def _named(s: _Statement) -> tuple[str, str]:
+    """(path, SHA-256) of the ``gates.json`` a verification summary names."""
+    gates_json = s.predicate.get(GATES_KEY, {}).get("gatesJson", {})
+    return str(gates_json.get("uri")), str(gates_json.get("digest", {}).get("sha256"))
+
+
+def _check_named(ev: _Evidence, s: _Statement) -> str | None:
+    """Why the ``gates.json`` a verification summary names is not the one beside it, or None."""
+    rel, digest = _named(s)
+    path = ev.attachments.get(rel)
+    if path is None:
+        return f"{rel}, named by {s.path}, is missing"
+    if file_digest(path).value != digest:
+        return f"{rel} does not match the SHA-256 signed in {s.path}"
+    return None
 
 
 def _parse(rel: str, stmt: dict[str, Any]) -> _Statement:
@@ -155,7 +184,9 @@ def _gate_verdict(
 ) -> Check:
     summaries = ev.of(VSA)
     problems = ev.problems.get(GATE_CHECK, []) + [
-        why for s in summaries if (why := _foreign(s, MODEL, onnx, model_name, version))
+        why
+        for s in summaries
+        if (why := _foreign(s, MODEL, onnx, model_name, version) or _check_named(ev, s))
     ]
     if problems:
         return Check(GATE_CHECK, False, "; ".join(problems))

@@ -109,8 +109,14 @@ def _version(mv: Any) -> ModelVersion:
         dict(mv.tags),
         mv.run_id or None,
         tuple(mv.aliases or ()),
-        getattr(mv, "model_id", None) or None,
+        getattr(mv, "model_id", None) or _logged_model_id(str(mv.source or "")),
     )
+
+
+def _logged_model_id(source: str) -> str | None:
+    """The logged model id in a version's source ``models:/<id>`` (stores that do not fill `model_id`)."""
+    found = re.fullmatch(r"models:/(m-[0-9a-f]+)", source)
+    return found[1] if found else None
 
 
 def _first_line(e: BaseException) -> str:

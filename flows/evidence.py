@@ -7,6 +7,7 @@ retries and timeout, since it signs with the same key.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from attestflow.context import ReleaseContext
@@ -16,11 +17,20 @@ from tasks.attest import attest_task
 
 
 def attest_evidence(
-    ctx: ReleaseContext, invoke: Invoke, stmt: dict[str, Any], registered: RegistrationRecord
+    ctx: ReleaseContext,
+    invoke: Invoke,
+    stmt: dict[str, Any],
+    registered: RegistrationRecord,
+    attach: Path | None = None,
 ) -> EvidenceRecord:
     """Sign `stmt` about `registered` with the release key, add it to the version's evidence, audit it."""
     record = invoke(attest_task, ctx.cfg.sign)(
-        stmt, registered, private_key=ctx.signing_key, tracking_uri=ctx.tracking_uri, out_dir=ctx.release_dir
+        stmt,
+        registered,
+        private_key=ctx.signing_key,
+        tracking_uri=ctx.tracking_uri,
+        out_dir=ctx.release_dir,
+        attach=attach,
     )
     ctx.record(record)
     return record

@@ -91,7 +91,7 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     gates_json = invoke(publish_gates_task, cfg.gates)(gates, registered, out_dir=out_dir, tracking_uri=uri)
     ctx.record(gates, version=registered.version)
     verdict = verification_summary(gates, registered, signed, gates_json, policy_uri=str(cfg.gates.policy))
-    attest_evidence(ctx, invoke, verdict, registered)
+    attest_evidence(ctx, invoke, verdict, registered, attach=gates_json)
     outcome = promote_release(ctx, invoke, registered, signed, gates)
     summary = ReleaseSummary(
         model_name=cfg.model_name,

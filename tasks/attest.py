@@ -2,7 +2,8 @@
 
 The gate verdict, the approval and the canary's verdict are decided after the bundle was
 signed and registered, so each is signed on its own with the release key and added to the
-registered model's artifacts under ``evidence/`` (a new file each time, never replacing one),
+registered model's artifacts under ``evidence/`` (a new file each time, never replacing one,
+with the file it names by digest, if any),
 where every alias move requires it (`attestflow.evidence_check`). A copy goes into the release
 folder, and the Prefect run page links it beside the gates table.
 """
@@ -19,7 +20,7 @@ from prefect import task
 from attestflow.artifacts import artifact_key
 from attestflow.digests import file_digest
 from attestflow.dsse import dsse_sign
-from attestflow.evidence import EVIDENCE_DIR, evidence_name, kind_of, statement_time
+from attestflow.evidence import EVIDENCE_DIR, attachment, evidence_name, kind_of, statement_time
 from attestflow.keys import load_private_key
 from attestflow.progress import in_prefect_run
 from attestflow.records import EvidenceRecord, RegistrationRecord, write_json
@@ -38,13 +39,22 @@ def attest(
     private_key: Path,
     tracking_uri: str,
     out_dir: Path,
+    attach: Path | None = None,
 ) -> EvidenceRecord:
-    """Sign `stmt` (DSSE, release key) and add it to `registered`'s evidence and the release folder."""
+    """Sign `stmt` (DSSE, release key) and add it to `registered`'s evidence and the release folder.
+
+    `attach` is the file the statement names by digest (the verdict's ``gates.json``), added beside it.
+    """
     kind = kind_of(stmt)
     name = evidence_name(kind, statement_time(stmt))
     local = write_json(out_dir / EVIDENCE_DIR / name, dsse_sign(stmt, load_private_key(private_key)))
     with tempfile.TemporaryDirectory(prefix="attestflow-evidence-") as tmp:
         shutil.copy2(local, Path(tmp) / name)
+        if attach is not None:
+            named = attachment(stmt)
+            if named is None:
+                raise ValueError(f"a {kind} statement names no file to attach")
+            shutil.copy2(attach, Path(tmp) / Path(named).name)
         Registry(tracking_uri).add_version_artifacts(
             registered.model_name, registered.version, Path(tmp), EVIDENCE_DIR
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from attestflow.evidence import (
     GATES_KEY,
     VSA,
     approval_statement,
+    attachment,
     canary_statement,
     evidence_name,
     kind_of,
@@ -83,6 +85,8 @@ class Bundle:
         path = self.root / EVIDENCE_DIR / evidence_name(kind_of(stmt), statement_time(stmt))
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(dsse_sign(stmt, key or self.private)))
+        if (named := attachment(stmt)) is not None:
+            shutil.copy(self.root.parent / "gates.json", self.root / named)
         return path
 
     def verdict(self, passed: bool = True, onnx: str | None = None, policy: str = POLICY) -> dict[str, Any]:
@@ -98,7 +102,7 @@ class Bundle:
             1.0,
         )
         gates_json = self.root.parent / "gates.json"
-        gates_json.write_text("{}")
+        gates_json.write_text(json.dumps({"passed": passed}))
         return verification_summary(
             report, self.registered, self.signed, gates_json, policy_uri="gates.yaml", time=self.tick()
         )
@@ -180,6 +184,24 @@ def test_an_edited_summary_payload_fails(bundle: Bundle) -> None:
     path.write_text(json.dumps(envelope))
     ok, detail = bundle.checks()["gate verdict"]
     assert not ok and "no signature in the envelope verifies" in detail
+
+
+def test_an_edited_gates_json_beside_the_summary_fails(bundle: Bundle) -> None:
+    _released(bundle)
+    (gates_json,) = (bundle.root / EVIDENCE_DIR).glob("*.gates.json")
+    gates_json.write_text('{"passed": true, "edited": 1}')
+    ok, detail = bundle.checks()["gate verdict"]
+    assert not ok and f"{EVIDENCE_DIR}/{gates_json.name} does not match the SHA-256 signed in" in detail
+    gates_json.unlink()
+    ok, detail = bundle.checks()["gate verdict"]
+    assert not ok and "is missing" in detail
+
+
+def test_a_file_no_signed_statement_names_fails(bundle: Bundle) -> None:
+    _released(bundle)
+    (bundle.root / EVIDENCE_DIR / "verification_summary-extra.gates.json").write_text("{}")
+    ok, detail = bundle.checks()["gate verdict"]
+    assert not ok and "verification_summary-extra.gates.json is not named by any signed statement" in detail
 
 
 def test_a_summary_signed_by_another_key_fails(bundle: Bundle) -> None:
@@ -290,7 +312,7 @@ def test_the_statements_verify_with_securesystemslib_and_parse_with_the_in_toto_
     public = bundle.private.public_key()
     trusted = SSlibKey.from_crypto(public, keyid=bundle.keys.key_id)
     statements = {}
-    for path in (bundle.root / EVIDENCE_DIR).iterdir():
+    for path in (bundle.root / EVIDENCE_DIR).glob("*.dsse.json"):
         envelope = Envelope.from_dict(json.loads(path.read_text()))
         envelope.verify([trusted], 1)
         stmt = json_format.ParseDict(json.loads(envelope.payload), statement_pb2.Statement())

@@ -180,7 +180,7 @@ def test_the_champions_evidence_verifies_offline_with_the_public_key_alone(
     der = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     trusted = SSlibKey.from_crypto(public, keyid="sha256:" + hashlib.sha256(der).hexdigest())
     seen = set()
-    for path in (folder / EVIDENCE_DIR).iterdir():
+    for path in (folder / EVIDENCE_DIR).glob("*.dsse.json"):
         envelope = Envelope.from_dict(json.loads(path.read_text()))
         envelope.verify([trusted], 1)
         stmt = json_format.ParseDict(json.loads(envelope.payload), statement_pb2.Statement())
