@@ -5,13 +5,14 @@ gates or that anyone approved it. `release_evidence` reads the signed statements
 folder's `EVIDENCE_DIR` and requires, with the trusted public key:
 
 - ``gates``: a verification summary about exactly this ``model.onnx`` and this model, whose
-  newest verdict (under the given gate policy, where one is given) is PASSED;
+  newest verdict (under the given gate policy, where one is given) is PASSED, with the
+  ``gates.json`` it names beside it, unchanged;
 - ``approval``: an approval of exactly this release bundle whose newest decision is
   "approved", and no FAILED canary verdict on this ``model.onnx`` newer than that approval.
 
 Every file in the folder is verified on its own: one that does not verify with the trusted
-key, or that is about another model, fails the check it belongs to (a forged or copied
-statement is never skipped). `verify_release` adds these checks to `verify_bundle`'s.
+key, that is about another model, or that no signed statement names, fails the check it
+belongs to (a forged, copied or added file is never skipped). `verify_release` adds these checks to `verify_bundle`'s.
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class _Evidence:
         )
 
 
+def _check_for(file_name: str) -> str:
+    """The check a file of the evidence folder belongs to, by its kind prefix (unknown: the gate verdict)."""
+    return _CHECK_OF.get(KINDS.get(file_name.split("-", 1)[0], ""), GATE_CHECK)
+
+
 def _read(folder: Path, public_key: Path) -> _Evidence:
     """Verify every file of the evidence folder with the trusted key (never following links)."""
     found = _Evidence()
@@ -103,7 +109,7 @@ def _read(folder: Path, public_key: Path) -> _Evidence:
         rel = path.relative_to(folder).as_posix()
         if path.is_dir() and not path.is_symlink():
             continue
-        check = _CHECK_OF.get(KINDS.get(path.name.split("-", 1)[0], ""), GATE_CHECK)
+        check = _check_for(path.name)
         if path.is_symlink() or not path.is_file():
             found.refuse(check, f"{rel} is not a regular file")
             continue
@@ -125,10 +131,7 @@ def _read(folder: Path, public_key: Path) -> _Evidence:
         found.statements.append(parsed)
     named = {_named(s)[0] for s in found.statements if s.predicate_type == VSA}
     for rel in sorted(found.attachments.keys() - named):
-        found.refuse(
-            _CHECK_OF.get(KINDS.get(Path(rel).name.split("-", 1)[0], ""), GATE_CHECK),
-            f"{rel} is not named by any signed statement",
-        )
+        found.refuse(_check_for(Path(rel).name), f"{rel} is not named by any signed statement")
     return found
 
 

@@ -115,8 +115,8 @@ def test_a_canary_rejected_version_is_refused_until_a_new_approval(story: Story,
     code, out = story.cli("rollback", "--to", "3")
     assert code == 1 and "approval: the canary rejected this model.onnx" in out, out
     assert story.champion() == "1"
-    verdicts = sorted(p.name.split("-")[0] for p in (story.artifacts("3") / EVIDENCE_DIR).iterdir())
-    assert verdicts == ["approval", "canary", "verification_summary"]
+    evidence = sorted(p.name.split("-")[0] for p in (story.artifacts("3") / EVIDENCE_DIR).iterdir())
+    assert evidence == ["approval", "canary", "verification_summary", "verification_summary"]  # + gates.json
 
     # A new signed approval of v3's bundle (as a re-release of the same inputs would add) lets it back.
     registered = story.client().get_model_version("tiny-credit", "3")
