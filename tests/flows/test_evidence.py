@@ -140,8 +140,19 @@ def test_a_canary_rejected_version_is_refused_until_a_new_approval(story: Story,
     assert code == 0 and story.champion() == "1", out
 
 
-def test_an_edited_attached_summary_fails_verify(story: Story) -> None:
-    (summary,) = (story.artifacts("1") / EVIDENCE_DIR).glob("verification_summary-*")
+def test_an_edited_gates_json_or_summary_fails_verify(story: Story) -> None:
+    (gates_json,) = (story.artifacts("1") / EVIDENCE_DIR).glob("verification_summary-*.gates.json")
+    original = gates_json.read_bytes()
+    try:
+        edited = original.replace(b'"passed": true', b'"passed": false', 1)
+        assert edited != original
+        gates_json.write_bytes(edited)
+        code, checks = story.verify("models:/tiny-credit/1")
+        assert code == 1 and "does not match the SHA-256 signed in" in checks["gate verdict"][1]
+    finally:
+        gates_json.write_bytes(original)
+
+    (summary,) = (story.artifacts("1") / EVIDENCE_DIR).glob("verification_summary-*.dsse.json")
     original = summary.read_bytes()
     try:
         envelope = json.loads(original)
