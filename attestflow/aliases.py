@@ -32,22 +32,13 @@ def move_alias(
     tracking_uri: str,
     public_key: Path,
     audit: AuditLog,
-    policy_digest: str | None = None,
     **details: str | None,
 ) -> PromotionRecord:
-    """Verify `version` and its evidence, point `alias` at it and `previous_alias` at the old one; audit it.
-
-    With `policy_digest`, the version's signed gate verdict must be under that gate policy.
-    """
+    """Verify `version` and its evidence, point `alias` at it and `previous_alias` at the old one; audit it."""
     registry = Registry(tracking_uri)
     with audit.locked():
-        result = verify_model_uri(
-            f"models:/{model_name}/{version}",
-            tracking_uri,
-            public_key,
-            require=REQUIREMENTS,
-            policy_digest=policy_digest,
-        )
+        uri = f"models:/{model_name}/{version}"
+        result = verify_model_uri(uri, tracking_uri, public_key, require=REQUIREMENTS)
         if not result.ok:
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])

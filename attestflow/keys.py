@@ -86,7 +86,7 @@ def keypair_from(private_key: Path, public_key: Path) -> KeyPair:
 
 
 def release_keypair(private_key: Path | None, public_key: Path | None, workspace_root: Path) -> KeyPair:
-    """The configured key pair (``sign.private_key``/``sign.public_key``), or the workspace's."""
+    """The key pair that signs a workspace's evidence: the configured one, else the workspace's."""
     if private_key and public_key:
         return keypair_from(private_key, public_key)
     return ensure_keypair(workspace_root / "keys")

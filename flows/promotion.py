@@ -45,9 +45,9 @@ def promote_release(
     approval = promotion = canaried = None
     if not failures:
         approval = approve(cfg.approve, cfg.model_name, version, signed.bundle_digest.value, ctx.audit)
-        attest_evidence(ctx, invoke, approval_statement(approval, registered, ctx.invocation), registered)
         if not approval.approved:
             failures.append(f"promotion not approved by {approval.approver}: {approval.reason}")
+        attest_evidence(ctx, invoke, approval_statement(approval, registered, ctx.invocation), registered)
     if not failures:
         try:
             with transaction() as txn:
@@ -60,7 +60,6 @@ def promote_release(
                     ctx.public_key,
                     ctx.audit,
                     ctx.flow_run_id,
-                    policy_digest=ctx.policy.digest().value,
                 )
                 canaried = _canary(ctx, invoke, promotion, txn, registered, signed)
         except GateFailedError as e:

@@ -27,13 +27,8 @@ def promote(
     public_key: Path,
     audit: AuditLog,
     flow_run_id: str,
-    *,
-    policy_digest: str | None = None,
 ) -> PromotionRecord:
-    """Promote a gated and approved version; inside a transaction, a later failure undoes it.
-
-    With `policy_digest`, its signed gate verdict must be under that gate policy.
-    """
+    """Promote a gated and approved version; inside a transaction, a later failure undoes it."""
     record = move_alias(
         "promotion",
         model_name,
@@ -43,7 +38,6 @@ def promote(
         tracking_uri=tracking_uri,
         public_key=public_key,
         audit=audit,
-        policy_digest=policy_digest,
         flow_run_id=flow_run_id,
     )
     txn = get_transaction()

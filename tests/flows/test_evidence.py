@@ -107,6 +107,12 @@ def test_verify_shows_the_gate_verdict_and_the_approval(story: Story) -> None:
     assert checks["files"][0] and checks["provenance signature"][0]
     code, checks = story.verify("models:/tiny-credit/2", "--require", "provenance")
     assert code == 0 and "gate verdict" not in checks
+    code, checks = story.verify("models:/tiny-credit/1", "--policy", str(story.repo.root / "gates.yaml"))
+    assert code == 0, checks
+    code, checks = story.verify(
+        "models:/tiny-credit/1", "--policy", str(story.repo.root / "strict-gates.yaml")
+    )
+    assert code == 1 and "no signed verification summary under gate policy" in checks["gate verdict"][1]
     code, out = story.cli("verify", "models:/tiny-credit/1", "--require", "gates,nonsense")
     assert code == 2 and "--require takes" in out
 
