@@ -1,7 +1,9 @@
 """Every move of a serving alias goes through here: promotion, canary roll-back and `attestflow rollback`.
 
 A version is downloaded and verified exactly as `attestflow verify` does before an alias may
-point at it; one that fails any check is refused, and the refusal is audited. The version an
+point at it, its signed evidence included (a PASSED gate verdict about that ``model.onnx`` and
+an approval of that bundle, not undone by the canary: `attestflow.evidence_check`); one that
+fails any check is refused, and the refusal is audited. The version an
 alias leaves is kept as the previous alias, ready for a rollback. Reading the current
 version, moving the alias and writing the audit entry happen under the workspace's audit
 lock, so two releases racing to promote leave one champion and a consistent log. Each move's
@@ -18,6 +20,7 @@ from pathlib import Path
 from attestflow.alias_drift import RESTORED, refuse_on_drift
 from attestflow.audit import AuditLog
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.evidence_check import REQUIREMENTS
 from attestflow.records import PromotionRecord
 from attestflow.registry import Registry
 from attestflow.verify import verify_model_uri
@@ -35,10 +38,11 @@ def move_alias(
     audit: AuditLog,
     **details: str | None,
 ) -> PromotionRecord:
-    """Verify `version`, point `alias` at it and `previous_alias` at the old one, and audit it."""
+    """Verify `version` and its evidence, point `alias` at it and `previous_alias` at the old one; audit it."""
     registry = Registry(tracking_uri)
     with audit.locked():
-        result = verify_model_uri(f"models:/{model_name}/{version}", tracking_uri, public_key)
+        uri = f"models:/{model_name}/{version}"
+        result = verify_model_uri(uri, tracking_uri, public_key, require=REQUIREMENTS)
         if not result.ok:
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])

@@ -23,7 +23,7 @@ from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
 from attestflow.config import ReleaseConfig, load_config
 from attestflow.errors import GateFailedError
-from attestflow.keys import configured_keypair, trusted_public_key
+from attestflow.keys import configured_keypair, release_keypair, trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.records import (
@@ -76,6 +76,11 @@ class ReleaseContext:
     def public_key(self) -> Path:
         """The public key verification trusts: resolved at first use, since a first release creates it."""
         return trusted_public_key(self.cfg.sign.public_key, self.ws.root)
+
+    @cached_property
+    def signing_key(self) -> Path:
+        """The release's private key (the `sign` stage's pair), for the evidence signed after the bundle."""
+        return release_keypair(self.cfg.sign.private_key, self.cfg.sign.public_key, self.ws.root).private_key
 
     def record(self, rec: Audited, *, version: str | None = None, **details: Any) -> None:
         """Append what `rec` says of itself to the audit log (and the run's log), with `details` added."""

@@ -349,6 +349,33 @@ class CanaryRecord:
 
 
 @dataclass(frozen=True)
+class EvidenceRecord:
+    """A signed statement about a model version, added to its evidence (see `attestflow.evidence`)."""
+
+    model_name: str
+    version: str
+    kind: str
+    """``verification_summary``, ``approval`` or ``canary``."""
+    result: str
+    """What it says: PASSED or FAILED, approved or rejected."""
+    artifact_path: str
+    """Where it is among the registered model's artifacts (``evidence/<kind>-<time>.dsse.json``)."""
+    local_path: Path
+    """The copy in the release folder."""
+    digest: Digest
+    """SHA-256 of the envelope file."""
+
+    def audit_events(self) -> list[AuditEvent]:
+        details = {
+            "kind": self.kind,
+            "result": self.result,
+            "path": self.artifact_path,
+            "sha256": self.digest.value,
+        }
+        return [AuditEvent("evidence_signed", details, self.version)]
+
+
+@dataclass(frozen=True)
 class PromotionOutcome:
     """How the promotion protocol (approval, promotion, canary, roll-back) ended for one version."""
 

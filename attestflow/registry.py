@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -78,6 +79,8 @@ class ModelVersion:
     run_id: str | None
     """The MLflow run the version was logged from."""
     aliases: tuple[str, ...]
+    model_id: str | None = None
+    """The MLflow 3 logged model whose artifacts the version serves (None for a version made from a run)."""
 
     @property
     def uri(self) -> str:
@@ -100,8 +103,19 @@ class _Absent(Exception):
 
 def _version(mv: Any) -> ModelVersion:
     return ModelVersion(
-        str(mv.name), str(mv.version), dict(mv.tags), mv.run_id or None, tuple(mv.aliases or ())
+        str(mv.name),
+        str(mv.version),
+        dict(mv.tags),
+        mv.run_id or None,
+        tuple(mv.aliases or ()),
+        getattr(mv, "model_id", None) or _logged_model_id(str(mv.source or "")),
     )
+
+
+def _logged_model_id(source: str) -> str | None:
+    """The logged model id in a version's source ``models:/<id>`` (stores that do not fill `model_id`)."""
+    found = re.fullmatch(r"models:/(m-[0-9a-f]+)", source)
+    return found[1] if found else None
 
 
 def first_line(e: BaseException) -> str:
@@ -266,6 +280,16 @@ class Registry:
     def set_version_tag(self, model_name: str, version: str, key: str, value: str) -> None:
         """Set a tag on one model version."""
         self._must(lambda c: c.set_model_version_tag(model_name, version, key, value))
+
+    def add_version_artifacts(
+        self, model_name: str, version: str, local_dir: Path, artifact_path: str
+    ) -> None:
+        """Add the files of `local_dir` under `artifact_path` to what the model version serves."""
+        found = self.version(ModelRef(model_name, version, None))
+        if found is None or found.model_id is None:
+            raise BadInputError(f"models:/{model_name}/{version} has no logged model to add artifacts to")
+        model_id = found.model_id
+        self._must(lambda c: c.log_model_artifacts(model_id, str(local_dir), artifact_path))
 
 
 def _all_pages(search: Callable[[str | None], Any]) -> list[Any]:

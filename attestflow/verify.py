@@ -19,7 +19,7 @@ import ast
 import json
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -355,16 +355,38 @@ def download_bundle(name: str, version: str, tracking_uri: str, dest: Path) -> P
 
 
 def verify_model_uri(
-    uri: str, tracking_uri: str, public_key: Path, *, use: Callable[[Path], object] | None = None
+    uri: str,
+    tracking_uri: str,
+    public_key: Path,
+    *,
+    use: Callable[[Path], object] | None = None,
+    require: Collection[str] = ("provenance",),
+    policy_digest: str | None = None,
 ) -> Verification:
-    """Download the model version `uri` and verify it; `use` then runs on the verified folder."""
+    """Download the model version `uri` and verify it; `use` then runs on the verified folder.
+
+    `require` names what must hold (`attestflow.evidence_check.REQUIREMENTS`): ``provenance``
+    is `verify_bundle`'s checks; ``gates`` and ``approval`` the signed evidence, about this
+    model version (and, with `policy_digest`, gated under that policy).
+    """
+    from attestflow.evidence_check import verify_release
+
     name, version, tags = resolve_version(uri, tracking_uri)
     target = f"models:/{name}/{version}"
     with tempfile.TemporaryDirectory(prefix="attestflow-verify-") as tmp:
         local = download_bundle(name, version, tracking_uri, Path(tmp))
         if isinstance(local, str):
             return Verification(target, [Check("files", False, local)])
-        result = verify_bundle(local, public_key, tags=tags, target=target, model_name=name)
+        result = verify_release(
+            local,
+            public_key,
+            require=require,
+            tags=tags,
+            target=target,
+            model_name=name,
+            version=version,
+            policy_digest=policy_digest,
+        )
         if result.ok and use is not None:
             use(local)
     return result

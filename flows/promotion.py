@@ -2,8 +2,10 @@
 
 A version that passed every gate is approved (automatically or by a person, per
 `approve.mode`), moved to the serving alias after verification, and scored against the
-champion it replaced. The alias move and the canary share one Prefect transaction: when the
-canary says no, the promotion's rollback hook puts the previous champion back. What happened
+champion it replaced. The approval (either way) and the canary's verdict are signed and added
+to the version's evidence, which the alias move requires. The alias move and the canary share
+one Prefect transaction: when the canary says no, its FAILED verdict is signed first, then the
+promotion's rollback hook puts the previous champion back. What happened
 comes back as one `PromotionOutcome`; nothing here raises for a refusal.
 """
 
@@ -14,6 +16,7 @@ from prefect.transactions import Transaction, transaction
 from attestflow.approval import ApprovalRequest
 from attestflow.context import ReleaseContext
 from attestflow.errors import GateFailedError
+from attestflow.evidence import approval_statement, canary_statement
 from attestflow.records import (
     AuditEvent,
     CanaryRecord,
@@ -24,6 +27,7 @@ from attestflow.records import (
     SignatureRecord,
 )
 from flows.approval import approve
+from flows.evidence import attest_evidence
 from flows.stages import Invoke
 from tasks.canary import canary_task
 from tasks.promote import promote_task
@@ -47,6 +51,7 @@ def promote_release(
         approval = approve(cfg.approve, request, ctx.audit, human=gates.human_approval)
         if not approval.approved:
             failures.append(f"promotion not approved by {approval.approver}: {approval.reason}")
+        attest_evidence(ctx, invoke, approval_statement(approval, registered, ctx.invocation), registered)
     if not failures:
         try:
             with transaction() as txn:
@@ -60,7 +65,7 @@ def promote_release(
                     ctx.audit,
                     ctx.flow_run_id,
                 )
-                canaried = _canary(ctx, invoke, promotion, txn)
+                canaried = _canary(ctx, invoke, promotion, txn, registered, signed)
         except GateFailedError as e:
             failures += e.reasons
     if not failures:
@@ -73,10 +78,22 @@ def promote_release(
 
 
 def _canary(
-    ctx: ReleaseContext, invoke: Invoke, promotion: PromotionRecord, txn: Transaction
+    ctx: ReleaseContext,
+    invoke: Invoke,
+    promotion: PromotionRecord,
+    txn: Transaction,
+    registered: RegistrationRecord,
+    signed: SignatureRecord,
 ) -> CanaryRecord:
-    """Run the canary on the new champion; when it says no, audit it and say why the alias goes back."""
+    """Run the canary on the new champion and sign its verdict; when it says no, audit it and say why."""
     cfg = ctx.cfg
+
+    def verdict(passed: bool, reasons: list[str]) -> None:
+        stmt = canary_statement(
+            registered, signed, passed=passed, reasons=reasons, previous=promotion.previous_version
+        )
+        attest_evidence(ctx, invoke, stmt, registered)
+
     try:
         canaried = invoke(canary_task, cfg.canary)(
             cfg.canary,
@@ -89,6 +106,8 @@ def _canary(
     except GateFailedError as e:
         txn.set("rollback_reason", "; ".join(e.reasons))
         ctx.record(AuditEvent("canary", {"passed": False, "reason": e.reasons}, promotion.version))
+        verdict(False, e.reasons)
         raise
     ctx.record(canaried)
+    verdict(True, [canaried.reason])
     return canaried

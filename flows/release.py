@@ -5,8 +5,9 @@ identity, key, audit log: `attestflow.context`) and hands it to `run_release`, t
 which reads stage by stage: each stage is a task from `tasks/`, run the way the `Invoke` it
 is given says (`flows.stages.stage` here: retries, delay, timeout and cache from the stage's
 config section; a plain call in the benchmark's bare script), and handed paths, URIs and
-digests from the stages before it. Audit entries come from the records themselves. A stage
-that says no raises `GateFailedError`; bad input raises `BadInputError`; neither is retried.
+digests from the stages before it. Audit entries come from the records themselves; the gate
+verdict is signed and added to the version's evidence whatever it says (`flows.evidence`). A
+stage that says no raises `GateFailedError`; bad input raises `BadInputError`; neither is retried.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from prefect.runtime import flow_run
 
 from attestflow.context import ReleaseContext, open_release
 from attestflow.errors import GateFailedError
+from attestflow.evidence import verification_summary
 from attestflow.progress import in_prefect_run
 from attestflow.records import ReleaseSummary, write_json
 from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
+from flows.evidence import attest_evidence
 from flows.promotion import promote_release
 from flows.stages import Invoke, stage
 from tasks.export_onnx import export_onnx_task
@@ -84,8 +87,10 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
         model=cfg.model,
         task_runner=cfg.gates.make_task_runner() if in_prefect_run() else None,
     )
-    invoke(publish_gates_task, cfg.gates)(gates, registered, out_dir=out_dir, tracking_uri=uri)
+    gates_json = invoke(publish_gates_task, cfg.gates)(gates, registered, out_dir=out_dir, tracking_uri=uri)
     ctx.record(gates, version=registered.version)
+    verdict = verification_summary(gates, registered, signed, gates_json, policy_uri=str(cfg.gates.policy))
+    attest_evidence(ctx, invoke, verdict, registered, attach=gates_json)
     outcome = promote_release(ctx, invoke, registered, signed, gates)
     summary = ReleaseSummary(
         model_name=cfg.model_name,

@@ -1,9 +1,10 @@
 """Stage `warm_start`: the current champion's fine-tuned weights, when retraining should start from them.
 
 A scheduled retraining continues from what is serving rather than from the base model.
-The champion is verified first (signature, provenance, registry tags); its training
-checkpoint is fetched from the training run named in the signed provenance and must have
-the SHA-256 that provenance records, so a swapped checkpoint cannot slip into training.
+The champion is verified first (signature, provenance, registry tags, and its signed gate
+verdict and approval, as for any alias move); its training checkpoint is fetched from the
+training run named in the signed provenance and must have the SHA-256 that provenance
+records, so a swapped checkpoint cannot slip into training.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from attestflow.bundle import PROVENANCE
 from attestflow.digests import Digest, file_digest
 from attestflow.dsse import dsse_verify
 from attestflow.errors import GateFailedError
+from attestflow.evidence_check import REQUIREMENTS
 from attestflow.keys import load_public_key
 from attestflow.provenance import byproduct
 from attestflow.records import WarmStart
@@ -49,7 +51,7 @@ def champion_weights(
         envelope = json.loads((folder / PROVENANCE).read_text())
         statements.append(dsse_verify(envelope, load_public_key(public_key)))
 
-    checked = verify_model_uri(uri, tracking_uri, public_key, use=read_provenance)
+    checked = verify_model_uri(uri, tracking_uri, public_key, use=read_provenance, require=REQUIREMENTS)
     if not checked.ok:
         raise GateFailedError([f"warm start: {uri} failed verification: {f}" for f in checked.failures])
     statement = statements[0]

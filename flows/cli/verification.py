@@ -13,22 +13,64 @@ from flows.cli.common import ConfigOpt, JsonOpt, registry_uri, workspace_of
 
 
 def verify(
-    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS")],
+    model_uri: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET", help="models:/NAME/VERSION, models:/NAME@ALIAS, or a downloaded model folder"
+        ),
+    ],
     config: ConfigOpt = None,
     public_key: Annotated[
         Path | None, typer.Option(help="Trusted PEM public key (default: config/workspace).")
     ] = None,
+    require: Annotated[
+        str,
+        typer.Option(
+            help="What must hold, comma-separated: provenance (signature, files, provenance, tags, data), "
+            "gates (a signed PASSED gate verdict), approval (a signed approval, not undone by the canary)."
+        ),
+    ] = "provenance,gates,approval",
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Also require the signed gate verdict to be under this gate policy file."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-hash and verify a registered model: signature, provenance, tags and data snapshot."""
+    """Re-hash and verify a registered model or a downloaded folder: signature, provenance and evidence.
+
+    A folder is checked offline, without the registry: no registry tags and no data snapshot.
+    """
+    from attestflow.errors import BadInputError
+    from attestflow.evidence_check import parse_requirements, verify_release
     from attestflow.keys import trusted_public_key
+    from attestflow.policy import load_policy
     from attestflow.verify import parse_model_uri, verify_model_uri
 
     started = time.perf_counter()
-    parse_model_uri(model_uri)
-    cfg, ws = workspace_of(config)
-    key = trusted_public_key(public_key or cfg.sign.public_key, ws.root)
-    result = verify_model_uri(model_uri, registry_uri(cfg, ws), key)
+    needs = parse_requirements(require)
+    policy_digest = load_policy(policy).digest().value if policy else None
+    if ":/" in model_uri:
+        parse_model_uri(model_uri)
+        cfg, ws = workspace_of(config)
+        key = trusted_public_key(public_key or cfg.sign.public_key, ws.root)
+        result = verify_model_uri(
+            model_uri, registry_uri(cfg, ws), key, require=needs, policy_digest=policy_digest
+        )
+    else:
+        folder = Path(model_uri)
+        if not folder.is_dir():
+            raise BadInputError(f"{folder} is not a model folder (nor a models:/ URI)")
+        if public_key is None:
+            cfg, ws = workspace_of(config)
+            public_key = trusted_public_key(cfg.sign.public_key, ws.root)
+        result = verify_release(
+            folder,
+            public_key,
+            require=needs,
+            check_data=False,
+            target=str(folder),
+            policy_digest=policy_digest,
+        )
     render.verification(model_uri, result, time.perf_counter() - started, as_json)
     raise typer.Exit(0 if result.ok else 1)
 

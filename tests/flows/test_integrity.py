@@ -107,6 +107,8 @@ def test_a_released_model_verifies_with_every_check(released: Released) -> None:
         "provenance subject",
         "registry tags",
         "data snapshot",
+        "gate verdict",
+        "approval",
     }
     assert all(c["ok"] for c in report["checks"])
 

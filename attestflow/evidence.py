@@ -1,0 +1,176 @@
+"""Signed evidence about a released model: the gate verdict, the approval and the canary's verdict.
+
+An MLflow alias, a ``gates_passed`` tag or an audit line can be edited by anyone who can
+write to the registry; none of them proves that a version passed its gates or was approved.
+Each decision of a release is therefore also an in-toto Statement v1, signed with the release
+key in a DSSE envelope (`attestflow.dsse`), that any DSSE verifier checks with the public key:
+
+- the gate verdict is a SLSA Verification Summary (VSA v1) about the ``model.onnx`` digest,
+  naming the gate policy's SHA-256, the provenance it relied on, ``gates.json`` (stored
+  beside it, bound by its digest) and every gate's outcome (project fields under
+  `GATES_KEY`, which VSA parsers ignore);
+- the approval (`APPROVAL`) is about the release bundle digest: decision, approver, reason,
+  time, mode, and the approver's own signed statement when they signed one;
+- the canary's verdict (`CANARY`) is about the ``model.onnx`` digest.
+
+Evidence is made after the bundle is signed and registered, so it cannot be in the
+model-signing manifest: each envelope is added to the registered model's artifacts under
+`EVIDENCE_DIR`, one file per statement, never overwritten, each verified on its own
+(`attestflow.evidence_check`). Specs: https://slsa.dev/spec/v1.0/verification_summary,
+https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from attestflow.bundle import EVIDENCE, MODEL
+from attestflow.digests import Digest, file_digest
+from attestflow.dsse import statement
+from attestflow.records import ApprovalRecord, GateReport, Invocation, RegistrationRecord, SignatureRecord
+
+EVIDENCE_DIR = EVIDENCE
+"""Folder of the registered model holding signed statements made after signing (not in the manifest)."""
+VSA = "https://slsa.dev/verification_summary/v1"
+APPROVAL = "https://attestflow.dev/approval/v1"
+CANARY = "https://attestflow.dev/canary/v1"
+GATES_KEY = "https://attestflow.dev/gates/v1"
+"""Key of the VSA predicate's project-specific fields: model, gates.json digest, each gate's outcome."""
+VERIFIER_ID = "https://attestflow.dev/verifiers/gate-suite@v1"
+PASSED_LEVEL = "ATTESTFLOW_GATES_PASSED"
+"""The VSA's ``verifiedLevels`` entry for a version that passed every gate (not SLSA_: a custom level)."""
+KINDS = {"verification_summary": VSA, "approval": APPROVAL, "canary": CANARY}
+"""File name prefix of each kind of evidence -> its predicate type."""
+BUNDLE_SUBJECT = "release-bundle"
+ENVELOPE = ".dsse.json"
+GATES_JSON = ".gates.json"
+"""Suffix of the copy of ``gates.json`` stored beside the verification summary that names its digest."""
+
+
+def now() -> str:
+    """The current UTC time as RFC 3339 with microseconds, the form every evidence time takes."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time of a statement (``Z`` or an offset; a time without one is taken as UTC)."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def evidence_name(kind: str, time: str, suffix: str = ENVELOPE) -> str:
+    """The file name of one statement (or a file it names): kind and UTC time, so none is ever replaced."""
+    stamp = parse_time(time).astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{kind}-{stamp}{suffix}"
+
+
+def attachment(stmt: dict[str, Any]) -> str | None:
+    """The path (under `EVIDENCE_DIR`) of the file a statement names by digest and stores beside it."""
+    if stmt.get("predicateType") != VSA:
+        return None
+    return str(stmt["predicate"][GATES_KEY]["gatesJson"]["uri"])
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _model_onnx(digest: Digest) -> list[dict[str, Any]]:
+    return [{"name": MODEL, "digest": {digest.algorithm: digest.value}}]
+
+
+def verification_summary(
+    gates: GateReport,
+    registered: RegistrationRecord,
+    signed: SignatureRecord,
+    gates_json: Path,
+    *,
+    policy_uri: str,
+    time: str | None = None,
+) -> dict[str, Any]:
+    """The gate verdict as a SLSA VSA v1 statement about the gated ``model.onnx``, naming `gates_json`."""
+    passed, time = gates.passed, time or now()
+    gates_file = f"{EVIDENCE_DIR}/{evidence_name('verification_summary', time, GATES_JSON)}"
+    predicate = {
+        "verifier": {"id": VERIFIER_ID},
+        "timeVerified": time,
+        "resourceUri": registered.model_uri,
+        "policy": {"uri": policy_uri, "digest": {"sha256": gates.policy_digest.value}},
+        "inputAttestations": [
+            {"uri": "attestation/provenance.dsse.json", "digest": {"sha256": signed.provenance_digest.value}}
+        ],
+        "verificationResult": "PASSED" if passed else "FAILED",
+        "verifiedLevels": [PASSED_LEVEL] if passed else ["FAILED"],
+        "slsaVersion": "1.0",
+        GATES_KEY: {
+            "model": {"name": registered.model_name, "version": registered.version},
+            "gatesJson": {"uri": gates_file, "digest": {"sha256": file_digest(gates_json).value}},
+            "baseline": gates.baseline,
+            "provider": gates.provider,
+            "gates": [
+                {
+                    "gate": d.gate,
+                    "metric": d.metric,
+                    "passed": d.passed,
+                    "value": _finite(d.value),
+                    "threshold": _finite(d.threshold),
+                }
+                for d in gates.decisions
+            ],
+        },
+    }
+    return statement(_model_onnx(gates.model_digest), VSA, predicate)
+
+
+def approval_statement(
+    approval: ApprovalRecord, registered: RegistrationRecord, invocation: Invocation
+) -> dict[str, Any]:
+    """The approval decision as a statement about the release bundle digest it was made for."""
+    predicate = {
+        "decision": "approved" if approval.approved else "rejected",
+        "approver": approval.approver,
+        "reason": approval.reason,
+        "time": approval.at,
+        "mode": approval.mode,
+        "model": {"name": registered.model_name, "version": registered.version},
+        "flowRunId": invocation.flow_run_id,
+        "triggeredBy": invocation.triggered_by,
+        "approverKeyId": getattr(approval, "approver_key_id", None),
+        "approverEnvelope": getattr(approval, "approver_envelope", None),
+    }
+    subject = [{"name": BUNDLE_SUBJECT, "digest": {"sha256": approval.digest.removeprefix("sha256:")}}]
+    return statement(subject, APPROVAL, predicate)
+
+
+def canary_statement(
+    registered: RegistrationRecord,
+    signed: SignatureRecord,
+    *,
+    passed: bool,
+    reasons: list[str],
+    previous: str | None,
+    time: str | None = None,
+) -> dict[str, Any]:
+    """The canary's verdict on the promoted ``model.onnx`` (against the champion `previous`)."""
+    predicate = {
+        "result": "PASSED" if passed else "FAILED",
+        "reasons": reasons,
+        "model": {"name": registered.model_name, "version": registered.version},
+        "previous": previous,
+        "time": time or now(),
+    }
+    return statement(_model_onnx(signed.onnx_digest), CANARY, predicate)
+
+
+def statement_time(stmt: dict[str, Any]) -> str:
+    """When the decision a statement records was made (the VSA's ``timeVerified``, else ``time``)."""
+    predicate = stmt.get("predicate", {})
+    return str(predicate.get("timeVerified") or predicate.get("time") or "")
+
+
+def kind_of(stmt: dict[str, Any]) -> str:
+    """The file name prefix for a statement's predicate type."""
+    return next(k for k, t in KINDS.items() if t == stmt.get("predicateType"))

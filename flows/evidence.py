@@ -1,0 +1,36 @@
+"""Signed evidence in the release: each decision is signed, added to the version's evidence and audited.
+
+The gate verdict, the approval and the canary's verdict are built from the stage records
+(`attestflow.evidence`) and handed to stage `attest`, which runs with the `sign` stage's
+retries and timeout, since it signs with the same key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attestflow.context import ReleaseContext
+from attestflow.records import EvidenceRecord, RegistrationRecord
+from flows.stages import Invoke
+from tasks.attest import attest_task
+
+
+def attest_evidence(
+    ctx: ReleaseContext,
+    invoke: Invoke,
+    stmt: dict[str, Any],
+    registered: RegistrationRecord,
+    attach: Path | None = None,
+) -> EvidenceRecord:
+    """Sign `stmt` about `registered` with the release key, add it to the version's evidence, audit it."""
+    record = invoke(attest_task, ctx.cfg.sign)(
+        stmt,
+        registered,
+        private_key=ctx.signing_key,
+        tracking_uri=ctx.tracking_uri,
+        out_dir=ctx.release_dir,
+        attach=attach,
+    )
+    ctx.record(record)
+    return record
