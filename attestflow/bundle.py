@@ -54,12 +54,14 @@ class Listing:
     """Relative POSIX paths of the plain files."""
     refused: tuple[str, ...]
     """One line per entry that is neither a plain file nor a folder, e.g. ``x is a FIFO``."""
+    refused_paths: frozenset[str] = frozenset()
+    """The relative paths of those entries."""
 
 
 def list_bundle(folder: Path) -> Listing:
     """The plain files of `folder`, and every symlink or special file in it, refused unopened."""
     files: set[str] = set()
-    refused: list[str] = []
+    refused: dict[str, str] = {}
     pending = [(folder, "")]
     while pending:
         here, prefix = pending.pop()
@@ -72,8 +74,8 @@ def list_bundle(folder: Path) -> Listing:
                 elif stat.S_ISREG(mode):
                     files.add(rel)
                 else:
-                    refused.append(f"{rel} is {_KINDS.get(stat.S_IFMT(mode), 'not a plain file')}")
-    return Listing(frozenset(files), tuple(sorted(refused)))
+                    refused[rel] = f"{rel} is {_KINDS.get(stat.S_IFMT(mode), 'not a plain file')}"
+    return Listing(frozenset(files), tuple(sorted(refused.values())), frozenset(refused))
 
 
 def outside_signature(rel: str) -> bool:
@@ -94,8 +96,9 @@ def unsafe_path(rel: str) -> bool:
 def signed_files(bundle_dir: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of the files the bundle digest covers: the signed ones but the provenance."""
     listing = list_bundle(bundle_dir)
-    if listing.refused:
-        raise ValueError(f"not a bundle of plain files: {listing.refused[0]}")
+    inside = sorted(p for p in listing.refused_paths if not outside_signature(p))
+    if inside:
+        raise ValueError(f"not a bundle of plain files: {inside[0]} is not a plain file")
     return {
         rel: file_digest(bundle_dir / rel).value
         for rel in sorted(listing.files)

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from attestflow.approval import APPROVAL_PREDICATE, ApprovalRequest
+from attestflow.approval import approval_statement as decision_statement
 from attestflow.bundle import EVIDENCE, MODEL
 from attestflow.digests import Digest, file_digest
 from attestflow.dsse import statement
@@ -35,7 +37,7 @@ from attestflow.records import ApprovalRecord, GateReport, Invocation, Registrat
 EVIDENCE_DIR = EVIDENCE
 """Folder of the registered model holding signed statements made after signing (not in the manifest)."""
 VSA = "https://slsa.dev/verification_summary/v1"
-APPROVAL = "https://attestflow.dev/approval/v1"
+APPROVAL = APPROVAL_PREDICATE
 CANARY = "https://attestflow.dev/canary/v1"
 GATES_KEY = "https://attestflow.dev/gates/v1"
 """Key of the VSA predicate's project-specific fields: model, gates.json digest, each gate's outcome."""
@@ -44,7 +46,7 @@ PASSED_LEVEL = "ATTESTFLOW_GATES_PASSED"
 """The VSA's ``verifiedLevels`` entry for a version that passed every gate (not SLSA_: a custom level)."""
 KINDS = {"verification_summary": VSA, "approval": APPROVAL, "canary": CANARY}
 """File name prefix of each kind of evidence -> its predicate type."""
-BUNDLE_SUBJECT = "release-bundle"
+
 ENVELOPE = ".dsse.json"
 GATES_JSON = ".gates.json"
 """Suffix of the copy of ``gates.json`` stored beside the verification summary that names its digest."""
@@ -128,21 +130,27 @@ def verification_summary(
 def approval_statement(
     approval: ApprovalRecord, registered: RegistrationRecord, invocation: Invocation
 ) -> dict[str, Any]:
-    """The approval decision as a statement about the release bundle digest it was made for."""
-    predicate = {
-        "decision": "approved" if approval.approved else "rejected",
-        "approver": approval.approver,
-        "reason": approval.reason,
-        "time": approval.at,
-        "mode": approval.mode,
-        "model": {"name": registered.model_name, "version": registered.version},
-        "flowRunId": invocation.flow_run_id,
-        "triggeredBy": invocation.triggered_by,
-        "approverKeyId": getattr(approval, "approver_key_id", None),
-        "approverEnvelope": getattr(approval, "approver_envelope", None),
-    }
-    subject = [{"name": BUNDLE_SUBJECT, "digest": {"sha256": approval.digest.removeprefix("sha256:")}}]
-    return statement(subject, APPROVAL, predicate)
+    """The approval decision as a statement about the release bundle digest it was made for.
+
+    The predicate is the approver's own (`attestflow.approval.approval_statement`, the one
+    builder of it), plus who triggered the run and the approver's key and signed envelope.
+    """
+    request = ApprovalRequest(
+        model_name=registered.model_name,
+        version=registered.version,
+        digest=approval.digest.removeprefix("sha256:"),
+        flow_run_id=invocation.flow_run_id,
+        triggered_by=invocation.triggered_by,
+    )
+    stmt = decision_statement(
+        request, approval.approved, approval.approver, approval.reason, approval.at, approval.mode
+    )
+    stmt["predicate"].update(
+        triggeredBy=invocation.triggered_by,
+        approverKeyId=approval.approver_key_id,
+        approverEnvelope=approval.approver_envelope,
+    )
+    return stmt
 
 
 def canary_statement(

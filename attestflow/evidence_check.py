@@ -24,13 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from attestflow.approval import BUNDLE_SUBJECT
 from attestflow.bundle import MODEL, PROVENANCE, bundle_digest, signed_files
 from attestflow.digests import file_digest
 from attestflow.dsse import EnvelopeError, dsse_verify
 from attestflow.errors import BadInputError
 from attestflow.evidence import (
     APPROVAL,
-    BUNDLE_SUBJECT,
     CANARY,
     ENVELOPE,
     EVIDENCE_DIR,
