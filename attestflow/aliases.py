@@ -21,7 +21,7 @@ from attestflow.alias_drift import RESTORED, refuse_on_drift
 from attestflow.audit import AuditLog
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.evidence_check import REQUIREMENTS
-from attestflow.records import PromotionRecord
+from attestflow.outcomes import PromotionRecord
 from attestflow.registry import Registry
 from attestflow.verify import verify_model_uri
 

@@ -28,9 +28,11 @@ from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.records import (
     Audited,
+    DataValidationRecord,
     Invocation,
     OnnxExportRecord,
     OnnxValidationRecord,
+    RegistrationRecord,
     SignatureRecord,
     SnapshotRecord,
     TrainingRecord,
@@ -110,6 +112,25 @@ class ReleaseContext:
             "prefect_flow_run_id": self.flow_run_id,
             "data_md5": snap.dvc_md5,
             "git_commit": self.revision.commit,
+        }
+
+    def gate_inputs(
+        self, trained: TrainingRecord, data_validation: DataValidationRecord, registered: RegistrationRecord
+    ) -> dict[str, Any]:
+        """The gate suite's keyword inputs beside the policy, the ONNX file and the data."""
+        from attestflow.progress import in_prefect_run
+
+        cfg = self.cfg
+        return {
+            "model_name": cfg.model_name,
+            "tracking_uri": self.tracking_uri,
+            "provider": cfg.validate_onnx.provider,
+            "checkpoint": trained.checkpoint_path,
+            "data_validation": data_validation,
+            "model_label": registered.model_uri,
+            "public_key": self.public_key,
+            "model": cfg.model,
+            "task_runner": cfg.gates.make_task_runner() if in_prefect_run() else None,
         }
 
     def release_tags(

@@ -32,7 +32,8 @@ from attestflow.approval import approval_statement as decision_statement
 from attestflow.bundle import EVIDENCE, MODEL
 from attestflow.digests import Digest, file_digest
 from attestflow.dsse import statement
-from attestflow.records import ApprovalRecord, GateReport, Invocation, RegistrationRecord, SignatureRecord
+from attestflow.outcomes import ApprovalRecord
+from attestflow.records import GateReport, Invocation, RegistrationRecord, SignatureRecord
 
 EVIDENCE_DIR = EVIDENCE
 """Folder of the registered model holding signed statements made after signing (not in the manifest)."""

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from attestflow.caching import StageCache
     from attestflow.config import StageConfig
-    from attestflow.records import ReleaseSummary
+    from attestflow.outcomes import ReleaseSummary
 
 P = ParamSpec("P")
 R = TypeVar("R")

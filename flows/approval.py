@@ -21,7 +21,7 @@ from attestflow.approval import Answer, ApprovalRequest, check_answer, utc_now
 from attestflow.approval_channel import PAUSE_PREFIX, publish_outcome, publish_request
 from attestflow.audit import AuditLog
 from attestflow.config import ApproveConfig
-from attestflow.records import ApprovalRecord
+from attestflow.outcomes import ApprovalRecord
 
 
 class Approval(RunInput):

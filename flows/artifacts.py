@@ -11,8 +11,8 @@ from __future__ import annotations
 from prefect.artifacts import create_markdown_artifact
 
 from attestflow.artifacts import artifact_key
+from attestflow.outcomes import ReleaseSummary
 from attestflow.progress import in_prefect_run
-from attestflow.records import ReleaseSummary
 from attestflow.redact import redact
 
 

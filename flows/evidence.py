@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from attestflow.context import ReleaseContext
-from attestflow.records import EvidenceRecord, RegistrationRecord
+from attestflow.outcomes import EvidenceRecord
+from attestflow.records import RegistrationRecord
 from flows.stages import Invoke
 from tasks.attest import attest_task
 

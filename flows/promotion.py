@@ -17,15 +17,8 @@ from attestflow.approval import ApprovalRequest
 from attestflow.context import ReleaseContext
 from attestflow.errors import GateFailedError
 from attestflow.evidence import approval_statement, canary_statement
-from attestflow.records import (
-    AuditEvent,
-    CanaryRecord,
-    GateReport,
-    PromotionOutcome,
-    PromotionRecord,
-    RegistrationRecord,
-    SignatureRecord,
-)
+from attestflow.outcomes import CanaryRecord, PromotionOutcome, PromotionRecord
+from attestflow.records import AuditEvent, GateReport, RegistrationRecord, SignatureRecord
 from flows.approval import approve
 from flows.evidence import attest_evidence
 from flows.stages import Invoke

@@ -18,8 +18,8 @@ from prefect.runtime import flow_run
 from attestflow.context import ReleaseContext, open_release
 from attestflow.errors import GateFailedError
 from attestflow.evidence import verification_summary
-from attestflow.progress import in_prefect_run
-from attestflow.records import ReleaseSummary, write_json
+from attestflow.outcomes import ReleaseSummary
+from attestflow.records import write_json
 from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
 from flows.evidence import attest_evidence
@@ -74,18 +74,7 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     )
     ctx.record(registered, bundle_sha256=signed.bundle_digest.value)
     gates = invoke(run_gates_task, cfg.gates)(
-        ctx.policy,
-        exported.onnx_path,
-        cfg.data,
-        model_name=cfg.model_name,
-        tracking_uri=uri,
-        provider=cfg.validate_onnx.provider,
-        checkpoint=trained.checkpoint_path,
-        data_validation=checked,
-        model_label=registered.model_uri,
-        public_key=ctx.public_key,
-        model=cfg.model,
-        task_runner=cfg.gates.make_task_runner() if in_prefect_run() else None,
+        ctx.policy, exported.onnx_path, cfg.data, **ctx.gate_inputs(trained, checked, registered)
     )
     gates_json = invoke(publish_gates_task, cfg.gates)(gates, registered, out_dir=out_dir, tracking_uri=uri)
     ctx.record(gates, version=registered.version)

@@ -16,7 +16,7 @@ from prefect.states import Completed, State
 
 from attestflow.config import load_config
 from attestflow.dvc import dvc_md5
-from attestflow.records import ReleaseSummary
+from attestflow.outcomes import ReleaseSummary
 from attestflow.registry import ModelRef, Registry
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace

@@ -22,8 +22,9 @@ from attestflow.digests import file_digest
 from attestflow.dsse import dsse_sign
 from attestflow.evidence import EVIDENCE_DIR, attachment, evidence_name, kind_of, statement_time
 from attestflow.keys import load_private_key
+from attestflow.outcomes import EvidenceRecord
 from attestflow.progress import in_prefect_run
-from attestflow.records import EvidenceRecord, RegistrationRecord, write_json
+from attestflow.records import RegistrationRecord, write_json
 from attestflow.registry import Registry
 
 

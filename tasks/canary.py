@@ -19,7 +19,7 @@ from attestflow.bundle import MODEL
 from attestflow.config import CanaryConfig, DataConfig, ModelConfig
 from attestflow.dataset import load_splits, read_table
 from attestflow.errors import BadInputError, GateFailedError
-from attestflow.records import CanaryRecord, PromotionRecord
+from attestflow.outcomes import CanaryRecord, PromotionRecord
 from attestflow.verify import verify_model_uri
 
 

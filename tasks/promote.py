@@ -19,7 +19,7 @@ from prefect.transactions import get_transaction
 from attestflow.alias_drift import refuse_on_drift
 from attestflow.aliases import move_alias, restore_previous
 from attestflow.audit import AuditLog
-from attestflow.records import PromotionRecord
+from attestflow.outcomes import PromotionRecord
 from attestflow.registry import Registry
 
 

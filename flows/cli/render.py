@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from attestflow.alias_drift import AliasDrift
-    from attestflow.records import GateReport, ReleaseSummary, TrainingRecord
+    from attestflow.outcomes import ReleaseSummary
+    from attestflow.records import GateReport, TrainingRecord
     from attestflow.verify import Verification
     from tasks.gates.calibrate import MarginSummary
 

@@ -32,15 +32,9 @@ from attestflow.evidence import (
 from attestflow.evidence_check import parse_requirements, release_evidence, verify_release
 from attestflow.keys import KeyPair, ensure_keypair, load_private_key
 from attestflow.lineage import CodeRevision
+from attestflow.outcomes import ApprovalRecord
 from attestflow.provenance import statement as provenance
-from attestflow.records import (
-    ApprovalRecord,
-    GateDecision,
-    GateReport,
-    Invocation,
-    RegistrationRecord,
-    SignatureRecord,
-)
+from attestflow.records import GateDecision, GateReport, Invocation, RegistrationRecord, SignatureRecord
 
 MODEL_NAME = "credit"
 POLICY = "ab" * 32

@@ -229,7 +229,7 @@ def test_rollback_with_no_previous_champion_says_unset(
 ) -> None:
     import attestflow.aliases
     import attestflow.keys
-    from attestflow.records import PromotionRecord
+    from attestflow.outcomes import PromotionRecord
 
     moved = PromotionRecord(model_name="credit-risk", alias="champion", version="1", previous_version=None)
     monkeypatch.setattr(attestflow.aliases, "rollback", lambda *a, **k: moved)

@@ -23,7 +23,8 @@ from attestflow.audit import AuditLog
 from attestflow.errors import GateFailedError
 from attestflow.evidence import APPROVAL, EVIDENCE_DIR, VSA, approval_statement
 from attestflow.lineage import CodeRevision
-from attestflow.records import ApprovalRecord, Invocation, RegistrationRecord, ReleaseSummary
+from attestflow.outcomes import ApprovalRecord, ReleaseSummary
+from attestflow.records import Invocation, RegistrationRecord
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from flows.cli import app

@@ -23,8 +23,8 @@ from attestflow.dsse import dsse_verify
 from attestflow.errors import GateFailedError
 from attestflow.keys import load_public_key
 from attestflow.lineage import CodeRevision
+from attestflow.outcomes import ReleaseSummary
 from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE
-from attestflow.records import ReleaseSummary
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from flows import release as release_module

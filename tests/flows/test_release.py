@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from attestflow.errors import ConfigError, GateFailedError
+from attestflow.outcomes import ReleaseSummary
 from attestflow.policy import load_policy
-from attestflow.records import ReleaseSummary
 from attestflow.tabular import load_checkpoint
 from attestflow.tracking import fluent_uri
 from attestflow.training.loop import Trainer

@@ -10,7 +10,7 @@ from prefect.states import State
 
 from attestflow.dvc import dvc_md5
 from attestflow.errors import RegistryUnavailableError
-from attestflow.records import ReleaseSummary
+from attestflow.outcomes import ReleaseSummary
 from attestflow.workspace import Workspace
 from flows.retrain import retrain
 from tasks.generate_data import generate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from attestflow.digests import file_digest
-from attestflow.records import ReleaseSummary
+from attestflow.outcomes import ReleaseSummary
 from flows.release import release
 from tests.conftest import ExampleRepo
 
