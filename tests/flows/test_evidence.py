@@ -86,7 +86,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
 
 def test_rollback_to_a_gate_failed_version_is_refused_naming_the_verdict_and_audited(story: Story) -> None:
     assert story.champion() == "1"
-    code, out = story.cli("rollback", "--to", "2")
+    code, out = story.cli("rollback", "--to", "2", "--reason", "checked by hand")
     assert code == 1, out
     assert "rollback to models:/tiny-credit/2 refused: gate verdict: the signed gate verdict is FAILED" in out
     assert "performance/accuracy" in out and "no signed approval" in out
@@ -119,7 +119,7 @@ def test_verify_shows_the_gate_verdict_and_the_approval(story: Story) -> None:
 
 
 def test_a_canary_rejected_version_is_refused_until_a_new_approval(story: Story, tmp_path: Path) -> None:
-    code, out = story.cli("rollback", "--to", "3")
+    code, out = story.cli("rollback", "--to", "3", "--reason", "checked by hand")
     assert code == 1 and "approval: the canary rejected this model.onnx" in out, out
     assert story.champion() == "1"
     evidence = sorted(p.name.split("-")[0] for p in (story.artifacts("3") / EVIDENCE_DIR).iterdir())
@@ -140,10 +140,10 @@ def test_a_canary_rejected_version_is_refused_until_a_new_approval(story: Story,
         tracking_uri=story.uri,
         out_dir=tmp_path,
     )
-    code, out = story.cli("rollback", "--to", "3")
+    code, out = story.cli("rollback", "--to", "3", "--reason", "checked by hand")
     assert code == 0, out
     assert story.champion() == "3"
-    code, out = story.cli("rollback", "--to", "1")
+    code, out = story.cli("rollback", "--to", "1", "--reason", "checked by hand")
     assert code == 0 and story.champion() == "1", out
 
 
