@@ -185,7 +185,9 @@ def test_the_champions_evidence_verifies_offline_with_the_public_key_alone(
 
     with fluent_uri(story.uri):
         folder = Path(
-            mlflow.artifacts.download_artifacts("models:/tiny-credit@champion", dst_path=str(tmp_path))
+            mlflow.artifacts.download_artifacts(
+                "models:/tiny-credit@champion", dst_path=str(tmp_path / "download")
+            )
         )
     key = tmp_path / "trusted.pub.pem"
     shutil.copy(story.public_key, key)
