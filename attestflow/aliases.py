@@ -91,7 +91,11 @@ def restore_previous(
     previous_alias: str,
     reason: str,
 ) -> None:
-    """Put the champion before `record` back (or clear the alias if there was none), and `previous_alias`."""
+    """Put the champion before `record` back, and `previous_alias`; clear the alias if there was none.
+
+    A champion before it that no longer verifies with its evidence is not restored: the alias
+    is cleared instead, so it never stays on the version the canary refused.
+    """
     with audit.locked():
         if record.previous_version is None:
             clear_alias(
@@ -103,17 +107,30 @@ def restore_previous(
                 reason=reason,
             )
         else:
-            move_alias(
-                "canary_rollback",
-                record.model_name,
-                record.previous_version,
-                alias=record.alias,
-                previous_alias=previous_alias,
-                tracking_uri=tracking_uri,
-                public_key=public_key,
-                audit=audit,
-                reason=reason,
-            )
+            try:
+                move_alias(
+                    "canary_rollback",
+                    record.model_name,
+                    record.previous_version,
+                    alias=record.alias,
+                    previous_alias=previous_alias,
+                    tracking_uri=tracking_uri,
+                    public_key=public_key,
+                    audit=audit,
+                    reason=reason,
+                )
+            except GateFailedError as e:
+                # The old champion lacks evidence now (e.g. released before it was required): serving
+                # nothing is safer than leaving the alias on the version the canary just refused.
+                clear_alias(
+                    "canary_rollback",
+                    record.model_name,
+                    record.alias,
+                    tracking_uri=tracking_uri,
+                    audit=audit,
+                    reason=f"{reason}; v{record.previous_version} cannot be restored ({e.reasons[0]}), "
+                    f"so @{record.alias} is cleared",
+                )
         restore_alias(
             record.model_name,
             previous_alias,

@@ -155,3 +155,21 @@ def test_audit_verify_names_the_drift_and_adopt_settles_it(tmp_path: Path, empty
     assert result.exit_code == 0 and "adopted: credit@champion" in result.output
     result = runner.invoke(app, ["audit", "verify", "--config", str(config)])
     assert result.exit_code == 0 and "chain intact" in result.output
+
+
+def test_a_canary_undo_that_cannot_restore_the_old_champion_clears_the_alias_instead(
+    tmp_path: Path, empty_store: Path
+) -> None:
+    from attestflow.aliases import restore_previous
+    from attestflow.keys import ensure_keypair
+    from attestflow.outcomes import PromotionRecord
+
+    uri, audit = _store(tmp_path, empty_store)  # v1 has no bundle, so it cannot verify any more
+    record = PromotionRecord(MODEL, "champion", "2", previous_version="1", previous_alias_version=None)
+    key = ensure_keypair(tmp_path / "keys").public_key
+    restore_previous(record, uri, key, audit, "previous", "the canary said no")
+    assert Registry(uri).alias_version(MODEL, "champion") is None
+    events = [(e["event"], e["version"]) for e in audit.entries()]
+    assert ("canary_rollback_refused", "1") in events
+    assert events[-2:] == [("canary_rollback", None), ("alias_restored", None)]
+    assert "cannot be restored" in audit.entries()[-2]["details"]["reason"]
