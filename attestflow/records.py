@@ -231,6 +231,11 @@ class RegistrationRecord:
     reused: bool = False
     """True when the same inputs were already registered and that version was returned."""
 
+    @property
+    def bundle_sha256(self) -> str:
+        """The registered bundle's SHA-256: for a reused version, that of the bundle registered first."""
+        return self.tags["bundle_sha256"]
+
     def audit_events(self) -> list[AuditEvent]:
         return [AuditEvent("registration", {"reused": self.reused}, self.version)]
 

@@ -38,8 +38,9 @@ def promote_release(
     failures = gates.failures()
     approval = promotion = canaried = None
     if not failures:
+        # A reused version's bundle is the one registered first: approve what will be promoted.
         request = ApprovalRequest(
-            cfg.model_name, version, signed.bundle_digest.value, ctx.flow_run_id, ctx.actor
+            cfg.model_name, version, registered.bundle_sha256, ctx.flow_run_id, ctx.actor
         )
         approval = approve(cfg.approve, request, ctx.audit, human=gates.human_approval)
         if not approval.approved:

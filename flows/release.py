@@ -72,7 +72,7 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
         tags=ctx.release_tags(snap, trained, exported, checked_onnx, signed),
         tracking_uri=uri,
     )
-    ctx.record(registered, bundle_sha256=signed.bundle_digest.value)
+    ctx.record(registered, bundle_sha256=registered.bundle_sha256)
     gates = invoke(run_gates_task, cfg.gates)(
         ctx.policy, exported.onnx_path, cfg.data, **ctx.gate_inputs(trained, checked, registered)
     )

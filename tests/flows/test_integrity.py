@@ -258,12 +258,17 @@ def test_the_registered_folder_is_the_signed_folder_and_upstream_model_signing_v
     bundle = released.summary.signature.bundle_dir
     stored = {p.relative_to(released.artifacts) for p in released.artifacts.rglob("*") if p.is_file()}
     stored.discard(Path("registered_model_meta"))  # MLflow's label, written by any models:/ load
-    assert stored == {p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file()}
-    assert all(file_digest(released.artifacts / p) == file_digest(bundle / p) for p in stored)
-    assert {Path("MLmodel"), Path("conda.yaml"), Path("input_example.json")} <= stored
+    evidence = {p for p in stored if p.parts[0] == "evidence"}  # signed after signing, each on its own
+    assert evidence
+    signed = stored - evidence
+    assert signed == {p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file()}
+    assert all(file_digest(released.artifacts / p) == file_digest(bundle / p) for p in signed)
+    assert {Path("MLmodel"), Path("conda.yaml"), Path("input_example.json")} <= signed
+    outside = [released.artifacts / "evidence", released.artifacts / "registered_model_meta"]
     (
         model_signing.verifying.Config()
         .use_elliptic_key_verifier(public_key=released.public_key)
+        .set_hashing_config(model_signing.hashing.Config().set_ignored_paths(paths=outside))
         .set_ignore_unsigned_files(False)
         .verify(released.artifacts, released.artifacts / "attestation/model.sig")
     )
@@ -357,9 +362,13 @@ def test_a_release_copied_by_hand_under_another_model_name_fails_verify(released
     finally:
         client.delete_registered_model("credit-default")
     assert code == 1
-    assert _failed(report) == {
-        "provenance subject": "the provenance is about model 'tiny-credit', not 'credit-default'"
-    }
+    failed = _failed(report)
+    assert (
+        failed.pop("provenance subject")
+        == "the provenance is about model 'tiny-credit', not 'credit-default'"
+    )
+    assert set(failed) == {"gate verdict", "approval"}  # the signed evidence names the model it is about
+    assert all("is about model 'tiny-credit', not 'credit-default'" in why for why in failed.values())
 
 
 def test_running_the_same_release_again_yields_the_same_version(released: Released) -> None:
