@@ -8,9 +8,11 @@ the tests' direct calls do the same instead of failing on the first busy answer.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 RETRIED = {429, 502, 503}
 
@@ -41,3 +43,16 @@ def get(url: str) -> Any:
 
 def delete(url: str) -> None:
     call("DELETE", url)
+
+
+def wait_healthy(health_url: str, log: Path, what: str, timeout_s: float = 120) -> None:
+    """Wait until `health_url` answers 200; fail the test with the end of the server's `log` if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(health_url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not start: {log.read_text()[-2000:]}")

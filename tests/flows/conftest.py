@@ -6,12 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.flows.api import wait_healthy
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,16 +58,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+        wait_healthy(f"{url}/health", home / "server.log", "prefect server")
         yield url
     finally:
         server.terminate()

@@ -16,14 +16,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import ExampleRepo
+from tests.flows.api import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -66,16 +65,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"mlflow server did not start: {(store / 'server.log').read_text()[-2000:]}")
+        wait_healthy(f"{url}/health", store / "server.log", "mlflow server")
         yield url, store
     finally:
         server.terminate()
