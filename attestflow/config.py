@@ -49,6 +49,33 @@ class DataConfig(_Model):
     sensitive: str | None = None
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
+    classes: list[str | int] | None = None
+    """The label's values in class order (class i is ``classes[i]``); the model returns these.
+    Unset: the label's distinct values in the data, sorted (filled in when a release starts)."""
+    missing: Literal["refuse", "median"] = "refuse"
+    """A missing feature value: refused before training, or replaced by the training rows' median
+    (inside the model, so serving does the same)."""
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _no_booleans(cls, values: Any) -> Any:
+        # YAML reads unquoted yes/no/true/false as booleans: a class named "yes" must be quoted.
+        if isinstance(values, list) and any(isinstance(v, bool) for v in values):
+            raise ValueError("classes holds a boolean; quote class names such as 'yes' and 'no' in YAML")
+        return values
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, values: list[str | int] | None) -> list[str | int] | None:
+        if values is None:
+            return None
+        if len(values) < 2:
+            raise ValueError("a classifier needs at least two classes")
+        if len({str(v) for v in values}) != len(values):
+            raise ValueError("classes must be distinct")
+        if len({type(v) for v in values}) != 1:
+            raise ValueError("classes must be all integers or all strings")
+        return values
 
 
 class SnapshotConfig(StageConfig):

@@ -66,18 +66,50 @@ def test_mask(n_rows: int, test_fraction: float, seed: int) -> np.ndarray:
     return rng.random(n_rows) < test_fraction
 
 
+def _label_values(labels: pd.Series, name: str) -> pd.Series:
+    """The label column with whole-number floats as integers; a missing label is bad input."""
+    missing = int(labels.isna().sum())
+    if missing:
+        raise BadInputError(f"label column {name!r} has {missing} missing value(s)")
+    if pd.api.types.is_float_dtype(labels) and bool((labels == labels.round()).all()):
+        return labels.astype(np.int64)
+    return labels
+
+
+def class_values(labels: pd.Series, cfg: DataConfig) -> list[str | int]:
+    """The classes in order: ``data.classes``, else the label's distinct values sorted (integers as integers)."""
+    if cfg.classes is not None:
+        return list(cfg.classes)
+    values = _label_values(labels, cfg.label).unique()
+    if pd.api.types.is_integer_dtype(labels) or all(isinstance(v, int | np.integer) for v in values):
+        return sorted(int(v) for v in values)
+    return sorted(str(v) for v in values)
+
+
+def encode_labels(labels: pd.Series, classes: list[str | int], name: str) -> np.ndarray:
+    """Class indices (int64) of `labels`; a value that is not one of `classes` is bad input."""
+    values = _label_values(labels, name)
+    index = {str(c): i for i, c in enumerate(classes)}
+    keys = values.astype(str)
+    unknown = sorted(set(keys.unique()) - index.keys())
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise BadInputError(
+            f"label column {name!r} holds {shown}, not among data.classes {[str(c) for c in classes]}"
+        )
+    return keys.map(index).to_numpy(dtype=np.int64)
+
+
 def split_table(df: pd.DataFrame, cfg: DataConfig, adapter: ModelAdapter) -> tuple[Split, Split]:
-    """Train and held-out splits of `df`, encoded by `adapter`."""
+    """Train and held-out splits of `df`, encoded by `adapter`; labels become class indices."""
     if cfg.label not in df.columns:
         raise BadInputError(f"data is missing the label column {cfg.label!r}")
+    classes = class_values(df[cfg.label], cfg)
     mask = test_mask(len(df), cfg.test_fraction, cfg.split_seed)
 
     def side(rows: pd.DataFrame) -> Split:
         sens = rows[cfg.sensitive].to_numpy() if cfg.sensitive in rows.columns else None
-        try:
-            y = rows[cfg.label].to_numpy(dtype=np.int64, copy=True)
-        except (TypeError, ValueError) as e:
-            raise BadInputError(f"label column {cfg.label!r} must hold integer classes: {e}") from None
+        y = encode_labels(rows[cfg.label], classes, cfg.label)
         return Split(inputs=adapter.encode(rows, cfg), y=y, sensitive=sens)
 
     return side(df[~mask]), side(df[mask])
