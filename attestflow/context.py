@@ -26,6 +26,7 @@ from attestflow.errors import GateFailedError
 from attestflow.keys import configured_keypair, release_keypair, trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
+from attestflow.preflight import check_release_data
 from attestflow.records import (
     Audited,
     DataValidationRecord,
@@ -150,7 +151,8 @@ class ReleaseContext:
             "git_commit": self.revision.commit,
             "git_dirty": str(self.revision.dirty).lower(),
             "prefect_flow_run_id": self.flow_run_id,
-            "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+            **trained.start_tags(),
+            "trained_from": trained.trained_from,
             "onnx_provider": checked.provider,
             "triggered_by": self.actor,
             "bundle_sha256": signed.bundle_digest.value,
@@ -189,6 +191,7 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     check_approvers(cfg.approve, policy)
     require_data_file(cfg.data.path)  # before DVC: `dvc add` of a folder rewrites the tracked .gitignore
     configured_keypair(cfg.sign.private_key, cfg.sign.public_key)  # half a pair: before any stage runs
+    cfg = check_release_data(cfg)
     ws = Workspace.at(cfg.workspace)
     ws.activate()
     revision = code_revision(CODE_ROOT)

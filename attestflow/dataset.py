@@ -86,6 +86,18 @@ def class_values(labels: pd.Series, cfg: DataConfig) -> list[str | int]:
     return sorted(str(v) for v in values)
 
 
+def classifier_classes(labels: pd.Series, cfg: DataConfig) -> list[str | int]:
+    """`class_values`, refused as bad input when there are fewer than two: a classifier needs two."""
+    classes = class_values(labels, cfg)
+    if not classes:
+        raise BadInputError(f"label column {cfg.label!r} has no values: the table has no rows")
+    if len(classes) < 2:
+        raise BadInputError(
+            f"label column {cfg.label!r} has one class ({classes[0]}): a classifier needs two"
+        )
+    return classes
+
+
 def encode_labels(labels: pd.Series, classes: list[str | int], name: str) -> np.ndarray:
     """Class indices (int64) of `labels`; a value that is not one of `classes` is bad input."""
     values = _label_values(labels, name)

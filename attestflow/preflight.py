@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -20,6 +21,9 @@ from attestflow.config import GatesConfig, ReleaseConfig, load_config
 from attestflow.errors import BadInputError
 from attestflow.keys import configured_keypair
 from attestflow.policy import GatePolicy, load_policy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEMO_CONFIG = Path("configs/release.yaml")
 """The bundled example's release config, relative to the project root."""
@@ -139,6 +143,102 @@ def check_registry(cfg: ReleaseConfig) -> None:
     from attestflow.workspace import Workspace
 
     Registry(tracking_uri(cfg.register.tracking_uri, Workspace.at(cfg.workspace))).ping()
+
+
+def check_release_data(cfg: ReleaseConfig) -> ReleaseConfig:
+    """`cfg` with ``data.classes`` filled in, once the table is fit to train on; else one `BadInputError` line.
+
+    Reads the table once. Refuses a missing label or feature column, a label with a missing
+    value, with fewer than two classes or with a value outside ``data.classes``; for the
+    tabular adapter also a non-numeric feature, a missing feature value under ``data.missing:
+    refuse`` (a feature with no value at all under ``median``), and a base checkpoint whose
+    input width or class count differs from the data's (read from its header).
+    """
+    from attestflow.adapters import load_adapter
+    from attestflow.adapters.tabular import TabularAdapter
+    from attestflow.dataset import classifier_classes, encode_labels, read_table
+
+    data = cfg.data
+    df = read_table(data.path)
+    if data.label not in df.columns:
+        raise BadInputError(
+            f"data.label {data.label!r} is not a column of {data.path} ({_shown(df.columns)})"
+        )
+    classes = classifier_classes(df[data.label], data)
+    encode_labels(df[data.label], classes, data.label)
+    adapter = load_adapter(cfg.model)
+    if isinstance(adapter, TabularAdapter):
+        check_tabular_features(df, cfg)
+        check_base_shape(cfg, len(classes))
+    else:
+        adapter.encode(df.head(1), data)  # the adapter's own columns are there
+    return cfg.model_copy(update={"data": data.model_copy(update={"classes": classes})})
+
+
+def check_tabular_features(df: pd.DataFrame, cfg: ReleaseConfig) -> None:
+    """The tabular model's features are numeric columns of `df`, with no missing value unless one is imputed."""
+    import pandas as pd
+
+    data = cfg.data
+    absent = [c for c in data.features if c not in df.columns]
+    if absent:
+        raise BadInputError(f"data.features: {_shown(absent)} not column(s) of {data.path}")
+    text = [c for c in data.features if not pd.api.types.is_numeric_dtype(df[c])]
+    if text:
+        raise BadInputError(
+            f"data.features {_shown(text)} are not numeric (the tabular model reads numbers): "
+            "encode them as numbers or drop them from data.features"
+        )
+    missing = {c: int(n) for c, n in df[data.features].isna().sum().items() if n}
+    empty = [c for c, n in missing.items() if n == len(df)]
+    if empty:
+        raise BadInputError(f"data.features {_shown(empty)} have no values: drop them from data.features")
+    if missing and data.missing == "refuse":
+        counts = ", ".join(f"{c!r}: {n}" for c, n in list(missing.items())[:5])
+        more = ", ..." if len(missing) > 5 else ""
+        raise BadInputError(
+            f"missing feature values ({counts}{more}): fill them in the data, or set data.missing: median "
+            "to replace each by the training rows' median"
+        )
+
+
+def check_base_shape(cfg: ReleaseConfig, n_classes: int) -> None:
+    """A tabular base checkpoint takes ``len(data.features)`` inputs and returns `n_classes` logits."""
+    from attestflow.formats import Format, detect_format
+    from attestflow.tabular import checkpoint_shape
+
+    base = cfg.fine_tune.base_checkpoint
+    if base is None:
+        return
+    if not base.is_file():
+        raise BadInputError(f"fine_tune.base_checkpoint: {base} does not exist")
+    if detect_format(base) != Format.SAFETENSORS:
+        return  # the fine_tune stage's format rule refuses it, or imports it when allowed
+    shape = checkpoint_shape(base)
+    hint = "unset fine_tune.base_checkpoint to train from scratch"
+    n_features = len(cfg.data.features)
+    if shape.n_features != n_features:
+        raise BadInputError(
+            f"base checkpoint {base} takes {shape.n_features} features, data.features has {n_features}; {hint}"
+        )
+    if shape.n_classes != n_classes:
+        raise BadInputError(
+            f"base checkpoint {base} has {shape.n_classes} classes, the label {cfg.data.label!r} has "
+            f"{n_classes}; {hint}"
+        )
+    hidden = cfg.model.options.get("hidden")
+    if hidden is not None and tuple(hidden) != shape.hidden:
+        raise BadInputError(
+            f"model.options.hidden {list(hidden)} differs from base checkpoint {base}'s {list(shape.hidden)}; "
+            "the option shapes a model trained from scratch: unset one of them"
+        )
+
+
+def _shown(names: Iterable[object], limit: int = 8) -> str:
+    """Up to `limit` names, quoted, then how many more."""
+    items = [repr(str(n)) for n in names]
+    rest = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + rest
 
 
 def require_project_root(root: Path) -> None:

@@ -132,6 +132,17 @@ class WarmStart:
         return cls(raw["model_uri"], Path(raw["path"]), Digest(**raw["digest"]))
 
 
+FROM_SCRATCH = "none (trained from scratch)"
+"""The base checkpoint a model trained from scratch names, in tags and params."""
+
+
+def training_start(base: Digest, architecture: dict[str, Any] | None) -> dict[str, str]:
+    """Tags saying what training started from: the base's SHA-256, or none and the architecture spec's."""
+    if architecture is None:
+        return {"base_checkpoint_sha256": base.value}
+    return {"base_checkpoint_sha256": FROM_SCRATCH, "architecture_sha256": base.value}
+
+
 @dataclass(frozen=True)
 class TrainingRecord:
     """A fine-tuned model and how it was made."""
@@ -140,7 +151,8 @@ class TrainingRecord:
     """safetensors weights of the final step."""
     checkpoint_digest: Digest
     base_checkpoint_digest: Digest
-    """The weights training started from: the base model's, or the warm start's."""
+    """The weights training started from: the base model's, or the warm start's; trained from
+    scratch, the digest of the `architecture` spec (its ``of`` says so)."""
     epoch_checkpoints: list[str]
     """SHA-256 of each epoch's last checkpoint, in order."""
     device: str
@@ -161,6 +173,19 @@ class TrainingRecord:
     processes: int = 1
     """Training processes (DDP ranks)."""
     warm_start: WarmStart | None = None
+    architecture: dict[str, Any] | None = None
+    """Set when the model was trained from scratch (no base weights): the spec it was built from."""
+
+    @property
+    def trained_from(self) -> str:
+        """``scratch``, ``warm_start`` (the champion's weights) or ``base_checkpoint``."""
+        if self.architecture is not None:
+            return "scratch"
+        return "warm_start" if self.warm_start is not None else "base_checkpoint"
+
+    def start_tags(self) -> dict[str, str]:
+        """What training started from, as tags (`training_start`)."""
+        return training_start(self.base_checkpoint_digest, self.architecture)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> TrainingRecord:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prefect import task
@@ -101,6 +102,24 @@ def _save_mlflow_model(
     shutil.copyfile(onnx_path, folder / MODEL)
 
 
+def _base_dependency(trained: TrainingRecord) -> list[dict[str, Any]]:
+    """The base checkpoint (or warm start) as a resolved dependency; none for a model trained from scratch."""
+    if trained.architecture is not None:
+        return []
+    return [resource("base_checkpoint", {"sha256": trained.base_checkpoint_digest.value})]
+
+
+def _training_start(trained: TrainingRecord) -> dict[str, Any]:
+    """What training started from; trained from scratch, the architecture spec and its digest too."""
+    if trained.architecture is None:
+        return {"trained_from": trained.trained_from}
+    return {
+        "trained_from": "scratch",
+        "architecture": trained.architecture,
+        "architecture_sha256": trained.base_checkpoint_digest.value,
+    }
+
+
 def sign(
     cfg: ReleaseConfig,
     snap: SnapshotRecord,
@@ -138,7 +157,7 @@ def sign(
         "config_sha256": cfg.digest().value,
         **code_inputs(revision),
         "lock_sha256": lock.value if lock else "absent",
-        "base_checkpoint_sha256": trained.base_checkpoint_digest.value,
+        **trained.start_tags(),
     }
     key = release_key(inputs)
     data_uri = f"{snap.remote_url}#{snap.dvc_md5}" if snap.remote_url else None
@@ -153,7 +172,7 @@ def sign(
             dvc_file=snap.dvc_file.name,
             manifest="attestation/data_manifest.json",
         ),
-        resource("base_checkpoint", {"sha256": trained.base_checkpoint_digest.value}),
+        *_base_dependency(trained),
         resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty, **code_changes),
     ]
     if lock:
@@ -177,6 +196,9 @@ def sign(
             "precision": trained.precision,
             "onnx_opset": exported.opset,
             "onnx_provider": checked.provider,
+            **_training_start(trained),
+            "missing_values": cfg.data.missing,
+            "classes": cfg.data.classes,
         },
         dependencies=dependencies,
         builder_id=cfg.sign.builder_id,

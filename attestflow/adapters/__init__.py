@@ -6,8 +6,9 @@ are the ONNX model's input names and whose first axis is the row. A model is an
 ``nn.Module`` whose ``forward`` takes those inputs as tensors, positionally in
 ``input_names`` order, and returns class logits (rows x classes).
 
-Two adapters ship: ``tabular`` (the example's MLP over numeric columns) and
-``text_classifier`` (a pretrained transformer encoder with a classification head). A user's
+Two adapters ship: ``tabular`` (an MLP over numeric columns, fine-tuned from a base checkpoint
+or trained from scratch) and ``text_classifier`` (a pretrained transformer encoder with a
+classification head, always from a base). A user's
 own is named by import path in config: ``model.adapter: my_pkg.module:MyAdapter``; the class
 is constructed with the `ModelConfig` and must satisfy `ModelAdapter`.
 """
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -25,16 +27,34 @@ import torch
 from torch import nn
 
 from attestflow.config import DataConfig, ModelConfig
-from attestflow.digests import Digest
+from attestflow.digests import Digest, json_digest
 from attestflow.errors import BadInputError
 
 Inputs = dict[str, np.ndarray]
 """Model inputs by ONNX input name; every array's first axis is the row."""
 
+MissingRule = Literal["refuse", "median"]
+"""``data.missing``: what the model does with a missing input value."""
+
 SHIPPED = {
     "tabular": "attestflow.adapters.tabular:TabularAdapter",
     "text_classifier": "attestflow.adapters.text:TextClassifierAdapter",
 }
+
+
+@dataclass(frozen=True)
+class ScratchModel:
+    """A model built from the data's shape alone, with no base weights, and the spec it was built from."""
+
+    net: nn.Module
+    architecture: dict[str, Any]
+    """What decides the network's shape (kind, input width, layers, classes), as plain JSON values."""
+
+    @property
+    def digest(self) -> Digest:
+        """SHA-256 of the architecture spec: what training started from, in place of a base's digest."""
+        value = json_digest(self.architecture).value
+        return Digest("sha256", value, "canonical JSON of the architecture spec (trained from scratch)")
 
 
 @runtime_checkable
@@ -54,6 +74,10 @@ class ModelAdapter(Protocol):
         """The base weights to fine-tune when ``fine_tune.base_checkpoint`` is not set."""
         ...
 
+    def from_scratch(self, train: Inputs, n_classes: int) -> ScratchModel | None:
+        """A new, untrained model shaped by the training inputs and class count; None: this kind needs a base."""
+        ...
+
     def weights_file(self, base: Path) -> Path:
         """The weights file inside `base` (a file or a folder), checked for a safe format before loading."""
         ...
@@ -70,8 +94,8 @@ class ModelAdapter(Protocol):
         """Write a state dict imported from a scanned pickle file as this adapter's safetensors weights."""
         ...
 
-    def prepare(self, model: nn.Module, train: Inputs) -> None:
-        """One-time set-up from the training rows on a fresh start (e.g. normalisation statistics)."""
+    def prepare(self, model: nn.Module, train: Inputs, missing: MissingRule = "refuse") -> None:
+        """One-time set-up from the training rows on a fresh start (normalisation, the fill of a missing value)."""
         ...
 
     def save(self, model: nn.Module, path: Path, meta: dict[str, str]) -> None:

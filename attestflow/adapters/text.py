@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from attestflow.adapters import Inputs
+from attestflow.adapters import Inputs, MissingRule, ScratchModel
 from attestflow.config import DataConfig, ModelConfig
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.errors import BadInputError
@@ -211,6 +211,10 @@ class TextClassifierAdapter:
     def default_base(self) -> Path | None:
         return default_model_dir()
 
+    def from_scratch(self, train: Inputs, n_classes: int) -> ScratchModel | None:
+        """None: an encoder is only worth fine-tuning from pretrained weights."""
+        return None
+
     def weights_file(self, base: Path) -> Path:
         if not base.is_dir():
             return base
@@ -270,7 +274,7 @@ class TextClassifierAdapter:
             raise BadInputError(f"{out.name}: the imported weights are not a transformer encoder state dict")
         save_file(tensors, str(out), metadata={"format": "pt", "imported": "true"})
 
-    def prepare(self, model: nn.Module, train: Inputs) -> None:
+    def prepare(self, model: nn.Module, train: Inputs, missing: MissingRule = "refuse") -> None:
         """Nothing to fit: the tokenizer and encoder come pretrained."""
 
     def save(self, model: nn.Module, path: Path, meta: dict[str, str]) -> None:

@@ -22,12 +22,11 @@ from torch import nn
 
 from attestflow.adapters import ModelAdapter, load_adapter
 from attestflow.config import DataConfig, FineTuneConfig, ModelConfig
-from attestflow.dataset import Split, load_splits
+from attestflow.dataset import Split, classifier_classes, read_table, split_table
 from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.errors import BadInputError
-from attestflow.formats import PickleImport, require_safe_weights
 from attestflow.progress import TrainingProgress
-from attestflow.records import TrainingRecord, WarmStart
+from attestflow.records import TrainingRecord, WarmStart, training_start
 from attestflow.tracking import client, ensure_experiment
 from attestflow.training.checkpoints import (
     CHECKPOINT_ARTIFACT,
@@ -47,6 +46,7 @@ from attestflow.training.loop import (
     peak_memory_mb,
     pick_device,
 )
+from attestflow.training.start import Start, starting_point
 from attestflow.workspace import Workspace
 
 _STAGE_KEYS = {"retries", "retry_delay_s", "timeout_s"}
@@ -76,16 +76,6 @@ def training_key(
         "base": base.value,
     }
     return f"{json_digest(spec).value[:20]}-e{cfg.epochs}"
-
-
-@dataclass(frozen=True)
-class _Start:
-    """The network training starts from, and the digest of the weights it was loaded from."""
-
-    net: nn.Module
-    base_digest: Digest
-    imported: PickleImport | None = None
-    """The explicitly allowed pickle import the base checkpoint came from, if any."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +111,12 @@ def fine_tune(
     model_cfg = model or ModelConfig()
     adapter = load_adapter(model_cfg)
     ranks = Ranks.from_env()
-    train_split, test_split = load_splits(data, adapter)
+    table = read_table(data.path)
+    train_split, test_split = split_table(table, data, adapter)
     if len(train_split) == 0:
         raise BadInputError(f"{data.path}: no training rows")
-    n_classes = max(2, int(max(train_split.y.max(), test_split.y.max(initial=0))) + 1)
-    start = _starting_point(cfg, model_cfg, adapter, ws, warm_start, n_classes)
+    classes = classifier_classes(table[data.label], data)
+    start = starting_point(cfg, model_cfg, adapter, ws, warm_start, train_split, len(classes))
     device = pick_device(cfg.device, ranks.local_rank)
     key = training_key(cfg, model_cfg, data, data_md5, start.base_digest, device.type)
     folder = ws.training / key
@@ -144,7 +135,7 @@ def fine_tune(
     if resume is not None:
         run_id, start_step = load_training_state(resume, start.net, opt), resume.step
     elif warm_start is None:
-        adapter.prepare(start.net, train_split.inputs)
+        adapter.prepare(start.net, train_split.inputs, data.missing)
     if (resume is None or seeded) and mlflow is not None:  # the shorter run's own run stays as it is
         params = _run_params(cfg, model_cfg, key, start, data_md5, warm_start)
         run_id = _open_run(
@@ -154,42 +145,15 @@ def fine_tune(
         adapter, start.net, opt, cfg, schedule, device, folder, run_id, ranks, model_name, step_hook
     )
     outcome = _train_epochs(trainer, start_step, train_split, test_split, mlflow)
-    return _finish(trainer, key, start, start_step, outcome, mlflow, model_cfg.adapter, warm_start)
-
-
-def _starting_point(
-    cfg: FineTuneConfig,
-    model_cfg: ModelConfig,
-    adapter: ModelAdapter,
-    ws: Workspace,
-    warm_start: WarmStart | None,
-    n_classes: int,
-) -> _Start:
-    """The champion's weights for a warm start, else the base checkpoint (pickle only if allowed, scanned)."""
-    if warm_start is not None:
-        return _Start(adapter.load(warm_start.path), warm_start.digest)
-    base = cfg.base_checkpoint or adapter.default_base()
-    if base is None:
-        raise BadInputError(
-            f"fine_tune.base_checkpoint is not set and adapter {model_cfg.adapter!r} has no default"
-        )
-    if not base.exists():
-        raise BadInputError(f"base checkpoint not found: {base}")
-    weights, imported = require_safe_weights(
-        adapter.weights_file(base),
-        allow_pickle_import=cfg.allow_pickle_import,
-        convert_dir=ws.training / "imported",
-        convert=adapter.convert_state_dict,
-    )
-    base_digest = adapter.base_digest(base)
-    return _Start(adapter.load_base(base, weights, n_classes), base_digest, imported)
+    meta = {"training_key": key, "classes": json.dumps(classes)}
+    return _finish(trainer, key, meta, start, start_step, outcome, mlflow, model_cfg.adapter, warm_start)
 
 
 def _run_params(
     cfg: FineTuneConfig,
     model_cfg: ModelConfig,
     key: str,
-    start: _Start,
+    start: Start,
     data_md5: str,
     warm_start: WarmStart | None,
 ) -> dict[str, Any]:
@@ -197,12 +161,15 @@ def _run_params(
     params = cfg.model_dump(mode="json", exclude=_STAGE_KEYS)
     params.update(
         training_key=key,
-        base_checkpoint_sha256=start.base_digest.value,
+        **training_start(start.base_digest, start.architecture),
+        trained_from=start.trained_from,
         data_md5=data_md5,
         adapter=model_cfg.adapter,
         adapter_options=json.dumps(model_cfg.options, sort_keys=True),
         warm_start=warm_start.model_uri if warm_start else "none",
     )
+    if start.architecture is not None:
+        params.update(architecture=json.dumps(start.architecture, sort_keys=True))
     if start.imported is not None:
         params.update(
             pickle_import_from=start.imported.source.name, pickle_import_scanner=start.imported.scanner
@@ -295,7 +262,8 @@ def _train_epochs(
 def _finish(
     trainer: Trainer,
     key: str,
-    start: _Start,
+    meta: dict[str, str],
+    start: Start,
     start_step: int,
     outcome: _Outcome,
     mlflow: Any | None,
@@ -310,7 +278,7 @@ def _finish(
     logged = logged_weights(mlflow, trainer.run_id) if mlflow is not None else None
     if ranks.is_main:
         restore = partial(download_weights, mlflow, trainer.run_id)
-        save_final(trainer.adapter, trainer.raw.cpu(), final, {"training_key": key}, logged, restore)
+        save_final(trainer.adapter, trainer.raw.cpu(), final, meta, logged, restore)
     ranks.barrier()
     digest = file_digest(final)
     if mlflow is not None:
@@ -336,6 +304,7 @@ def _finish(
         adapter=adapter_name,
         processes=ranks.world,
         warm_start=warm_start,
+        architecture=start.architecture,
     )
 
 
