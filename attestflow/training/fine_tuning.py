@@ -107,7 +107,7 @@ def fine_tune(
     model_name: str | None = None,
     step_hook: Callable[[int], None] | None = None,
 ) -> TrainingRecord:
-    """Fine-tune the base model (or the champion's weights) on the dataset, resuming from the last good checkpoint."""
+    """Train from the base model, the champion's weights or scratch on the dataset, resuming from the last good checkpoint."""
     model_cfg = model or ModelConfig()
     adapter = load_adapter(model_cfg)
     ranks = Ranks.from_env()
