@@ -94,7 +94,8 @@ def fit_baseline(df: pd.DataFrame, spec: TableSpec) -> Baseline:
         raise BadInputError(
             f"the baseline cannot be scored on the {int(mask.sum())} held-out rows: {metrics}"
         )
-    fairness, smallest = ({}, 0)
+    fairness: dict[str, float] = {}
+    smallest = 0
     if spec.sensitive is not None:
         groups = df[spec.sensitive].to_numpy()[mask]
         fairness, smallest = _fairness(y[mask], proba.argmax(axis=1), groups, binary)
@@ -102,8 +103,14 @@ def fit_baseline(df: pd.DataFrame, spec: TableSpec) -> Baseline:
 
 
 def margin_for(value: float, rows: int) -> float:
-    """max(`MIN_MARGIN`, two standard errors of a rate `value` measured on `rows` rows)."""
-    return max(MIN_MARGIN, 2 * math.sqrt(max(value * (1 - value), 0.0) / max(rows, 1)))
+    """max(`MIN_MARGIN`, two standard errors of a rate `value` measured on `rows` rows).
+
+    The rate counts one more success and one more failure (Agresti-Coull), so that a perfect
+    score on a few rows, whose plain standard error is 0, still leaves room for one or two errors.
+    """
+    n = max(rows, 0) + 2
+    p = (value * rows + 1) / n
+    return max(MIN_MARGIN, 2 * math.sqrt(p * (1 - p) / n))
 
 
 def _at_least(metric: str, value: float, rows: int) -> str:

@@ -56,7 +56,7 @@ class InitResult:
 
 def model_name_for(stem: str) -> str:
     """`stem` made a valid model name: runs of other characters become ``-``; a leading one is dropped."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("-_.")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-_.")
     return name or "model"
 
 

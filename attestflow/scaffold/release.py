@@ -39,7 +39,7 @@ def tabular_training(rows: int) -> Training:
 
 def text_max_length(texts: pd.Series) -> int:
     """Tokens per row: 1.5x the 95th percentile of words (word pieces outnumber words), in [32, 256]."""
-    words = float(texts.str.split().str.len().quantile(0.95))
+    words = float(texts.map(lambda t: len(str(t).split())).quantile(0.95))
     return min(256, max(32, 16 * math.ceil((1.5 * words + 2) / 16)))
 
 
