@@ -9,6 +9,7 @@ models that load them at release time.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -98,6 +99,11 @@ def _track(root: Path, data: Path) -> tuple[Path, Path, str | None]:
     from attestflow.dvc import in_dir, track
 
     repo_root, how = _dvc_home(root)
+    dvc_log = logging.getLogger("dvc")
+    level = dvc_log.level
+    dvc_log.setLevel(
+        logging.WARNING
+    )  # DVC's own hints ("To track the changes with git...") would bury init's
     try:
         if repo_root is None:
             Repo.init(str(root), no_scm="--no-scm" in how, subdir="--subdir" in how)
@@ -106,6 +112,8 @@ def _track(root: Path, data: Path) -> tuple[Path, Path, str | None]:
             _, dvc_file = track(repo_root, data)
     except DvcException as e:
         raise BadInputError(f"DVC could not track {data}: {' '.join(str(e).split())}") from None
+    finally:
+        dvc_log.setLevel(level)
     return repo_root, dvc_file, how or None
 
 

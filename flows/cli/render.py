@@ -329,7 +329,7 @@ def initialised(result: InitResult) -> None:
         console.print(f"[green]wrote[/] {safe(_shown_path(path))} ({what})", highlight=False)
     if result.dvc_init:
         note(f"ran `{result.dvc_init}`: no DVC repository held the data")
-    note(f"DVC tracks the data in {_shown_path(result.dvc_file)}")
+    note(f"DVC tracks the data in {_shown_path(result.dvc_file)}; commit that file with the configs")
     features = ", ".join(spec.features[:4]) + (
         f", ... ({len(spec.features)} in all)" if len(spec.features) > 4 else ""
     )

@@ -312,3 +312,27 @@ def test_init_help_loads_none_of_the_heavy_libraries() -> None:
         "    runpy.run_module('flows.cli', run_name='__main__')"
     )
     assert _loaded_in_fresh_interpreter(run_cli) == []
+
+
+def test_in_a_git_checkout_dvc_is_initialised_with_git_and_the_data_ignored_by_it(tmp_path: Path) -> None:
+    import subprocess
+
+    root = _project(tmp_path, _breast_cancer())
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    result = init_project("data/table.csv", "target", root=root)
+    assert result.dvc_init == "dvc init" and (root / ".dvc").is_dir()
+    assert "/table.csv" in (root / "data/.gitignore").read_text().splitlines()
+
+
+def test_a_dvc_repository_above_the_project_folder_is_used_and_named_in_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    root = _project(tmp_path, _breast_cancer())
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    result = init_project("data/table.csv", "target", root=root)
+    assert result.dvc_init is None and not (root / ".dvc").exists()
+    monkeypatch.chdir(root)
+    assert load_config(result.config).snapshot.repo == Path("..")
