@@ -311,11 +311,8 @@ def _shown_path(path: Path) -> str:
     """`path` relative to the current folder when it lies below it."""
     from pathlib import Path as _Path
 
-    return (
-        str(path.relative_to(_Path.cwd().resolve()))
-        if path.is_relative_to(_Path.cwd().resolve())
-        else str(path)
-    )
+    here = _Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def initialised(result: InitResult) -> None:
