@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
-from flows.cli import audit, gates, promotion, releases, render, verification
+from flows.cli import audit, gates, promotion, releases, render, setup, verification
 
 REFUSALS = {
     "run": "release refused",
@@ -78,6 +78,7 @@ def _options(
     """Signed, gated model releases on Prefect."""
 
 
+app.command("init")(setup.init)
 app.add_typer(gates.app, name="gates")
 app.command()(releases.run)
 app.command()(verification.verify)

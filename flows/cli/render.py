@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from attestflow.alias_drift import AliasDrift
     from attestflow.outcomes import ReleaseSummary
     from attestflow.records import GateReport, TrainingRecord
+    from attestflow.scaffold import InitResult
     from attestflow.verify import Verification
     from tasks.gates.calibrate import MarginSummary
 
@@ -304,3 +305,46 @@ def margins(summaries: list[MarginSummary], name: str, last: int) -> None:
         )
         table.add_row(*(safe(c) for c in cells), headroom, note_)
     console.print(table)
+
+
+def _shown_path(path: Path) -> str:
+    """`path` relative to the current folder when it lies below it."""
+    from pathlib import Path as _Path
+
+    here = _Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+
+def initialised(result: InitResult) -> None:
+    """What `attestflow init` wrote and inferred, and the command to run next."""
+    spec, base = result.spec, result.baseline
+    for path, what in zip(
+        result.written,
+        ("release config", "gate policy, thresholds from a baseline", "expectation suite"),
+        strict=True,
+    ):
+        console.print(f"[green]wrote[/] {safe(_shown_path(path))} ({what})", highlight=False)
+    if result.dvc_init:
+        note(f"ran `{result.dvc_init}`: no DVC repository held the data")
+    note(f"DVC tracks the data in {_shown_path(result.dvc_file)}; commit that file with the configs")
+    features = ", ".join(spec.features[:4]) + (
+        f", ... ({len(spec.features)} in all)" if len(spec.features) > 4 else ""
+    )
+    kind = "binary" if len(spec.classes) == 2 else f"{len(spec.classes)} classes"
+    model = "MiniLM fine-tuned on the text column" if spec.text_column else "an MLP trained from scratch"
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in {**base.metrics, **base.fairness}.items())
+    lines = [
+        f"features: {features}",
+        f"classes: {list(spec.classes)} ({kind})",
+        f"adapter: {spec.adapter} ({model})",
+        f"baseline: {base.model}, on {base.held_out} held-out rows: {scores}",
+        f"fairness gate: over {spec.sensitive}"
+        if spec.sensitive
+        else "fairness gate: none (no --sensitive column)",
+    ]
+    if spec.with_missing:
+        lines.append(f"missing values in {', '.join(spec.with_missing)}: data.missing median")
+    if spec.ignored:
+        lines.append(f"not used by the model: {', '.join(spec.ignored)}")
+    console.print(f"[bold]inferred[/]:\n{bullets(lines)}", highlight=False)
+    console.print(f"[bold]next[/]: {safe(result.next_command)}", highlight=False)
