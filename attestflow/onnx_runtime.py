@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 
@@ -50,8 +50,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def metric_names(n_classes: int) -> list[str]:
     """The names `classification_metrics` returns for a model of `n_classes` classes (`f1` only for two)."""
-    binary = ["f1"] if n_classes == 2 else []
-    return ["accuracy", *binary, "f1_macro", "f1_weighted", "roc_auc", "log_loss"]
+    from attestflow.policy import ClassificationMetric, binary_only
+
+    return [m for m in get_args(ClassificationMetric) if binary_only(m, n_classes) is None]
 
 
 def row_log_losses(y: np.ndarray, logits: np.ndarray) -> np.ndarray:
@@ -78,14 +79,15 @@ def classification_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     n_classes = logits.shape[1]
+    names = metric_names(n_classes)
     if not np.isfinite(logits).all():
-        return dict.fromkeys(metric_names(n_classes), float("nan"))
+        return dict.fromkeys(names, float("nan"))
 
     pred = logits.argmax(axis=1)
     prob = softmax(logits)
     labels = list(range(n_classes))
     out = {"accuracy": float(accuracy_score(y, pred))}
-    if n_classes == 2:
+    if "f1" in names:
         out["f1"] = float(f1_score(y, pred, zero_division=0))
     for average in ("macro", "weighted"):
         f1 = f1_score(y, pred, labels=labels, average=average, zero_division=np.nan)

@@ -34,7 +34,7 @@ from attestflow.records import OnnxExportRecord
 OUTPUT_NAME = "logits"
 LABEL_NAME = "label"
 CLASSES_KEY = "classes"
-"""Metadata key of the classes (a JSON list, class i first-i), in the exported model."""
+"""Metadata key of the classes in the exported model: a JSON list, class i at position i."""
 
 
 def _shapes(values: list[onnx.ValueInfoProto]) -> dict[str, list[str | int]]:

@@ -41,13 +41,13 @@ def fairness_metrics(
         "worst_group_accuracy": float(by_group.min()),
         "accuracy_difference": float(frame.difference()["accuracy"]),
     }
-    if n_classes == 2:
-        values["demographic_parity_difference"] = float(
-            demographic_parity_difference(y, pred, sensitive_features=sensitive)
-        )
-        values["equalized_odds_difference"] = float(
-            equalized_odds_difference(y, pred, sensitive_features=sensitive)
-        )
+    binary = {
+        "demographic_parity_difference": demographic_parity_difference,
+        "equalized_odds_difference": equalized_odds_difference,
+    }
+    for name, metric in binary.items():
+        if binary_only(name, n_classes) is None:
+            values[name] = float(metric(y, pred, sensitive_features=sensitive))
     return values, str(by_group.idxmin())
 
 
