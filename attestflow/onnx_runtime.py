@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 
@@ -48,21 +48,56 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
+def metric_names(n_classes: int) -> list[str]:
+    """The names `classification_metrics` returns for a model of `n_classes` classes (`f1` only for two)."""
+    from attestflow.policy import ClassificationMetric, binary_only
+
+    return [m for m in get_args(ClassificationMetric) if binary_only(m, n_classes) is None]
+
+
+def row_log_losses(y: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Each row's log loss (-log of the true class's probability), clipped as scikit-learn clips it."""
+    prob = softmax(logits.astype(np.float64))[np.arange(len(y)), y]
+    eps = np.finfo(np.float64).eps
+    return np.asarray(-np.log(np.clip(prob, eps, 1 - eps)))
+
+
+def one_vs_rest_auc(y: np.ndarray, prob: np.ndarray) -> float:
+    """Macro average of each class's ROC AUC against the rest; classes absent from `y` (or all of it) are left out."""
+    from sklearn.metrics import roc_auc_score
+
+    aucs = [roc_auc_score(y == k, prob[:, k]) for k in range(prob.shape[1]) if 0 < (y == k).sum() < len(y)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
 def classification_metrics(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
-    """Accuracy, F1 and ROC AUC of binary logits; NaN for all three when a logit is not finite (no gate passes NaN)."""
+    """The held-out metrics of class logits (any number of classes); NaN for all when a logit is not finite.
+
+    Classes are the logits' columns (0 to K-1), so a class missing from `y` neither fails nor
+    shifts a metric: macro F1 and one-vs-rest AUC average over the classes they are defined for.
+    """
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+    n_classes = logits.shape[1]
+    names = metric_names(n_classes)
     if not np.isfinite(logits).all():
-        return {"accuracy": float("nan"), "f1": float("nan"), "roc_auc": float("nan")}
+        return dict.fromkeys(names, float("nan"))
 
     pred = logits.argmax(axis=1)
-    prob = softmax(logits)[:, 1]
-    auc = roc_auc_score(y, prob) if len(np.unique(y)) > 1 else float("nan")
-    return {
-        "accuracy": float(accuracy_score(y, pred)),
-        "f1": float(f1_score(y, pred, zero_division=0)),
-        "roc_auc": float(auc),
-    }
+    prob = softmax(logits)
+    labels = list(range(n_classes))
+    out = {"accuracy": float(accuracy_score(y, pred))}
+    if "f1" in names:
+        out["f1"] = float(f1_score(y, pred, zero_division=0))
+    for average in ("macro", "weighted"):
+        f1 = f1_score(y, pred, labels=labels, average=average, zero_division=np.nan)
+        out[f"f1_{average}"] = float(f1)
+    if n_classes == 2:
+        out["roc_auc"] = float(roc_auc_score(y, prob[:, 1]) if len(np.unique(y)) > 1 else float("nan"))
+    else:
+        out["roc_auc"] = one_vs_rest_auc(y, prob)
+    out["log_loss"] = float(row_log_losses(y, logits).mean())
+    return out
 
 
 def run_batched(sess: ort.InferenceSession, inputs: Inputs, batch: int = 1024) -> np.ndarray:

@@ -10,8 +10,9 @@ rules that produced it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -22,7 +23,55 @@ from attestflow.yamlfile import read_yaml
 
 GateName = Literal["performance", "regression", "fairness", "robustness", "resources", "data", "format"]
 Direction = Literal["at_least", "at_most"]
-ClassificationMetric = Literal["accuracy", "f1", "roc_auc"]
+ClassificationMetric = Literal["accuracy", "f1", "f1_macro", "f1_weighted", "roc_auc", "log_loss"]
+FairnessMetric = Literal[
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "worst_group_accuracy",
+    "accuracy_difference",
+]
+
+
+@dataclass(frozen=True)
+class MetricFacts:
+    """What a gate needs to know about a metric: which way is better, and what it is defined for."""
+
+    higher_is_better: bool
+    binary_instead: str | None = None
+    """For a metric defined on two classes only: what to use on more classes."""
+
+
+METRICS: dict[str, MetricFacts] = {
+    "accuracy": MetricFacts(True),
+    "f1": MetricFacts(True, "f1_macro or f1_weighted"),
+    "f1_macro": MetricFacts(True),
+    "f1_weighted": MetricFacts(True),
+    "roc_auc": MetricFacts(True),
+    "log_loss": MetricFacts(False),
+    "demographic_parity_difference": MetricFacts(False, "worst_group_accuracy or accuracy_difference"),
+    "equalized_odds_difference": MetricFacts(False, "worst_group_accuracy or accuracy_difference"),
+    "worst_group_accuracy": MetricFacts(True),
+    "accuracy_difference": MetricFacts(False),
+}
+"""Every metric a policy can name, and the facts the gates use about it (the one place they are stated)."""
+
+
+def better_direction(metric: str) -> Direction:
+    """The direction of a bound that keeps `metric` good: at least for higher-is-better, else at most."""
+    return "at_least" if METRICS[metric].higher_is_better else "at_most"
+
+
+def quality_drop(metric: str, before: float, after: float) -> float:
+    """How much worse `after` is than `before` on `metric` (positive: worse), whichever way is better."""
+    return before - after if METRICS[metric].higher_is_better else after - before
+
+
+def binary_only(metric: str, n_classes: int) -> str | None:
+    """Why `metric` cannot judge a model of `n_classes` classes, or None when it can."""
+    instead = METRICS[metric].binary_instead
+    if instead is None or n_classes == 2:
+        return None
+    return f"{metric} is defined for two classes only and this model has {n_classes}; use {instead}"
 
 
 class _Policy(BaseModel):
@@ -47,16 +96,37 @@ class Threshold(_Policy):
         return not math.isnan(margin) and margin >= 0
 
 
-class PerformanceThreshold(Threshold):
+class _MetricThreshold(Threshold):
+    """A bound on a named metric: the direction defaults to the metric's better side and may not oppose it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_direction(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "direction" not in raw and raw.get("metric") in METRICS:
+            return {**raw, "direction": better_direction(raw["metric"])}
+        return raw
+
+    @model_validator(mode="after")
+    def _direction_keeps_quality(self) -> _MetricThreshold:
+        want = better_direction(self.metric)
+        if self.direction != want:
+            better = "higher" if want == "at_least" else "lower"
+            raise ValueError(
+                f"{self.metric} is better {better}, so its bound is direction {want}, not {self.direction}"
+            )
+        return self
+
+
+class PerformanceThreshold(_MetricThreshold):
     """An absolute bound on a held-out classification metric."""
 
     metric: ClassificationMetric
 
 
-class FairnessThreshold(Threshold):
+class FairnessThreshold(_MetricThreshold):
     """A bound on a fairness metric over the sensitive attribute."""
 
-    metric: Literal["demographic_parity_difference", "equalized_odds_difference", "worst_group_accuracy"]
+    metric: FairnessMetric
 
 
 class BaselinePolicy(_Policy):

@@ -78,7 +78,9 @@ def _save_mlflow_model(
     """Write `folder` as an MLflow onnx-flavor model holding exactly the exported bytes of `onnx_path`.
 
     Signature and input example come from the held-out rows and ONNX Runtime's outputs on
-    them; the CPU provider is the one every host has.
+    them, every output by name (the logits, and the predicted label in the user's values), so
+    ``mlflow.pyfunc`` predictions on a dict of inputs come back as a dict of both; the CPU
+    provider is the one every host has.
     """
     import mlflow.onnx
     import onnx
@@ -88,12 +90,15 @@ def _save_mlflow_model(
 
     _, test = load_splits(data, load_adapter(model))
     example = test.head(5).inputs
-    outputs = session(onnx_path, "cpu").run(None, example)[0]
+    sess = session(onnx_path, "cpu")
+    outputs = {
+        o.name: np.asarray(v) for o, v in zip(sess.get_outputs(), sess.run(None, example), strict=True)
+    }
     mlflow.onnx.save_model(
         onnx.load(str(onnx_path)),
         str(folder),
         mlflow_model=Model(run_id=run_id),
-        signature=infer_signature(example, np.asarray(outputs)),
+        signature=infer_signature(example, outputs),
         input_example=example,
         onnx_execution_providers=["CPUExecutionProvider"],
         save_as_external_data=False,

@@ -2,9 +2,10 @@
 
 The sensitive attribute (``data.sensitive``) is not a model input, yet a model can still
 treat groups differently through correlated features. fairlearn's MetricFrame gives the
-per-group view; the policy bounds demographic parity difference, equalized odds difference
-and the accuracy of the worst-served group. Without a sensitive attribute the gate cannot
-tell, so it fails rather than passing unseen.
+per-group view; the policy bounds the accuracy of the worst-served group, the gap between the
+best- and worst-served groups' accuracy (any number of classes), and demographic parity and
+equalized odds differences (defined on two classes: on more, the gate says which to use).
+Without a sensitive attribute the gate cannot tell, so it fails rather than passing unseen.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from attestflow.policy import GatePolicy
+from attestflow.policy import GatePolicy, binary_only
 from attestflow.records import GateDecision
 from tasks.gates.decisions import cannot_run, judge
 from tasks.gates.evaluation import Evaluation
@@ -21,8 +22,10 @@ from tasks.gates.evaluation import Evaluation
 GATE = "fairness"
 
 
-def fairness_metrics(y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray) -> tuple[dict[str, float], str]:
-    """The policy's fairness metrics, and the name of the group with the lowest accuracy."""
+def fairness_metrics(
+    y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray, n_classes: int = 2
+) -> tuple[dict[str, float], str]:
+    """The fairness metrics defined for `n_classes` classes, and the name of the group with the lowest accuracy."""
     from fairlearn.metrics import (
         MetricFrame,
         demographic_parity_difference,
@@ -35,12 +38,16 @@ def fairness_metrics(y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray) -> 
     )
     by_group = frame.by_group["accuracy"]
     values = {
-        "demographic_parity_difference": float(
-            demographic_parity_difference(y, pred, sensitive_features=sensitive)
-        ),
-        "equalized_odds_difference": float(equalized_odds_difference(y, pred, sensitive_features=sensitive)),
         "worst_group_accuracy": float(by_group.min()),
+        "accuracy_difference": float(frame.difference()["accuracy"]),
     }
+    binary = {
+        "demographic_parity_difference": demographic_parity_difference,
+        "equalized_odds_difference": equalized_odds_difference,
+    }
+    for name, metric in binary.items():
+        if binary_only(name, n_classes) is None:
+            values[name] = float(metric(y, pred, sensitive_features=sensitive))
     return values, str(by_group.idxmin())
 
 
@@ -67,8 +74,14 @@ def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
     if why is not None or ev.logits is None or ev.held_out.sensitive is None:
         return [cannot_run(GATE, t, why or "no model outputs", digest) for t in rules.thresholds]
     sensitive = ev.held_out.sensitive.astype(str)
-    values, worst = fairness_metrics(ev.held_out.y, ev.logits.argmax(axis=1), sensitive)
-    decisions = [judge(GATE, t, values[t.metric], digest) for t in rules.thresholds]
+    n_classes = ev.logits.shape[1]
+    values, worst = fairness_metrics(ev.held_out.y, ev.logits.argmax(axis=1), sensitive, n_classes)
+    decisions = [
+        cannot_run(GATE, t, unfit, digest)
+        if (unfit := binary_only(t.metric, n_classes))
+        else judge(GATE, t, values[t.metric], digest)
+        for t in rules.thresholds
+    ]
     return [
         replace(d, reason=f"{d.reason} (group {worst})") if d.metric == "worst_group_accuracy" else d
         for d in decisions

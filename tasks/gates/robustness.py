@@ -18,7 +18,7 @@ import torch
 from attestflow.adapters import Inputs, ModelAdapter
 from attestflow.errors import BadInputError
 from attestflow.onnx_runtime import classification_metrics
-from attestflow.policy import GatePolicy, RobustnessPolicy
+from attestflow.policy import GatePolicy, RobustnessPolicy, binary_only, quality_drop
 from attestflow.records import GateDecision
 from tasks.gates.decisions import bound, cannot_run, judge
 from tasks.gates.evaluation import Evaluation, Predict
@@ -67,15 +67,23 @@ def fgsm_inputs(
     diff = float(np.abs(logits.detach().numpy() - reference).max())
     if not diff <= PARITY_TOLERANCE:
         raise BadInputError(f"{checkpoint.name} is not the model that was exported (max |diff| {diff:.3g})")
-    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).backward()
+    torch.nn.functional.cross_entropy(logits, torch.tensor(y)).backward()
     assert xt.grad is not None
     step = epsilon * x.std(axis=0) * np.sign(xt.grad.numpy())
     return (x + step).astype(np.float32)
 
 
+def _unfit(ev: Evaluation, rules: RobustnessPolicy) -> str | None:
+    """Why the policy's metric cannot judge this model (a two-class metric on more classes), or None."""
+    return binary_only(rules.metric, ev.logits.shape[1]) if ev.logits is not None else None
+
+
 def fgsm_decision(ev: Evaluation, rules: RobustnessPolicy, clean: float, digest: str) -> GateDecision:
     """The metric drop under FGSM at the policy's epsilon."""
     rule = bound(f"{rules.metric}_drop_fgsm_{rules.fgsm_epsilon:g}", rules.fgsm_max_drop, "at_most")
+    unfit = _unfit(ev, rules)
+    if unfit is not None:
+        return cannot_run(GATE, rule, unfit, digest)
     if ev.checkpoint is None or ev.predict is None or ev.logits is None or rules.fgsm_epsilon is None:
         return cannot_run(GATE, rule, ev.problem or "no torch checkpoint of this model was given", digest)
     (name, x), *others = ev.held_out.inputs.items()
@@ -89,24 +97,31 @@ def fgsm_decision(ev: Evaluation, rules: RobustnessPolicy, clean: float, digest:
         attacked = fgsm_inputs(ev.adapter, ev.checkpoint, x, y, rules.fgsm_epsilon, ev.logits)
     except BadInputError as e:
         return cannot_run(GATE, rule, str(e), digest)
-    drop = clean - classification_metrics(y, ev.predict({name: attacked}))[rules.metric]
-    return judge(GATE, rule, drop, digest)
+    attacked_score = classification_metrics(y, ev.predict({name: attacked}))[rules.metric]
+    return judge(GATE, rule, quality_drop(rules.metric, clean, attacked_score), digest)
 
 
 def gate(ev: Evaluation, policy: GatePolicy) -> list[GateDecision]:
-    """One decision per noise scale, and one for FGSM when the policy sets an epsilon."""
+    """One decision per noise scale, and one for FGSM when the policy sets an epsilon.
+
+    A drop is a loss of quality: a fall of a higher-is-better metric, a rise of log loss.
+    """
     rules = policy.robustness
     if rules is None:
         return []
     digest = str(policy.digest())
     noise = [bound(f"{rules.metric}_drop_noise_{s:g}", rules.max_drop, "at_most") for s in rules.noise_scales]
-    if ev.predict is None or ev.logits is None:
-        decisions = [cannot_run(GATE, r, ev.problem or "no model outputs", digest) for r in noise]
+    unfit = _unfit(ev, rules)
+    if ev.predict is None or ev.logits is None or unfit is not None:
+        decisions = [cannot_run(GATE, r, unfit or ev.problem or "no model outputs", digest) for r in noise]
         clean = float("nan")
     else:
         clean = classification_metrics(ev.held_out.y, ev.logits)[rules.metric]
         scores = noisy_metrics(ev.predict, ev.adapter, ev.held_out.inputs, ev.held_out.y, rules)
-        decisions = [judge(GATE, r, clean - s, digest) for r, s in zip(noise, scores, strict=True)]
+        decisions = [
+            judge(GATE, r, quality_drop(rules.metric, clean, s), digest)
+            for r, s in zip(noise, scores, strict=True)
+        ]
     if rules.fgsm_epsilon is not None:
         decisions.append(fgsm_decision(ev, rules, clean, digest))
     return decisions

@@ -42,10 +42,10 @@ def bundled_policy(**changes: Any) -> GatePolicy:
     return GatePolicy.model_validate({**policy.model_dump(), **changes})
 
 
-def train_model(train: Split, seed: int, epochs: int = 8) -> TabularMLP:
-    """A `TabularMLP` trained from scratch on `train`, fixed by `seed`."""
+def train_model(train: Split, seed: int, epochs: int = 8, n_classes: int = 2) -> TabularMLP:
+    """A `TabularMLP` of `n_classes` classes trained from scratch on `train`, fixed by `seed`."""
     torch.manual_seed(seed)
-    model = TabularMLP(train.x.shape[1])
+    model = TabularMLP(train.x.shape[1], n_classes=n_classes)
     TABULAR.prepare(model, train.inputs)
     cfg = FineTuneConfig(seed=seed, batch_size=64, lr=3e-3, epochs=epochs)
     train_in_memory(TABULAR, model, train, cfg)
@@ -100,15 +100,46 @@ def make_lab(root: Path) -> Lab:
     return Lab(root, data, table, train, held_out, good, onnx_path, checkpoint)
 
 
+SPECIES = ["cat", "dog", "emu"]
+"""The classes of the generated three-class table, in class order (sorted, as inferred)."""
+SPECIES_FEATURES = ["f0", "f1", "f2", "f3"]
+
+
+def species_table(rows: int, seed: int) -> pd.DataFrame:
+    """Three overlapping clusters of four numeric features labelled with strings, and a group column."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, rows)
+    centers = np.array([[0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 0.0, 0.0], [0.0, 2.0, 2.0, 0.0]])
+    x = centers[y] + rng.normal(size=(rows, 4))
+    table = pd.DataFrame(x.round(4), columns=SPECIES_FEATURES)
+    return table.assign(species=np.array(SPECIES)[y], group=rng.choice(["A", "B"], rows))
+
+
+def make_species_lab(root: Path) -> Lab:
+    """A three-class lab: generated species data with string labels, and a good model exported to ONNX."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "species.csv"
+    species_table(1200, seed=4).to_csv(path, index=False)
+    data = DataConfig(path=path, label="species", features=SPECIES_FEATURES, sensitive="group")
+    table = pd.read_csv(path)
+    train, held_out = split_table(table, data, TABULAR)
+    good = train_model(train, seed=0, n_classes=3)
+    onnx_path, checkpoint = export(good, root / "good", data)
+    return Lab(root, data, table, train, held_out, good, onnx_path, checkpoint)
+
+
 def ignoring_input(model: TabularMLP) -> TabularMLP:
-    """A copy of `model` whose last layer is zeroed: its output is the bias, whatever the input."""
-    copy = TabularMLP(model.mean.shape[0], model.hidden)
+    """A copy of `model` whose last layer is zeroed: its output is the bias (the last class), whatever the input."""
+    last = model.net[-1]
+    assert isinstance(last, torch.nn.Linear)
+    copy = TabularMLP(model.mean.shape[0], model.hidden, last.out_features)
     copy.load_state_dict(model.state_dict())
     last = copy.net[-1]
     assert isinstance(last, torch.nn.Linear)
     with torch.no_grad():
         last.weight.zero_()
-        last.bias.copy_(torch.tensor([0.0, 1.0]))
+        last.bias.zero_()
+        last.bias[-1] = 1.0
     return copy.eval()
 
 

@@ -89,3 +89,23 @@ def test_decision_records_are_strict_json_with_null_for_what_was_not_measured(tm
     path = write_json(tmp_path / "gates.json", [d])
     record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert record[0]["value"] is None and record[0]["margin"] is None and record[0]["ci"] is None
+
+
+def test_a_log_loss_bound_is_an_upper_bound_unless_written_otherwise_and_never_a_lower_one(
+    tmp_path: Path,
+) -> None:
+    def bound_log_loss(direction: str | None) -> Any:
+        def edit(raw: dict[str, Any]) -> None:
+            rule = {"metric": "log_loss", "threshold": 0.5} | ({"direction": direction} if direction else {})
+            raw["performance"]["thresholds"].append(rule)
+            raw["fairness"]["thresholds"].append({"metric": "accuracy_difference", "threshold": 0.1})
+
+        return edit
+
+    policy = load_policy(_write(tmp_path, bound_log_loss(None)))
+    assert policy.performance is not None and policy.fairness is not None
+    assert policy.performance.thresholds[-1].direction == "at_most"
+    assert policy.fairness.thresholds[-1].direction == "at_most"
+    assert load_policy(_write(tmp_path, bound_log_loss("at_most"))).digest() == policy.digest()
+    with pytest.raises(ConfigError, match="log_loss is better lower, so its bound is direction at_most"):
+        load_policy(_write(tmp_path, bound_log_loss("at_least")))

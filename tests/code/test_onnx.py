@@ -35,7 +35,7 @@ def test_onnx_runtime_matches_torch_and_is_scored(example_repo: ExampleRepo, tmp
     val = validate_onnx(ValidateOnnxConfig(latency_runs=3), data, rec.onnx_path, example_repo.base_checkpoint)
     assert val.max_abs_diff <= 1e-4
     assert val.provider == "CPUExecutionProvider" or torch.cuda.is_available()
-    assert set(val.metrics) == {"accuracy", "f1", "roc_auc"}
+    assert set(val.metrics) == {"accuracy", "f1", "f1_macro", "f1_weighted", "roc_auc", "log_loss"}
     assert val.latency_ms_p50 > 0
 
 
