@@ -39,7 +39,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def _show(config: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["audit", "show", "--config", str(config), *args], terminal_width=300)
+    result = CliRunner().invoke(app, ["audit", "show", "--config", str(config), *args])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     return result.output
 
