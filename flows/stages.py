@@ -4,7 +4,8 @@ The release body (`flows.release.run_release`) is written once and takes an `Inv
 flow passes `stage`, which gives each task the retries, retry delay, timeout and cache of its
 config section; the benchmark's bare script passes `plain_stage`, which calls the function
 inside the task and nothing else. Either way the same stages run in the same order with the
-same arguments, so the comparison measures the orchestration and nothing more.
+same arguments, so the comparison measures the orchestration and nothing more. `StageTracker`
+wraps either and remembers the stage invoked last, which a failed release's audit entry names.
 """
 
 from __future__ import annotations
