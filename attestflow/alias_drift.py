@@ -104,7 +104,8 @@ def refuse_on_drift(
         + [
             f"adopt the registry's aliases with `attestflow audit adopt {model_name} --reason ...`,"
             " or set them back to the audited versions"
-        ]
+        ],
+        audited=True,
     )
 
 

@@ -256,6 +256,11 @@ def mirror_to_prefect(entry: dict[str, Any]) -> None:
     events.emit_event(event=f"attestflow.audit.{entry['event']}", resource=resource, payload=entry)
 
 
+def model_events(entries: list[dict[str, Any]], model: str | None = None) -> list[dict[str, Any]]:
+    """Every event of `model` (of every model when None), oldest first: runs, refusals, failures and moves."""
+    return [e for e in entries if model is None or e["model"] == model]
+
+
 def champion_history(entries: list[dict[str, Any]], model: str | None = None) -> list[dict[str, Any]]:
     """The alias moves (promotions, canary roll-backs and rollbacks), oldest first."""
     moves = ("promotion", "rollback", "canary_rollback")

@@ -23,6 +23,7 @@ from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
 from attestflow.config import ReleaseConfig, load_config
 from attestflow.errors import GateFailedError
+from attestflow.failures import failure_recorded
 from attestflow.keys import configured_keypair, release_keypair, trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
@@ -181,36 +182,59 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     Activates the workspace, refuses while an alias of the model was moved outside attestflow
     (here rather than in the CLI's preflight, so that deployments and schedules refuse too),
     creates the release folder with the validated ``config.json`` in it, and appends
-    ``run_started`` to the audit log.
+    ``run_started`` to the audit log. Once the config is loaded, a failure is audited as
+    ``release_failed`` at stage ``start`` (`attestflow.failures`); a config that cannot be
+    loaded names no workspace to record it in.
     """
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
+    cfg = load_config(config_path, overrides)
+    ws = Workspace.at(cfg.workspace)
+    audit = AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key)
+    who = redact(actor())
+    with failure_recorded(audit, cfg.model_name, who, flow_run_id, stage=lambda: "start"):
+        cfg, policy = _checked_inputs(cfg)
+        ws.activate()
+        shown, _ = hide_overrides(list(overrides or []))
+        invocation = Invocation(str(config_path), shown, flow_run_id, started_on, who, _committed_code(cfg))
+        ctx = ReleaseContext(
+            cfg=cfg,
+            policy=policy,
+            ws=ws,
+            invocation=invocation,
+            release_dir=ws.releases / cfg.model_name / flow_run_id,
+            tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
+            audit=audit,
+        )
+        _start(ctx)
+        return ctx
+
+
+def _checked_inputs(cfg: ReleaseConfig) -> tuple[ReleaseConfig, GatePolicy]:
+    """The config and its gate policy, once the data, approvers and key pair they name are checked."""
     from attestflow.dataset import require_data_file  # brings torch, as the stages do
 
-    cfg = load_config(config_path, overrides)
     policy = load_policy(cfg.gates.policy)
     check_approvers(cfg.approve, policy)
     require_data_file(cfg.data.path)  # before DVC: `dvc add` of a folder rewrites the tracked .gitignore
     configured_keypair(cfg.sign.private_key, cfg.sign.public_key)  # half a pair: before any stage runs
-    cfg = check_release_data(cfg)
-    ws = Workspace.at(cfg.workspace)
-    ws.activate()
+    cfg = check_release_data(cfg)  # the table read once: columns, classes, missing values, base shape
+    return cfg, policy
+
+
+def _committed_code(cfg: ReleaseConfig) -> CodeRevision:
+    """The revision of the code that runs the release; uncommitted code is refused unless allowed."""
     revision = code_revision(CODE_ROOT)
     if (revision.dirty or revision.commit == "unknown") and not cfg.sign.allow_dirty:
         state = "has uncommitted changes" if revision.dirty else "is not a git checkout"
         raise GateFailedError(
             [f"the code at {CODE_ROOT} {state}; commit first, or set sign.allow_dirty=true"]
         )
-    shown, _ = hide_overrides(list(overrides or []))
-    invocation = Invocation(str(config_path), shown, flow_run_id, started_on, redact(actor()), revision)
-    ctx = ReleaseContext(
-        cfg=cfg,
-        policy=policy,
-        ws=ws,
-        invocation=invocation,
-        release_dir=ws.releases / cfg.model_name / flow_run_id,
-        tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
-        audit=AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key),
-    )
+    return revision
+
+
+def _start(ctx: ReleaseContext) -> None:
+    """Refuse while an alias drifted (audited as ``release_refused``), log the start, write ``config.json``."""
+    cfg = ctx.cfg
     refuse_on_drift(
         "release",
         cfg.model_name,
@@ -223,9 +247,8 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
         "run_started",
         model=cfg.model_name,
         actor=ctx.actor,
-        flow_run_id=flow_run_id,
+        flow_run_id=ctx.flow_run_id,
         config_sha256=cfg.digest().value,
     )
     ctx.release_dir.mkdir(parents=True, exist_ok=True)
     write_json(ctx.release_dir / "config.json", cfg.model_dump(mode="json"))
-    return ctx

@@ -8,6 +8,8 @@ config section; a plain call in the benchmark's bare script), and handed paths, 
 digests from the stages before it. Audit entries come from the records themselves; the gate
 verdict is signed and added to the version's evidence whatever it says (`flows.evidence`). A
 stage that says no raises `GateFailedError`; bad input raises `BadInputError`; neither is retried.
+Whatever stops a release is in the audit log: ``release_refused`` when the promotion said no,
+else ``release_failed`` with the stage it stopped in (`attestflow.failures`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from prefect.runtime import flow_run
 from attestflow.context import ReleaseContext, open_release
 from attestflow.errors import GateFailedError
 from attestflow.evidence import verification_summary
+from attestflow.failures import failure_recorded
 from attestflow.outcomes import ReleaseSummary
 from attestflow.records import write_json
 from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
 from flows.evidence import attest_evidence
 from flows.promotion import promote_release
-from flows.stages import Invoke, stage
+from flows.stages import Invoke, StageTracker, stage
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
 from tasks.gates import run_gates_task
@@ -38,7 +41,18 @@ from tasks.warm_start import warm_start_task
 
 
 def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
-    """The release, stage by stage; raises `GateFailedError` when a stage, a gate or the promotion says no."""
+    """The release, stage by stage; raises `GateFailedError` when a stage, a gate or the promotion says no.
+
+    A release that stops is audited as ``release_failed`` with the stage it stopped in, unless
+    the promotion's refusal already is (``release_refused``).
+    """
+    tracked = StageTracker(invoke)
+    with failure_recorded(ctx.audit, ctx.cfg.model_name, ctx.actor, ctx.flow_run_id, lambda: tracked.current):
+        return _release_body(ctx, tracked)
+
+
+def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
+    """The stages, in order, each handed what the stages before it returned."""
     cfg, ws, out_dir, uri = ctx.cfg, ctx.ws, ctx.release_dir, ctx.tracking_uri
     snap = invoke(snapshot_task, cfg.snapshot)(cfg.snapshot, cfg.data.path, ws, out_dir)
     ctx.record(snap)
@@ -101,7 +115,7 @@ def run_release(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     publish_lineage(summary, "released" if outcome.released else "refused")
     ctx.record(outcome)
     if not outcome.released:
-        raise GateFailedError(outcome.failures)
+        raise GateFailedError(outcome.failures, audited=True)
     return summary
 
 

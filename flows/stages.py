@@ -4,7 +4,8 @@ The release body (`flows.release.run_release`) is written once and takes an `Inv
 flow passes `stage`, which gives each task the retries, retry delay, timeout and cache of its
 config section; the benchmark's bare script passes `plain_stage`, which calls the function
 inside the task and nothing else. Either way the same stages run in the same order with the
-same arguments, so the comparison measures the orchestration and nothing more.
+same arguments, so the comparison measures the orchestration and nothing more. `StageTracker`
+wraps either and remembers the stage invoked last, which a failed release's audit entry names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prefect.transactions import get_transaction
 
 from attestflow.caching import StageCache
 from attestflow.config import StageConfig
-from attestflow.errors import BadInputError, GateFailedError
+from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from attestflow.redact import scrubbed
 
 P = ParamSpec("P")
@@ -33,10 +34,35 @@ class Invoke(Protocol):
     ) -> Callable[P, R]: ...
 
 
+DETERMINISTIC: tuple[type[BaseException], ...] = (
+    BadInputError,
+    GateFailedError,
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    LookupError,
+    NameError,
+    NotImplementedError,
+    TypeError,
+    ValueError,
+)
+"""Errors that the same inputs and code raise again: bad input, a "no", a programming error."""
+
+INFRASTRUCTURE: tuple[type[BaseException], ...] = (OSError, UnavailableError)
+"""Errors of the world around the stage (connections, timeouts, files, services): retried."""
+
+
 def _retryable(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
-    """Retry on infrastructure errors, never on bad input or a gate that said no."""
+    """Retry what the world may fix by the next try, never what the inputs or the code raise every time.
+
+    A retry of a deterministic error only repeats it, its traceback and its delay, and hides the
+    one-line reason behind them (an `IndexError` of a label out of range, a `ValueError` of an
+    unsupported shape). Infrastructure errors are retried even when they are also a
+    `ValueError` (`requests`' JSON errors are both); errors of unknown kind (MLflow's,
+    SQLAlchemy's, HTTP clients', a `RuntimeError` of a lost worker) are retried as before.
+    """
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, BadInputError | GateFailedError)
+    return isinstance(exc, INFRASTRUCTURE) or not isinstance(exc, DETERMINISTIC)
 
 
 def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Task[P, R]:
@@ -55,6 +81,18 @@ def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> T
     # Credentials leave a stage's exceptions before Prefect stores the message and logs the traceback.
     configured.fn = scrubbed(t.fn)
     return configured
+
+
+class StageTracker:
+    """An `Invoke` that remembers the stage the release body invoked last, to say where a release stopped."""
+
+    def __init__(self, invoke: Invoke) -> None:
+        self._invoke = invoke
+        self.current = "start"
+
+    def __call__(self, t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Callable[P, R]:
+        self.current = t.name
+        return self._invoke(t, cfg, cache)
 
 
 def plain_stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Callable[P, R]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from attestflow.errors import BadInputError, GateFailedError, UnavailableError
+from attestflow.errors import GateFailedError, exit_code_of
 from flows.cli import audit, gates, promotion, releases, render, setup, verification
 
 REFUSALS = {
@@ -30,16 +30,14 @@ REFUSALS = {
 
 def exit_code(e: BaseException, command: str | None = None) -> int | None:
     """Print a domain error as the contract says and return its exit code; None for any other error."""
+    code = exit_code_of(e)
     if isinstance(e, GateFailedError):
         render.refused(REFUSALS.get(command or "", "refused"), e.reasons)
-        return 1
-    if isinstance(e, BadInputError):
+    elif code == 2:
         render.error(str(e))
-        return 2
-    if isinstance(e, UnavailableError):
+    elif code == 3:
         render.could_not_run(str(e))
-        return 3
-    return None
+    return code
 
 
 class _Commands(TyperGroup):

@@ -73,10 +73,15 @@ def audit_adopt(
 def audit_show(
     config: ConfigOpt = None,
     model: Annotated[str | None, typer.Option(help="Only this registered model.")] = None,
-    all_events: Annotated[bool, typer.Option("--all", help="Every event, not only alias moves.")] = False,
+    promotions: Annotated[
+        bool, typer.Option("--promotions", help="Only alias moves: which version was champion when.")
+    ] = False,
+    all_events: Annotated[
+        bool, typer.Option("--all", hidden=True, help="Deprecated: every event is the default.")
+    ] = False,
 ) -> None:
-    """Which version was champion when, who moved it, and why."""
-    from attestflow.audit import champion_history
+    """Every event of the workspace's models (releases started, refused and failed, alias moves), who and why."""
+    from attestflow.audit import champion_history, model_events
 
     cfg, ws = workspace_of(config)
     log = audit_log(cfg, ws)
@@ -87,11 +92,7 @@ def audit_show(
     entries = log.entries(skipped=skipped)
     if skipped:
         render.audit_skipped(skipped)
-    rows = (
-        [x for x in entries if model in (None, x["model"])]
-        if all_events
-        else champion_history(entries, model)
-    )
+    rows = champion_history(entries, model) if promotions else model_events(entries, model)
     render.audit_table(rows, model)
     if not ok:
         raise typer.Exit(1)

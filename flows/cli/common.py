@@ -1,7 +1,8 @@
 """Options that several commands share, and the config and registry look-ups behind them.
 
-Only typer and the standard library are imported here at module level: the modules that
-define commands are imported for `--help`, and config loading brings pydantic along.
+Only typer, the standard library and `attestflow.errors` (which imports nothing) are imported
+here at module level: the modules that define commands are imported for `--help`, and config
+loading brings pydantic along.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from attestflow.errors import first_line as first_line  # re-exported for the commands
 
 if TYPE_CHECKING:
     from attestflow.audit import AuditLog
@@ -48,9 +51,3 @@ def audit_log(cfg: ReleaseConfig, ws: Workspace) -> AuditLog:
     from attestflow.audit import AuditLog
 
     return AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key)
-
-
-def first_line(e: BaseException) -> str:
-    """An exception as its type and the first line of its message."""
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__

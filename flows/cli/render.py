@@ -271,7 +271,7 @@ def audit_table(rows: list[dict[str, Any]], model: str | None) -> None:
     for col in ("#", "time (UTC)", "event", "model", "version", "actor", "details"):
         table.add_column(col)
     for row in rows:
-        details = ", ".join(f"{k}={v}" for k, v in row["details"].items() if v not in (None, [], ""))
+        details = _details(row)
         cells = (
             row["time"][:19],
             row["event"],
@@ -282,6 +282,14 @@ def audit_table(rows: list[dict[str, Any]], model: str | None) -> None:
         )
         table.add_row(str(row["seq"]), *(safe(str(c)) for c in cells))
     console.print(table)
+
+
+def _details(row: dict[str, Any]) -> str:
+    """An entry's details as ``key=value`` text; a failed release's stage and reason come first."""
+    given = {k: v for k, v in row["details"].items() if v not in (None, [], "")}
+    if row["event"] == "release_failed":
+        given = {"stage": given.pop("stage", "?"), "reason": given.pop("reason", "?"), **given}
+    return ", ".join(f"{k}={v}" for k, v in given.items())
 
 
 def margins(summaries: list[MarginSummary], name: str, last: int) -> None:

@@ -98,6 +98,10 @@ def test_an_untracked_module_refuses_the_release_without_allow_dirty(
     config = example_repo.write_config("strict.yaml", sign={"allow_dirty": False})
     with pytest.raises(GateFailedError, match="has uncommitted changes"):
         context_module.open_release(config, [], flow_run_id="r1")
+    (failed,) = AuditLog.of(example_repo.workspace).entries()
+    assert failed["event"] == "release_failed"
+    assert (failed["details"]["stage"], failed["details"]["exit_code"]) == ("start", 1)
+    assert "has uncommitted changes" in failed["details"]["reason"]
 
 
 def test_an_untracked_module_changes_the_release_key(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_rollback_is_verified_recorded_and_shown(example_repo: ExampleRepo) -> N
 
     assert AuditLog.of(example_repo.workspace).entries()[-1]["details"]["reason"] == "v2 misbehaves"
 
-    code, out = _cli("audit", "show", "--config", str(config))
+    code, out = _cli("audit", "show", "--promotions", "--config", str(config))
     assert code == 0 and "rollback" in out and out.count("promotion") == 2
 
     code, out = _cli("audit", "verify", "--config", str(config))

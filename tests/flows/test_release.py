@@ -15,6 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from attestflow.audit import AuditLog
 from attestflow.errors import ConfigError, GateFailedError
 from attestflow.outcomes import ReleaseSummary
 from attestflow.policy import load_policy
@@ -142,6 +143,8 @@ def test_a_failing_gate_ends_the_flow_failed_and_leaves_the_alias(example_repo: 
     gate_lines = [r for r in refused.value.reasons if r.startswith("gate ")]
     assert len(gate_lines) == 1, "only the impossible threshold fails"
     assert refused.value.reasons[-1] == "champion not moved"
+    stops = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"].startswith("release_")]
+    assert [e["event"] for e in stops] == ["release_completed", "release_refused"], "one entry per refusal"
     client = _client(example_repo)
     assert (
         str(client.get_model_version_by_alias("tiny-credit", "champion").version)
@@ -177,6 +180,9 @@ def test_corrupted_data_fails_validation_with_the_expectation_named(example_repo
     with pytest.raises(GateFailedError, match=r"expect_column_values_to_be_between\(debt_ratio\)"):
         _run(example_repo.write_config())
     assert _client(example_repo).search_registered_models() == []
+    (failed,) = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "release_failed"]
+    assert (failed["details"]["stage"], failed["details"]["exit_code"]) == ("validate_data", 1)
+    assert "expect_column_values_to_be_between(debt_ratio)" in failed["details"]["reason"]
 
 
 def test_a_training_crash_is_retried_and_resumes_from_the_checkpoint(
