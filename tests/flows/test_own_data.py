@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from attestflow.dataset import test_mask
+from attestflow import dataset
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from tests.conftest import ROOT
@@ -83,7 +83,7 @@ def _champion_onnx(root: Path, name: str) -> Path:
 
 
 def _held_out(df: pd.DataFrame) -> pd.DataFrame:
-    return df[test_mask(len(df), 0.2, 0)]
+    return df[dataset.test_mask(len(df), 0.2, 0)]
 
 
 def _gate_metrics(root: Path, name: str, gate: str) -> set[str]:
