@@ -46,6 +46,11 @@ class TabularAdapter:
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
+            if first["type"] == "extra_forbidden":
+                known = ", ".join(TabularOptions.model_fields)
+                raise BadInputError(
+                    f"model.options.{where}: the tabular adapter takes only {known}"
+                ) from None
             raise BadInputError(f"model.options.{where}: {first['msg']}") from None
 
     def encode(self, df: pd.DataFrame, data: DataConfig) -> Inputs:

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         (
             ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "model.options.foo=1"],
-            "model.options: the tabular adapter takes none",
+            "model.options.foo: the tabular adapter takes only hidden",
         ),
         (
             ["run", "--config", str(ROOT / "configs/release.yaml"), "--set", "approve.mode=human"],

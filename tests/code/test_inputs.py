@@ -212,16 +212,25 @@ def test_a_model_with_nan_outputs_fails_the_gates_with_a_reason(lab: Lab, tmp_pa
     assert "Traceback" not in result.output
 
 
-def test_data_with_a_label_the_model_does_not_have_is_bad_input(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        (None, "the data's labels include 2, which the model's 2 classes (0-1) do not"),
+        ([0, 1], "label column 'default' holds '2', not among data.classes ['0', '1']"),
+    ],
+)
+def test_data_with_a_label_the_model_does_not_have_is_bad_input(
+    lab: Lab, tmp_path: Path, classes: list[int] | None, message: str
+) -> None:
     table = pd.read_csv(lab.data.path)
     table.loc[table.index[::7], lab.data.label] = 2
     data = tmp_path / "three-labels.csv"
     table.to_csv(data, index=False)
     config = _evaluate_config(lab, tmp_path, data)
-    _one_line_exit_2(
-        ["evaluate", str(lab.good_onnx), "--config", str(config)],
-        "the data's labels include 2, which the model's 2 classes (0-1) do not",
-    )
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["classes"] = classes
+    config.write_text(yaml.safe_dump(raw))
+    _one_line_exit_2(["evaluate", str(lab.good_onnx), "--config", str(config)], message)
 
 
 def test_rollback_with_no_previous_champion_says_unset(

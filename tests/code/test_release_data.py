@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from attestflow.audit import AuditLog
 from attestflow.config import ReleaseConfig
 from attestflow.errors import BadInputError
 from attestflow.preflight import check_release_data
 from attestflow.tabular import TabularMLP, save_checkpoint
+from attestflow.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ["a", "b", "c"]
@@ -154,4 +156,7 @@ def test_opening_a_release_refuses_bad_data_before_any_work(tmp_path: Path) -> N
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     with pytest.raises(BadInputError, match="has one class"):
         open_release(path, [], flow_run_id="r1")
-    assert not (tmp_path / "ws").exists()
+    ws = Workspace.at(tmp_path / "ws")
+    assert not ws.releases.exists() and not ws.training.exists()
+    (entry,) = [e for e in AuditLog.of(ws.root).entries() if e["event"] == "release_failed"]
+    assert entry["details"]["stage"] == "start" and "has one class" in entry["details"]["reason"]
