@@ -87,15 +87,16 @@ def class_values(labels: pd.Series, cfg: DataConfig) -> list[str | int]:
 
 
 def classifier_classes(labels: pd.Series, cfg: DataConfig) -> list[str | int]:
-    """`class_values`, refused as bad input when there are fewer than two: a classifier needs two."""
-    classes = class_values(labels, cfg)
-    if not classes:
+    """`class_values`, refused as bad input when the data holds fewer than two of them, whatever
+    ``data.classes`` lists: a classifier needs two."""
+    present = class_values(labels, cfg.model_copy(update={"classes": None}))
+    if not present:
         raise BadInputError(f"label column {cfg.label!r} has no values: the table has no rows")
-    if len(classes) < 2:
+    if len(present) < 2:
         raise BadInputError(
-            f"label column {cfg.label!r} has one class ({classes[0]}): a classifier needs two"
+            f"label column {cfg.label!r} has one class ({present[0]}): a classifier needs two"
         )
-    return classes
+    return class_values(labels, cfg)
 
 
 def encode_labels(labels: pd.Series, classes: list[str | int], name: str) -> np.ndarray:

@@ -101,7 +101,7 @@ def test_the_hidden_layers_option_shapes_the_model_and_its_digest() -> None:
     ("options", "message"),
     [
         ({"hidden": [0]}, "model.options.hidden.0: Input should be greater than or equal to 1"),
-        ({"depth": 3}, "model.options.depth: Extra inputs are not permitted"),
+        ({"depth": 3}, "model.options.depth: the tabular adapter takes only hidden"),
     ],
 )
 def test_a_bad_tabular_option_is_one_line(options: dict[str, object], message: str) -> None:

@@ -102,6 +102,12 @@ def test_a_label_with_one_class_is_refused(tmp_path: Path) -> None:
     _refused(_config(tmp_path, df), "label column 'y' has one class (1): a classifier needs two")
 
 
+def test_a_label_with_one_class_is_refused_even_when_the_config_lists_two(tmp_path: Path) -> None:
+    df = _table()
+    df["y"] = 1
+    _refused(_config(tmp_path, df, data={"classes": [0, 1]}), "label column 'y' has one class (1)")
+
+
 def test_a_missing_label_column_is_refused(tmp_path: Path) -> None:
     _refused(_config(tmp_path, _table().drop(columns="y")), "data.label 'y' is not a column of")
 

@@ -12,10 +12,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from attestflow import dataset
 from attestflow.tracking import fluent_uri
@@ -56,9 +58,11 @@ def _init(root: Path, api_url: str, name: str, *extra: str) -> None:
     assert f"next: attestflow run --config configs/{name}.yaml" in done.stdout
 
 
-def _run(root: Path, api_url: str, name: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def _run(root: Path, api_url: str, name: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.perf_counter()
-    done = _cli(root, api_url, "run", "--config", f"configs/{name}.yaml", "--set", "sign.allow_dirty=true")
+    done = _cli(
+        root, api_url, "run", "--config", f"configs/{name}.yaml", "--set", "sign.allow_dirty=true", *extra
+    )
     return done, time.perf_counter() - started
 
 
@@ -159,24 +163,57 @@ def test_a_string_labelled_table_predicts_the_original_labels(tmp_path: Path, pr
     assert (labels == held_out["target"].to_numpy()).mean() > 0.9
 
 
-def test_a_nan_in_a_feature_is_refused_before_training_and_recorded_in_the_audit_log(
-    tmp_path: Path, prefect_server: str
+def _with_nan(df: pd.DataFrame, root: Path) -> list[str]:
+    df.loc[5, "mean radius"] = np.nan  # the next snapshot has a hole init never saw
+    return []
+
+
+def _with_one_class(df: pd.DataFrame, root: Path) -> list[str]:
+    df["target"] = 1
+    return []
+
+
+def _without_label(df: pd.DataFrame, root: Path) -> list[str]:
+    df.drop(columns="target", inplace=True)
+    return []
+
+
+def _with_narrow_base(df: pd.DataFrame, root: Path) -> list[str]:
+    from attestflow.tabular import TabularMLP, save_checkpoint
+
+    base = root / "data" / "base.safetensors"
+    save_checkpoint(TabularMLP(7, (8,), 2), base)
+    return ["--set", f"fine_tune.base_checkpoint={base}"]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said"),
+    [
+        (_with_nan, "mean radius"),
+        (_with_one_class, "has one class"),
+        (_without_label, "'target'"),
+        (_with_narrow_base, "7"),
+    ],
+    ids=["nan-feature", "one-class", "no-label-column", "base-of-another-width"],
+)
+def test_bad_data_is_refused_in_one_line_before_training_and_recorded_in_the_audit_log(
+    tmp_path: Path, prefect_server: str, spoil: Callable[[pd.DataFrame, Path], list[str]], said: str
 ) -> None:
     df = _breast_cancer()
     root = _project(tmp_path, df, "breast_cancer")
     _init(root, prefect_server, "breast_cancer")
-    df.loc[5, "mean radius"] = np.nan  # the next snapshot has a hole init never saw
+    extra = spoil(df, root)  # the next snapshot is not what init saw
     df.to_csv(root / "data" / "breast_cancer.csv", index=False)
 
-    done, seconds = _run(root, prefect_server, "breast_cancer")
+    done, seconds = _run(root, prefect_server, "breast_cancer", *extra)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "mean radius" in errors[0], output
+    assert len(errors) == 1 and said in errors[0], output
     assert "Traceback" not in output and "Retry" not in output
     assert list((root / ".attestflow").glob("training/**/*.safetensors")) == []  # refused before training
 
     shown = _cli(root, prefect_server, "audit", "show", "--config", "configs/breast_cancer.yaml")
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert "release_failed" in shown.stdout, shown.stdout
+    assert "release_failed" in shown.stdout and "stage=start" in shown.stdout, shown.stdout
     print(f"refused in {seconds:.1f} s")
