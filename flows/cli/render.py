@@ -101,7 +101,11 @@ def gates(report: GateReport) -> None:
 
 def training_line(t: TrainingRecord) -> str:
     """Adapter, hardware, speed and where training started from, on one line."""
-    start = f"warm start from {t.warm_start.model_uri}" if t.warm_start else "from the base model"
+    start = {
+        "scratch": "trained from scratch",
+        "warm_start": f"warm start from {t.warm_start.model_uri if t.warm_start else ''}",
+        "base_checkpoint": "from the base model",
+    }[t.trained_from]
     resumed = f", resumed at step {t.resumed_from_step}" if t.resumed_from_step else ""
     procs = f" x{t.processes} processes" if t.processes > 1 else ""
     return (
