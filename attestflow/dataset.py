@@ -110,7 +110,7 @@ def encode_labels(labels: pd.Series, classes: list[str | int], name: str) -> np.
         raise BadInputError(
             f"label column {name!r} holds {shown}, not among data.classes {[str(c) for c in classes]}"
         )
-    return keys.map(index).to_numpy(dtype=np.int64)
+    return keys.map(index).to_numpy(dtype=np.int64, copy=True)  # writable: torch.from_numpy warns on a view
 
 
 def split_table(df: pd.DataFrame, cfg: DataConfig, adapter: ModelAdapter) -> tuple[Split, Split]:
