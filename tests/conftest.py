@@ -18,6 +18,8 @@ from attestflow.workspace import quiet_third_parties
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tests.s3"]  # the `s3` fixture: moto's S3 server, started once when a test asks for it
+
 quiet_third_parties()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
