@@ -3,7 +3,7 @@
 `tasks.snapshot` tracks and pushes with these; scheduled retraining (`flows.retrain`) hashes
 the current data with `dvc_md5` to tell whether it changed. A remote that cannot be written
 or reached is `UnavailableError` (exit 3), not bad input: the same command works once the
-remote is back.
+remote is back. Which remote, and how its objects are found again, is `attestflow.dvc_remote`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from attestflow.errors import BadInputError, UnavailableError
+from attestflow.dvc_remote import remote_error
+from attestflow.errors import BadInputError
 from attestflow.hash_cache import FileHashes
-from attestflow.redact import redact, redact_uri
+from attestflow.redact import redact_uri
 
 
 def dvc_tree_md5(hashes: dict[str, FileHashes], is_dir: bool) -> str:
@@ -89,9 +90,9 @@ def track(repo_root: Path, data_path: Path) -> tuple[str, Path]:
 def push(repo_root: Path, data_path: Path, remote: str) -> str:
     """Push the data's DVC objects to `remote`; returns the remote's URL without credentials.
 
-    A remote that refuses or cannot take the upload raises `UnavailableError`.
+    A remote that cannot be reached or take the upload raises `UnavailableError`; one that
+    refuses the credentials or cannot be configured, `BadInputError` (`remote_error`).
     """
-    from dvc.exceptions import FileTransferError
     from dvc.repo import Repo
 
     with Repo(str(repo_root)) as repo:
@@ -102,11 +103,11 @@ def push(repo_root: Path, data_path: Path, remote: str) -> str:
         shown = redact_uri(url)
         try:
             repo.push(targets=[str(data_path)], remote=remote)
-        except (FileTransferError, OSError) as e:  # DVC logs each failed file; the error only counts them
-            cause = redact((str(e).strip().splitlines() or [type(e).__name__])[0])
-            raise UnavailableError(
-                f"the DVC remote {remote!r} ({shown}) could not be reached: {cause}"
-            ) from e
+        except Exception as e:  # DVC logs each failed file; its error only counts them
+            err = remote_error(e, f"the DVC remote {remote!r} ({shown})")
+            if err is None:
+                raise
+            raise err from e
     return shown
 
 
@@ -146,20 +147,6 @@ def dvc_config_digest(repo_root: Path) -> str | None:
         h.update(f.read_bytes() if f.is_file() else b"")
         h.update(b"\0")
     return h.hexdigest()
-
-
-def in_local_remote(remote_url: str, md5: str, hashes: dict[str, FileHashes]) -> bool:
-    """Every object of the snapshot is in the remote, when the remote is a local folder.
-
-    A local DVC 3 remote keeps the object with md5 ``ab12...`` at ``files/md5/ab/12...``.
-    Other remotes return False: only DVC can ask them.
-    """
-    parts = urlsplit(remote_url)
-    if parts.scheme not in ("", "file"):
-        return False
-    root = os.path.join(parts.path if parts.scheme else remote_url, "files", "md5")
-    md5s = {md5, *(h.md5 for h in hashes.values())}
-    return all(os.path.isfile(os.path.join(root, m[:2], m[2:])) for m in md5s)
 
 
 def dvc_md5(repo_root: Path, data_path: Path) -> str:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from attestflow.bundle import (
     MODEL,
@@ -40,6 +39,7 @@ from attestflow.bundle import (
 )
 from attestflow.digests import file_digest
 from attestflow.dsse import EnvelopeError, dsse_verify
+from attestflow.dvc_remote import check_snapshot, local_path
 from attestflow.errors import BadInputError
 from attestflow.keys import load_public_key
 from attestflow.onnx_check import check_onnx
@@ -223,52 +223,14 @@ def _check_tags(bundle: Path, listing: Listing, tags: dict[str, str], stmt: dict
     return Check("registry tags", True, "registry tags agree with the files and the provenance")
 
 
-def local_path(uri: str) -> Path | None:
-    """The folder a ``file:`` URI or a plain path names; None for a remote store."""
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return Path(unquote(parts.path))
-    return Path(uri) if parts.scheme == "" else None
-
-
-def dvc_object_path(remote: Path, md5: str) -> Path:
-    """Where a local DVC 3 remote keeps the object with this md5."""
-    return remote / "files" / "md5" / md5[:2] / md5[2:]
-
-
 def check_dvc_remote(remote_url: str, md5: str) -> Check:
-    """The DVC object `md5` is in the (local) remote and its content still has that md5.
+    """The DVC object `md5` is in the remote (any DVC supports) and its content still has that md5.
 
     A remote that cannot be reached or read fails the check, saying so: absent evidence is
     never taken for present evidence.
     """
-    remote = local_path(remote_url)
-    if remote is None:
-        return Check(
-            "data snapshot", False, f"cannot check a {urlsplit(remote_url).scheme}:// DVC remote from here"
-        )
-    if not remote.is_dir():
-        return Check("data snapshot", False, f"cannot reach the DVC remote {remote}: no such folder")
-    try:
-        return _check_dvc_object(remote, md5)
-    except OSError as e:
-        return Check("data snapshot", False, f"cannot read the DVC remote {remote}: {e}")
-
-
-def _check_dvc_object(remote: Path, md5: str) -> Check:
-    obj = dvc_object_path(remote, md5)
-    if not obj.is_file():
-        return Check("data snapshot", False, f"DVC object {md5} is not in the remote {remote}")
-    if file_digest(obj, "md5").value != md5.removesuffix(".dir"):
-        return Check("data snapshot", False, f"DVC object {md5} in the remote does not have that md5")
-    if md5.endswith(".dir"):
-        entries = json.loads(obj.read_text())
-        missing = [e["relpath"] for e in entries if not dvc_object_path(remote, e["md5"]).is_file()]
-        if missing:
-            return Check(
-                "data snapshot", False, f"{len(missing)} file(s) of the snapshot missing, e.g. {missing[0]}"
-            )
-    return Check("data snapshot", True, f"DVC md5 {md5} is in the remote with that content")
+    proof = check_snapshot(remote_url, md5)
+    return Check("data snapshot", proof.ok, proof.detail)
 
 
 def _check_data(stmt: dict[str, Any] | None) -> Check:

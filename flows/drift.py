@@ -16,11 +16,11 @@ from prefect.events import emit_event
 
 from attestflow.artifacts import artifact_key
 from attestflow.config import load_config
+from attestflow.dvc_remote import fetch_object
 from attestflow.errors import BadInputError
 from attestflow.lineage_graph import lineage
 from attestflow.records import to_jsonable
 from attestflow.tracking import tracking_uri
-from attestflow.verify import dvc_object_path
 from attestflow.workspace import Workspace
 from tasks.drift import DriftReport, drift_task
 
@@ -28,20 +28,16 @@ DRIFT_EVENT = "attestflow.drift.detected"
 
 
 def champion_training_data(model_name: str, alias: str, uri: str, ws: Workspace) -> Path:
-    """The champion's training snapshot, from the DVC remote named in its provenance."""
+    """The champion's training snapshot, fetched through DVC from the remote its provenance names."""
     graph = lineage(f"models:/{model_name}@{alias}", uri, ws.root)
     md5, remote = graph["data"]["dvc_md5"], graph["data"]["dvc_remote"]
     if not md5 or not remote or md5.endswith(".dir"):
         raise BadInputError(
-            f"the champion's provenance names no single-file DVC snapshot in a local remote ({md5})"
+            f"the champion's provenance names no single-file DVC snapshot in a remote ({md5})"
         )
-    path = dvc_object_path(Path(remote), md5)
-    if not path.is_file():
-        raise BadInputError(f"the champion's training data {md5} is not in the DVC remote {remote}")
     suffix = Path(str(graph["data"]["name"]).removeprefix("data:")).suffix or ".csv"
     copy = Path(tempfile.mkdtemp(prefix="attestflow-drift-")) / f"reference{suffix}"
-    copy.write_bytes(path.read_bytes())
-    return copy
+    return fetch_object(remote, md5, copy)
 
 
 def _markdown(report: DriftReport, model_name: str) -> str:

@@ -9,7 +9,10 @@ entry; any other path is tracked with ``dvc add``.
 
 Each file is read once for both digests, and the result is kept in the workspace keyed by the
 file's stat (`HashCache`), so an unchanged snapshot is re-checked without reading the data or
-running DVC. A DVC remote that cannot be reached is `UnavailableError` (exit 3), not bad input.
+running DVC (only asking the remote, through DVC's filesystem, that its objects are there). The
+remote is `attestflow.dvc_remote.release_remote_url`'s. A DVC remote that cannot be reached is
+`UnavailableError` (exit 3, retried), not bad input; one that refuses the credentials is bad input.
+Nothing is recorded for a push that failed: the workspace remembers a snapshot only once pushed.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from attestflow.dvc import (
     dvc_tree_md5,
     ensure_remote,
     in_dir,
-    in_local_remote,
     push,
     recorded_md5,
     seed_dvc_state,
     track,
 )
+from attestflow.dvc_remote import DvcRemote, release_remote_url, remote_url_setting
 from attestflow.errors import BadInputError
 from attestflow.hash_cache import FileHashes, HashCache
 from attestflow.records import SnapshotRecord, write_json
@@ -43,8 +46,8 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
 
     Every file is read once, for its md5 and SHA-256 together; DVC is then told those md5s
     instead of reading the data again. When the data is unchanged since the last snapshot
-    (DVC's recorded md5 is what the files hash to, the DVC config is the same, and a local
-    remote has every object), DVC is not run at all.
+    (DVC's recorded md5 is what the files hash to, the DVC config and remote setting are the
+    same, and the remote has every object), DVC is not run at all.
     """
     repo_root = cfg.repo.resolve()
     data_path = data_path.resolve()
@@ -56,11 +59,12 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
     hashes = cache.hash(data_path)
     current = dvc_tree_md5(hashes, data_path.is_dir())
     recorded = recorded_md5(repo_root, data_path)
+    setting = remote_url_setting(cfg.remote_url)
     done = {
         "dvc_md5": current,
         "dvc_config": dvc_config_digest(repo_root),
         "remote": cfg.remote if cfg.push else None,
-        "remote_url_setting": redact(cfg.remote_url) if cfg.remote_url else None,  # kept in the workspace
+        "remote_url_setting": redact(setting) if setting else None,  # kept in the workspace
     }
     last = cache.last
     unchanged = (
@@ -68,7 +72,7 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
         and recorded[0] == current
         and done["dvc_config"] is not None
         and {k: last.get(k) for k in done} == done
-        and (not cfg.push or in_local_remote(last.get("remote_url") or "", current, hashes))
+        and (not cfg.push or _pushed(last.get("remote_url"), current, hashes))
     )
     if unchanged and recorded is not None:
         md5, dvc_file = recorded
@@ -99,6 +103,17 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
     )
 
 
+def _pushed(remote_url: str | None, md5: str, hashes: dict[str, FileHashes]) -> bool:
+    """Every object of the snapshot is in the remote it was last pushed to, as DVC's filesystem sees it."""
+    if not remote_url:
+        return False
+    try:
+        remote = DvcRemote.open(remote_url)
+    except BadInputError:
+        return False
+    return remote.has({md5, *(h.md5 for h in hashes.values())})
+
+
 def _snapshot_with_dvc(
     cfg: SnapshotConfig, repo_root: Path, data_path: Path, ws: Workspace, hashes: dict[str, FileHashes]
 ) -> tuple[str, Path, str | None]:
@@ -109,8 +124,10 @@ def _snapshot_with_dvc(
     try:
         with in_dir(repo_root):
             with Repo(str(repo_root)) as repo:
-                if cfg.push and (cfg.remote_url or cfg.remote not in repo.config.get("remote", {})):
-                    ensure_remote(repo, cfg.remote, cfg.remote_url or str(ws.dvc_remote))
+                configured = (repo.config.get("remote", {}).get(cfg.remote) or {}).get("url")
+                url = release_remote_url(cfg.remote_url, configured, ws.dvc_remote)
+                if cfg.push and url != configured:
+                    ensure_remote(repo, cfg.remote, url)
                 seed_dvc_state(repo, data_path, hashes)
             md5, dvc_file = track(repo_root, data_path)
             remote_url = push(repo_root, data_path, cfg.remote) if cfg.push else None
