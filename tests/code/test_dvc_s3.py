@@ -21,6 +21,7 @@ from attestflow.config import SnapshotConfig
 from attestflow.dvc_remote import REMOTE_URL_ENV, fetch_object
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from attestflow.hash_cache import HashCache
+from attestflow.records import SnapshotRecord
 from attestflow.verify import check_dvc_remote
 from attestflow.workspace import Workspace
 from tests.s3 import S3Endpoint
@@ -311,7 +312,7 @@ def test_the_snapshot_stage_is_retried_while_s3_is_down_for_a_few_seconds(
     monkeypatch.setattr(snap, "_snapshot_with_dvc", counted)
 
     @flow(name="snapshot-while-s3-is-down")
-    def run() -> Any:
+    def run() -> SnapshotRecord:
         return stage(snap.snapshot_task, cfg)(cfg, data, Workspace.at(tmp_path / "ws"), tmp_path / "out")
 
     started = time.monotonic()
