@@ -84,7 +84,7 @@ class SnapshotConfig(StageConfig):
     repo: Path = Path(".")
     remote: str = "local"
     remote_url: str | None = None
-    """URL of the DVC remote; unset uses the repo's remote of that name, or the workspace's."""
+    """URL of the DVC remote; unset: ``ATTESTFLOW_DVC_REMOTE_URL``, the repo's remote, the workspace's."""
     push: bool = True
 
 

@@ -35,7 +35,7 @@ REMOTE_URL_ENV = "ATTESTFLOW_DVC_REMOTE_URL"
 
 
 def remote_url_setting(configured: str | None) -> str | None:
-    """The remote URL the release is told to use: ``snapshot.remote_url``, else `REMOTE_URL_ENV`; None when neither."""
+    """The remote URL set for the release: ``snapshot.remote_url``, else `REMOTE_URL_ENV`; None if neither."""
     return configured or os.environ.get(REMOTE_URL_ENV) or None
 
 
@@ -72,7 +72,7 @@ def _failure_kind(e: BaseException) -> str | None:
 
 
 def remote_error(e: BaseException, where: str) -> Exception | None:
-    """The error to raise for `e` met while using the DVC remote `where`; None when `e` is not about the remote.
+    """The error to raise for `e`, met while using the DVC remote `where`; None when it is not the remote's.
 
     Misconfigured (no credentials, access refused, a scheme DVC cannot open) is bad input;
     unreachable (connection refused, timeouts, a failed transfer) is an outage.

@@ -202,7 +202,7 @@ def test_missing_credentials_are_bad_input_not_an_outage(
 
 
 class _LateProxy:
-    """A TCP proxy to the S3 endpoint that refuses connections until `start` is called: an endpoint that is down."""
+    """A TCP proxy to the S3 endpoint, refusing connections until `start`: an endpoint that is down."""
 
     def __init__(self, upstream: str) -> None:
         host, port = upstream.removeprefix("http://").split(":")

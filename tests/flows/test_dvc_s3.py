@@ -1,4 +1,4 @@
-"""A release whose DVC remote is on S3 becomes champion: verify, promotion and the drift monitor reach it through DVC."""
+"""A release on an S3 DVC remote becomes champion: verify, promotion and the drift monitor reach it through DVC."""
 
 from __future__ import annotations
 
