@@ -106,7 +106,7 @@ class DvcRemote:
 
     @classmethod
     def open(cls, url: str) -> DvcRemote:
-        """Open the remote at `url` as DVC would; `BadInputError` when DVC cannot open such a URL."""
+        """Open the remote at `url` as DVC would; `BadInputError` when DVC cannot open such a URL (see `remote_error`)."""
         from dvc.fs import get_cloud_fs
         from dvc_data.hashfile.db import get_odb
 
@@ -209,7 +209,7 @@ def check_snapshot(url: str, md5: str) -> Proof:
     """The data snapshot `md5` is in the DVC remote at `url` with that md5; says why not, never raises."""
     try:
         return DvcRemote.open(url).check(md5)
-    except BadInputError as e:
+    except (BadInputError, UnavailableError) as e:
         return Proof(False, str(e))
     except Exception as e:  # a check that cannot run fails, with its reason: absent evidence is not evidence
         verb = {"unreachable": "cannot reach", "misconfigured": "cannot use"}.get(
