@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -62,8 +63,9 @@ def take(model: str, workspace: str, keys: str, location: str, timeout: str) -> 
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
+    modes: dict[str, Callable[..., None]] = {"promote": promote, "hold": hold, "take": take}
     try:
-        {"promote": promote, "hold": hold, "take": take}[mode](*args)
+        modes[mode](*args)
     except Exception as e:
         code = exit_code_of(e)
         if code is None:
