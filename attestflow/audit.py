@@ -98,10 +98,13 @@ class AuditLog:
 
     @classmethod
     def configured(cls, cfg: ReleaseConfig, workspace_root: Path) -> AuditLog:
-        """The log that `cfg` names (``audit.location``, else ``$ATTESTFLOW_AUDIT_LOG``, else the workspace's)."""
-        return cls.of(
-            workspace_root, cfg.sign.private_key, cfg.sign.public_key, audit_location(cfg.audit.location)
-        )
+        """The log that `cfg` names (``audit.location``, else ``$ATTESTFLOW_AUDIT_LOG``, else the workspace's).
+
+        A location that is neither a folder nor ``s3://BUCKET/...`` is `BadInputError` here, before any stage.
+        """
+        location = audit_location(cfg.audit.location)
+        open_store(location, workspace_root)
+        return cls.of(workspace_root, cfg.sign.private_key, cfg.sign.public_key, location)
 
     @property
     def store(self) -> FileStore | S3Store:

@@ -50,18 +50,27 @@ def test_one_function_decides_where_the_log_lives(tmp_path: Path, monkeypatch: p
     assert open_store("s3://bucket", tmp_path) == S3Store("bucket", "audit.jsonl")
     assert open_store(str(tmp_path / "team"), tmp_path) == FileStore(tmp_path / "team" / "audit.jsonl")
     assert open_store(str(tmp_path / "x.jsonl"), tmp_path) == FileStore(tmp_path / "x.jsonl")
-    cfg = ReleaseConfig.model_validate(
+    assert AuditLog.configured(_config({"location": "s3://cfg/a/"}), tmp_path).store == S3Store(
+        "cfg", "a/audit.jsonl"
+    )
+    assert AuditLog.configured(_config({}), tmp_path).store == S3Store("bucket", "audit/audit.jsonl")
+
+
+def _config(audit: dict[str, str]) -> ReleaseConfig:
+    return ReleaseConfig.model_validate(
         {"model_name": "m", "data": {"path": "d.csv", "label": "y", "features": ["a"]},
-         "validate_data": {"suite": "s.yaml"}, "fine_tune": {}, "audit": {"location": "s3://cfg/a/"}}
+         "validate_data": {"suite": "s.yaml"}, "fine_tune": {}, "audit": audit}
     )  # fmt: skip
-    assert AuditLog.configured(cfg, tmp_path).store == S3Store("cfg", "a/audit.jsonl")
 
 
-def test_a_location_that_is_neither_a_folder_nor_s3_is_refused(tmp_path: Path) -> None:
+def test_a_location_that_is_neither_a_folder_nor_s3_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(BadInputError, match="names no bucket"):
         open_store("s3:///audit/", tmp_path)
-    with pytest.raises(BadInputError, match="neither a folder nor s3://"):
-        open_store("gs://bucket/audit/", tmp_path)
+    monkeypatch.setenv(ENV, "gs://bucket/audit/")
+    with pytest.raises(BadInputError, match="'gs://bucket/audit/' is neither a folder nor s3://"):
+        AuditLog.configured(_config({}), tmp_path)  # refused when the release opens, before any stage
 
 
 def test_appends_to_an_s3_log_form_a_signed_chain_that_verifies(
