@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from attestflow.audit import AuditLog
 from attestflow.audit_store import ENV, FileStore, S3Store, audit_location, open_store
@@ -155,3 +156,31 @@ def test_workers_with_separate_workspaces_append_concurrently_to_one_chain(
     assert log.verify() == (True, None, "30 entries, chain intact")
     written = {(e["details"]["worker"], e["details"]["n"]) for e in log.entries()}
     assert written == {(f"w{i}", n) for i in range(3) for n in range(10)}  # no append lost
+
+
+def test_audit_show_and_verify_read_the_configured_s3_log(
+    s3_env: S3Endpoint, shared: tuple[str, str], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    location, key = shared
+    raw = yaml.safe_load((ROOT / "configs/release.yaml").read_text())
+    raw["workspace"] = str(tmp_path / "ws")
+    raw["audit"] = {"location": location}
+    config = tmp_path / "release.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    log = AuditLog.configured(ReleaseConfig.model_validate(raw), tmp_path / "ws")
+    log.append("run_started", model="m", flow_run_id="r1")
+    log.append("gate", model="m", gate="performance", passed=True)
+    show = CliRunner().invoke(app, ["audit", "show", "--config", str(config), "--model", "m"])
+    assert show.exit_code == 0 and "run_started" in show.output and "performance" in show.output, show.output
+    verify = CliRunner().invoke(app, ["audit", "verify", "--config", str(config)])
+    assert verify.exit_code == 0 and "audit log intact" in verify.output, verify.output
+    assert f"s3://{s3_env.bucket}/{key}" in verify.output.replace("\n", "")
+    client = s3_env.client()
+    body = client.get_object(Bucket=s3_env.bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=s3_env.bucket, Key=key, Body=body.replace(b'"r1"', b'"r9"'))
+    broken = CliRunner().invoke(app, ["audit", "verify", "--config", str(config)])
+    assert broken.exit_code == 1 and "audit log broken at line 2" in broken.output, broken.output
