@@ -92,7 +92,7 @@ def refuse_on_drift(
     event: str, model_name: str, *, alias: str, previous_alias: str, registry: Registry, audit: AuditLog
 ) -> None:
     """Raise `GateFailedError` (audited as ``<event>_refused``) while an alias of the model has drifted."""
-    with audit.locked():
+    with audit.locked(model_name):
         drift = alias_drift(
             model_name, alias=alias, previous_alias=previous_alias, registry=registry, audit=audit
         )
@@ -115,7 +115,7 @@ def adopt(
     """Record the registry's managed aliases of `model_name` as audited (``alias_adopted``); returns the drift adopted."""
     if not reason.strip():
         raise BadInputError("--reason is required: say why the move is adopted, for the audit trail")
-    with audit.locked():
+    with audit.locked(model_name):
         drift = alias_drift(
             model_name, alias=alias, previous_alias=previous_alias, registry=registry, audit=audit
         )

@@ -5,8 +5,10 @@ point at it, its signed evidence included (a PASSED gate verdict about that ``mo
 an approval of that bundle, not undone by the canary: `attestflow.evidence_check`); one that
 fails any check is refused, and the refusal is audited. The version an
 alias leaves is kept as the previous alias, ready for a rollback. Reading the current
-version, moving the alias and writing the audit entry happen under the workspace's audit
-lock, so two releases racing to promote leave one champion and a consistent log. Each move's
+version, moving the alias and writing the audit entry happen under the model's promotion lock
+(`attestflow.promotion_lock`: the Prefect server's concurrency limit when workers share one, a
+file lock in the embedded default), so two releases racing to promote, on one machine or on
+several, leave one champion and a consistent log. Each move's
 audit head is mirrored as a tag on the registered model, an anchor outside the log file. A
 rollback refuses while an alias was moved outside attestflow (`attestflow.alias_drift`), and
 undoing a promotion puts the previous alias back too, so that it never names the version
@@ -40,7 +42,7 @@ def move_alias(
 ) -> PromotionRecord:
     """Verify `version` and its evidence, point `alias` at it and `previous_alias` at the old one; audit it."""
     registry = Registry(tracking_uri)
-    with audit.locked():
+    with audit.locked(model_name):
         uri = f"models:/{model_name}/{version}"
         result = verify_model_uri(uri, tracking_uri, public_key, require=REQUIREMENTS)
         if not result.ok:
@@ -63,7 +65,7 @@ def clear_alias(
     event: str, model_name: str, alias: str, *, tracking_uri: str, audit: AuditLog, reason: str
 ) -> None:
     """Remove `alias` (nothing to verify: no version will serve through it), and audit it."""
-    with audit.locked():
+    with audit.locked(model_name):
         Registry(tracking_uri).delete_alias(model_name, alias)
         audit.append(event, model=model_name, version=None, alias=alias, reason=reason)
 
@@ -73,7 +75,7 @@ def restore_alias(
 ) -> None:
     """Put `alias` back at `version` (None: remove it) if it points elsewhere, and audit it."""
     registry = Registry(tracking_uri)
-    with audit.locked():
+    with audit.locked(model_name):
         if registry.alias_version(model_name, alias) == version:
             return
         if version is None:
@@ -96,7 +98,7 @@ def restore_previous(
     A champion before it that no longer verifies with its evidence is not restored: the alias
     is cleared instead, so it never stays on the version the canary refused.
     """
-    with audit.locked():
+    with audit.locked(record.model_name):
         if record.previous_version is None:
             clear_alias(
                 "canary_rollback",
@@ -154,13 +156,13 @@ def rollback(
 ) -> PromotionRecord:
     """Point `alias` back at `to_version`, or at the `previous_alias` version, after verifying it.
 
-    The target is resolved and compared with the current version under the audit lock, so a
+    The target is resolved and compared with the current version under the promotion lock, so a
     concurrent move cannot change either in between; drift of the model's aliases refuses it.
     """
     if not reason.strip():
         raise BadInputError("--reason is required: say why, for the audit trail")
     registry = Registry(tracking_uri)
-    with audit.locked():
+    with audit.locked(model_name):
         refuse_on_drift(
             "rollback", model_name, alias=alias, previous_alias=previous_alias, registry=registry, audit=audit
         )

@@ -1,38 +1,40 @@
-"""The workspace's append-only, hash-chained audit log.
+"""The append-only, hash-chained audit log, in the workspace or on storage that workers share.
 
 One JSON line per event (a run started, a snapshot, each gate decision, an approval or a
 rejection, a promotion, a canary result, a rollback), each carrying the SHA-256 of the line
 before it, so that editing, deleting or reordering any line breaks the chain from there on.
-Appends hold a file lock, which also serialises promotions in this workspace. The log says
-who and what, never secrets: every text in it passes `attestflow.redact.redact` first.
-Each append re-signs the head file with the workspace's release key (`attestflow.audit_head`),
-so appending to the log takes the key and verifying it takes the trusted public key.
+Appends hold the model's promotion lock (`attestflow.promotion_lock`: a file lock in the
+embedded default, the Prefect server's concurrency limit otherwise), which also serialises
+promotions; the store (`attestflow.audit_store`: a file, or an S3 object written by
+conditional puts) never loses a line whatever the lock. The log says who and what, never
+secrets: every text in it passes `attestflow.redact.redact` first. Each append re-signs the
+head with the workspace's release key (`attestflow.audit_head`), so appending to the log takes
+the key and verifying it takes the trusted public key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from filelock import FileLock
+from typing import TYPE_CHECKING, Any
 
 from attestflow.audit_head import HeadError, signed_head, signed_position
+from attestflow.audit_store import LOG_NAME, FileStore, S3Store, audit_location, open_store
 from attestflow.errors import BadInputError
 from attestflow.keys import release_keypair, trusted_public_key
 from attestflow.lineage import actor
+from attestflow.promotion_lock import promotion_lock
 from attestflow.redact import redact
 
+if TYPE_CHECKING:
+    from attestflow.config import ReleaseConfig
+
 GENESIS = "0" * 64
-_LOCKS: dict[str, FileLock] = {}
-"""One lock object per file, so that nested holds in one thread re-enter instead of deadlocking."""
-LOG_NAME = "audit.jsonl"
 
 
 def _clean(value: Any) -> Any:
@@ -51,100 +53,131 @@ def _line_hash(line: str) -> str:
     return hashlib.sha256(line.encode()).hexdigest()
 
 
+def _last(content: bytes | None) -> tuple[int, str]:
+    """(number of entries, hash of the last line) of the log's content; (0, GENESIS) for none."""
+    lines = [line for line in (content or b"").decode("utf-8", errors="replace").splitlines() if line.strip()]
+    return len(lines), _line_hash(lines[-1]) if lines else GENESIS
+
+
+def _parse_head(raw: bytes | None, name: str) -> dict[str, Any] | None:
+    """The head file's content as a dict, None when there is none; `MalformedAuditError` when it is not a head."""
+    if raw is None:
+        return None
+    try:
+        head = json.loads(raw)
+        seq, digest = head["seq"], head["sha256"]
+    except (ValueError, TypeError, KeyError):
+        raise MalformedAuditError(f"the head file {name} is corrupt") from None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(digest, str):
+        raise MalformedAuditError(f"the head file {name} is corrupt")
+    return dict(head)
+
+
 @dataclass(frozen=True)
 class AuditLog:
-    """The audit log of a workspace (the log's folder), its head signed with the release key."""
+    """The audit log of a workspace, kept where `location` says, its head signed with the release key."""
 
-    path: Path
+    workspace: Path
+    """The workspace whose release key signs the head (and whose file lock serves the embedded default)."""
     private_key: Path | None = None
     """The configured release key (`sign.private_key`); unset, or without `public_key`: the workspace's."""
     public_key: Path | None = None
     """The configured trusted key (`sign.public_key`); unset: the workspace's."""
+    location: str | None = None
+    """A folder, a ``.jsonl`` file or ``s3://BUCKET/PREFIX/`` (`audit_location`); None: the workspace's file."""
 
     @classmethod
     def of(
-        cls, workspace_root: Path, private_key: Path | None = None, public_key: Path | None = None
+        cls,
+        workspace_root: Path,
+        private_key: Path | None = None,
+        public_key: Path | None = None,
+        location: str | None = None,
     ) -> AuditLog:
-        return cls(workspace_root / LOG_NAME, private_key, public_key)
+        return cls(workspace_root, private_key, public_key, location)
+
+    @classmethod
+    def configured(cls, cfg: ReleaseConfig, workspace_root: Path) -> AuditLog:
+        """The log that `cfg` names (``audit.location``, else ``$ATTESTFLOW_AUDIT_LOG``, else the workspace's).
+
+        A location that is neither a folder nor ``s3://BUCKET/...`` is `BadInputError` here, before any stage.
+        """
+        location = audit_location(cfg.audit.location)
+        open_store(location, workspace_root)
+        return cls.of(workspace_root, cfg.sign.private_key, cfg.sign.public_key, location)
+
+    @property
+    def store(self) -> FileStore | S3Store:
+        """Where the lines and the head are read and written."""
+        return open_store(self.location, self.workspace)
+
+    @property
+    def path(self) -> Path:
+        """The log file, for a log kept in a file."""
+        store = self.store
+        if not isinstance(store, FileStore):
+            raise TypeError(f"the audit log {store.location} is not a file")
+        return store.path
+
+    @property
+    def head_path(self) -> Path:
+        """The head file beside a log kept in a file."""
+        return self.path.with_name(self.path.name + ".head")
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the workspace's audit/promotion lock (re-entrant within a thread)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        key = str(self.path) + ".lock"
-        lock = _LOCKS.setdefault(key, FileLock(key, timeout=120))
-        with lock:
+    def locked(self, model: str | None = None) -> Iterator[None]:
+        """Hold `model`'s promotion/audit lock (re-entrant within a thread): `attestflow.promotion_lock`."""
+        with promotion_lock(model, self.workspace / (LOG_NAME + ".lock")):
             yield
-
-    def _last(self) -> tuple[int, str]:
-        if not self.path.is_file():
-            return 0, GENESIS
-        last = ""
-        count = 0
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.strip():
-                    last, count = line.rstrip("\n"), count + 1
-        return count, _line_hash(last) if last else GENESIS
 
     def append(
         self, event: str, *, model: str | None = None, version: str | None = None, **details: Any
     ) -> dict[str, Any]:
-        """Append one event, chained to the line before it; returns the entry written."""
-        with self.locked():
-            signing_key = release_keypair(self.private_key, self.public_key, self.path.parent).private_key
-            seq, prev = self._last()
+        """Append one event, chained to the line before it, under `model`'s lock; returns the entry written."""
+        who = redact(actor(details.pop("actor", None)))
+        cleaned = _clean(details)
+
+        def next_line(current: bytes | None) -> tuple[int, str]:
+            seq, prev = _last(current)
             entry = {
                 "seq": seq + 1,
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "event": event,
-                "actor": redact(actor(details.pop("actor", None))),
+                "actor": who,
                 "model": model,
                 "version": version,
-                "details": _clean(details),
+                "details": cleaned,
                 "prev": prev,
             }
-            line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-            with open(self.path, "a") as f:
-                f.write(line + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            head = signed_head(self.path.name, entry["seq"], _line_hash(line), signing_key)
-            tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-            tmp.write_text(json.dumps(head))
-            tmp.replace(self.head_path)
+            return seq + 1, json.dumps(entry, sort_keys=True, separators=(",", ":"))
+
+        with self.locked(model):
+            signing_key = release_keypair(self.private_key, self.public_key, self.workspace).private_key
+            store = self.store
+            line = store.append(
+                next_line,
+                lambda seq, line: json.dumps(
+                    signed_head(store.name, seq, _line_hash(line), signing_key)
+                ).encode(),
+            )
+        entry: dict[str, Any] = json.loads(line)
         mirror_to_prefect(entry)
         return entry
 
-    @property
-    def head_path(self) -> Path:
-        """Where the newest entry's number and hash are kept, so truncation is detectable."""
-        return self.path.with_name(self.path.name + ".head")
-
     def head(self) -> dict[str, Any] | None:
         """The recorded head (``seq``, ``sha256``, signed ``envelope``), if any; a head file that is not one is `MalformedAuditError`."""
-        if not self.head_path.is_file():
-            return None
-        try:
-            head = json.loads(self.head_path.read_bytes())
-            seq, digest = head["seq"], head["sha256"]
-        except (ValueError, TypeError, KeyError):
-            raise MalformedAuditError(f"the head file {self.head_path.name} is corrupt") from None
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(digest, str):
-            raise MalformedAuditError(f"the head file {self.head_path.name} is corrupt")
-        return dict(head)
+        return _parse_head(self.store.read_head(), self.store.head_name)
 
-    def _lines(self) -> list[str]:
+    def _lines(self, content: bytes | None = None) -> list[str]:
         """The log's lines as text; bytes that are not UTF-8 are replaced (and break the chain there)."""
-        return self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        data = self.store.read() if content is None else content
+        return (data or b"").decode("utf-8", errors="replace").splitlines()
 
     def entries(self, *, skipped: list[int] | None = None) -> list[dict[str, Any]]:
         """Every well-formed entry, in order (unverified: call `verify` first to trust them).
 
         A line that is not an entry is left out, and its number appended to `skipped`.
         """
-        if not self.path.is_file():
-            return []
         out = []
         for number, line in enumerate(self._lines(), start=1):
             if not line.strip():
@@ -164,15 +197,17 @@ class AuditLog:
         tags): the log must still contain that entry, or lines were deleted from its end. The
         head file is required, signed by the trusted key and naming the last line.
         """
+        store = self.store
         try:
-            head = self.head()
+            head = _parse_head(store.read_head(), store.head_name)
         except MalformedAuditError as e:
             return False, None, str(e)
         heads = [h for h in [head, *(anchors or [])] if h and str(h.get("seq", "")).isdigit()]
-        if not self.path.is_file():
+        content = store.read()
+        if content is None:
             return (False, 1, "the audit log is missing") if heads else (True, None, "no audit log yet")
         prev = GENESIS
-        lines = self._lines()
+        lines = self._lines(content)
         for number, line in enumerate(lines, start=1):
             entry, problem = parse_entry(line)
             if entry is None:
@@ -202,9 +237,9 @@ class AuditLog:
         if not lines:
             return None
         if head is None:
-            return len(lines), f"the signed head {self.head_path.name} is missing"
+            return len(lines), f"the signed head {self.store.head_name} is missing"
         try:
-            seq, digest = signed_position(head, trusted_public_key(self.public_key, self.path.parent))
+            seq, digest = signed_position(head, trusted_public_key(self.public_key, self.workspace))
         except (HeadError, BadInputError) as e:
             return len(lines), str(e)
         if seq < len(lines):

@@ -309,6 +309,13 @@ class DriftConfig(StageConfig):
     bins: int = Field(10, ge=2, le=100)
 
 
+class AuditConfig(_Model):
+    """Where the audit log lives (`attestflow.audit_store.audit_location`), shared by every worker."""
+
+    location: str | None = None
+    """A folder, a ``.jsonl`` file or ``s3://BUCKET/PREFIX/``; unset: ``$ATTESTFLOW_AUDIT_LOG``, else the workspace."""
+
+
 class CacheConfig(_Model):
     """Content-keyed caching of the pure stages (validate_data, fine_tune, export_onnx, validate_onnx)."""
 
@@ -342,6 +349,7 @@ with warnings.catch_warnings():
         canary: CanaryConfig = CanaryConfig()
         drift: DriftConfig = DriftConfig()
         cache: CacheConfig = CacheConfig()
+        audit: AuditConfig = AuditConfig()
 
         def digest(self) -> Digest:
             """SHA-256 of the validated configuration as canonical JSON, credentials redacted (as written)."""

@@ -189,7 +189,7 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
     cfg = load_config(config_path, overrides)
     ws = Workspace.at(cfg.workspace)
-    audit = AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key)
+    audit = AuditLog.configured(cfg, ws.root)
     who = redact(actor())
     with failure_recorded(audit, cfg.model_name, who, flow_run_id, stage=lambda: "start"):
         cfg, policy = _checked_inputs(cfg)

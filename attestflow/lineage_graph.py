@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attestflow.audit import AuditLog
+from attestflow.audit_store import audit_location
 from attestflow.bundle import PROVENANCE
 from attestflow.errors import BadInputError
 from attestflow.provenance import byproduct
@@ -60,9 +61,17 @@ def _provenance(name: str, version: str, tracking_uri: str) -> dict[str, Any] | 
 
 
 def lineage(
-    start: str, tracking_uri: str, workspace_root: Path, model_name: str | None = None
+    start: str,
+    tracking_uri: str,
+    workspace_root: Path,
+    model_name: str | None = None,
+    *,
+    audit: AuditLog | None = None,
 ) -> dict[str, Any]:
-    """The lineage of the model version that `start` names, as nested plain data."""
+    """The lineage of the model version that `start` names, as nested plain data.
+
+    Its audit events come from `audit`; unset, from ``$ATTESTFLOW_AUDIT_LOG`` or the workspace's log.
+    """
     name, version, tags = find_version(start, tracking_uri, model_name)
     registry = Registry(tracking_uri)
     aliases = [a for a, v in registry.aliases(name).items() if v == version]
@@ -73,7 +82,7 @@ def lineage(
     run_id = tags.get("prefect_flow_run_id")
     events = [
         e
-        for e in AuditLog.of(workspace_root).entries()
+        for e in (audit or AuditLog.of(workspace_root, location=audit_location(None))).entries()
         if e.get("model") == name
         and (e.get("version") == version or e["details"].get("flow_run_id") == run_id)
     ]

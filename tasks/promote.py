@@ -35,7 +35,7 @@ def promote(
 ) -> PromotionRecord:
     """Promote a gated and approved version; inside a transaction, a later failure undoes it."""
     registry = Registry(tracking_uri)
-    with audit.locked():
+    with audit.locked(model_name):
         refuse_on_drift(
             "promotion",
             model_name,

@@ -25,7 +25,7 @@ def audit_verify(config: ConfigOpt = None) -> None:
     anchors = registry_anchors(uri)
     ok, line, reason = log.verify(anchors)
     if not ok:
-        render.audit_broken(line, reason, log.path)
+        render.audit_broken(line, reason, log.store.location)
         raise typer.Exit(1)
     registry = Registry(uri)
     drift = [
@@ -42,7 +42,7 @@ def audit_verify(config: ConfigOpt = None) -> None:
     if drift:
         render.alias_drift(drift)
         raise typer.Exit(1)
-    render.audit_ok(reason, len(anchors), log.path)
+    render.audit_ok(reason, len(anchors), log.store.location)
 
 
 @app.command("adopt")
@@ -87,7 +87,7 @@ def audit_show(
     log = audit_log(cfg, ws)
     ok, line, reason = log.verify()
     if not ok:
-        render.audit_broken(line, reason, log.path, warning=True)
+        render.audit_broken(line, reason, log.store.location, warning=True)
     skipped: list[int] = []
     entries = log.entries(skipped=skipped)
     if skipped:

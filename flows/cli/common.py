@@ -47,7 +47,7 @@ def registry_uri(cfg: ReleaseConfig, ws: Workspace) -> str:
 
 
 def audit_log(cfg: ReleaseConfig, ws: Workspace) -> AuditLog:
-    """The workspace's audit log, its head signed and checked with the configured (or workspace) key."""
+    """The audit log `cfg` names, its head signed and checked with the configured (or workspace) key."""
     from attestflow.audit import AuditLog
 
-    return AuditLog.of(ws.root, cfg.sign.private_key, cfg.sign.public_key)
+    return AuditLog.configured(cfg, ws.root)

@@ -230,13 +230,13 @@ def lineage(graph: dict[str, Any], as_json: bool) -> None:
     console.print(tree, highlight=False)
 
 
-def audit_ok(reason: str, anchors: int, path: Path) -> None:
+def audit_ok(reason: str, anchors: int, path: Path | str) -> None:
     """An intact audit log, with how many registry anchors back it."""
     anchored = f", {anchors} registry anchor(s) found in it" if anchors else ""
     console.print(f"[green]audit log intact[/]: {safe(f'{reason}{anchored} ({path})')}", highlight=False)
 
 
-def audit_broken(line: int | None, reason: str, path: Path, warning: bool = False) -> None:
+def audit_broken(line: int | None, reason: str, path: Path | str, warning: bool = False) -> None:
     """A broken hash chain, naming the first bad line (as an error, or as a warning before a table)."""
     where = f" at line {line}" if line is not None else ""
     if warning:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flows.cli import render
-from flows.cli.common import ConfigOpt, JsonOpt, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, JsonOpt, audit_log, registry_uri, workspace_of
 
 
 def verify(
@@ -89,4 +89,5 @@ def lineage(
     from attestflow.lineage_graph import lineage as gather
 
     cfg, ws = workspace_of(config)
-    render.lineage(gather(start, registry_uri(cfg, ws), ws.root, model), as_json)
+    graph = gather(start, registry_uri(cfg, ws), ws.root, model, audit=audit_log(cfg, ws))
+    render.lineage(graph, as_json)
