@@ -66,4 +66,5 @@ stack-status: install
 	$(BIN)/python -m attestflow.stack status
 
 clean:
+	@test ! -x $(BIN)/python || $(BIN)/python -m attestflow.stack down
 	rm -rf $(VENV) .attestflow .mypy_cache .ruff_cache .pytest_cache

@@ -199,9 +199,8 @@ def start_postgres(data: Path, log: Path, databases: tuple[str, ...]) -> Process
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
     _give_to_pg_user(data, log)
-    _pg_run(
-        ["test", "-w", str(data), "-a", "-w", str(log)], f"the {_pg_user()} user cannot write {data}", log
-    )
+    what = f"a check that the {_pg_user()} user can write {data} (every parent folder must let it in)"
+    _pg_run(["test", "-w", str(data), "-a", "-w", str(log)], what, log)
     _pg_run(
         [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
         "initdb",
