@@ -159,7 +159,13 @@ def _start_servers(root: Path, started: list[Process]) -> None:
 
     port = free_port()
     (root / "mlflow").mkdir(parents=True, exist_ok=True)
-    mlflow_env = _server_env(**s3_env, MLFLOW_S3_ENDPOINT_URL=moto.url(), AWS_ENDPOINT_URL=moto.url())
+    # No job runner: it starts eight more Python processes (huey consumers) for GenAI jobs attestflow never asks for.
+    mlflow_env = _server_env(
+        **s3_env,
+        MLFLOW_S3_ENDPOINT_URL=moto.url(),
+        AWS_ENDPOINT_URL=moto.url(),
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
     argv = [
         venv_command("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"postgresql+psycopg2://{pg_url}/mlflow",
