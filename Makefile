@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest chromium bench lock dashboard clean
+.PHONY: install demo test lint typecheck pytest chromium bench lock dashboard stack-up stack-down stack-status clean
 
 install: $(STAMP)
 
@@ -54,5 +54,17 @@ lock:
 dashboard: install
 	scripts/dashboard.sh
 
+# The production topology on this machine (README "Outgrowing one machine"): PostgreSQL, Prefect and MLflow
+# servers on it, moto's S3 server; then `source .attestflow/stack.env`. Exit 3 when a server does not start.
+stack-up: install
+	$(BIN)/python -m attestflow.stack up
+
+stack-down: install
+	$(BIN)/python -m attestflow.stack down
+
+stack-status: install
+	$(BIN)/python -m attestflow.stack status
+
 clean:
+	@test ! -x $(BIN)/python || $(BIN)/python -m attestflow.stack down
 	rm -rf $(VENV) .attestflow .mypy_cache .ruff_cache .pytest_cache

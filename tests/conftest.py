@@ -18,7 +18,7 @@ from attestflow.workspace import quiet_third_parties
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.s3"]  # the `s3` fixture: moto's S3 server, started once when a test asks for it
+pytest_plugins = ["tests.s3", "tests.stack"]  # `s3`: moto's S3 server; `stack`: the stack of `make stack-up`
 
 quiet_third_parties()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

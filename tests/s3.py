@@ -8,19 +8,14 @@ needs; each test takes its own key prefix.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.flows.api import wait_healthy
+from attestflow.stack.services import start_moto, stop_group, wait_moto
 
 
 @dataclass(frozen=True)
@@ -60,30 +55,14 @@ class S3Endpoint:
         return f"t-{uuid.uuid4().hex[:12]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """moto's S3 server for the whole session, with the bucket ``attestflow-test``."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed after the server stops
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-    )
-    endpoint = S3Endpoint(url=f"http://127.0.0.1:{port}", bucket="attestflow-test")
+    server = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    endpoint = S3Endpoint(url=server.url(), bucket="attestflow-test")
     try:
-        wait_healthy(f"{endpoint.url}/moto-api/", log_path, "moto S3 server", timeout_s=60)
+        wait_moto(server, timeout_s=60)
         endpoint.client().create_bucket(Bucket=endpoint.bucket)
         yield endpoint
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        stop_group(server)
