@@ -51,11 +51,8 @@ def verify(
     policy_digest = load_policy(policy).digest().value if policy else None
     if ":/" in model_uri:
         parse_model_uri(model_uri)
-        cfg, ws = workspace_of(config)
-        key = trusted_public_key(public_key or cfg.sign.public_key, ws.root)
-        result = verify_model_uri(
-            model_uri, registry_uri(cfg, ws), key, require=needs, policy_digest=policy_digest
-        )
+        registry, key = _registry_and_key(config, public_key)
+        result = verify_model_uri(model_uri, registry, key, require=needs, policy_digest=policy_digest)
     else:
         folder = Path(model_uri)
         if not folder.is_dir():
@@ -91,3 +88,17 @@ def lineage(
     cfg, ws = workspace_of(config)
     graph = gather(start, registry_uri(cfg, ws), ws.root, model, audit=audit_log(cfg, ws))
     render.lineage(graph, as_json)
+
+
+def _registry_and_key(config: Path | None, public_key: Path | None) -> tuple[str, Path]:
+    """The registry to ask and the key to trust: from the release config, or, where there is none and
+    a key is given (a verifier's empty folder), the environment's ``MLFLOW_TRACKING_URI`` and that key."""
+    from attestflow.config import default_config_path
+    from attestflow.keys import trusted_public_key
+    from attestflow.tracking import tracking_uri
+    from attestflow.workspace import Workspace
+
+    if config is None and public_key is not None and not default_config_path().is_file():
+        return tracking_uri(None, Workspace.at(Path(".attestflow"))), public_key
+    cfg, ws = workspace_of(config)
+    return registry_uri(cfg, ws), trusted_public_key(public_key or cfg.sign.public_key, ws.root)
