@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+import yaml
 
 from attestflow.bundle import MODEL, PROVENANCE, SIGNATURE
 from attestflow.stack import BUCKET, Stack
@@ -51,6 +52,31 @@ def attestflow_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subproces
     )
 
 
+def query(stack: Stack, database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of `sql` on one of the stack's PostgreSQL databases."""
+    conn = psycopg2.connect(stack.postgres_url(database))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def s3_client(stack: Stack) -> Any:
+    """boto3 on the stack's S3 endpoint, with its credentials."""
+    import boto3
+
+    env = stack.env
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+
+
 @dataclass(frozen=True)
 class StackRelease:
     stack: Stack
@@ -59,13 +85,7 @@ class StackRelease:
     wall_s: float
 
     def query(self, database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        conn = psycopg2.connect(self.stack.postgres_url(database))
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return query(self.stack, database, sql, *params)
 
     def version_tags(self) -> dict[str, str]:
         rows = self.query(
@@ -82,16 +102,7 @@ class StackRelease:
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def s3(self) -> Any:
-        import boto3
-
-        env = self.stack.env
-        return boto3.client(
-            "s3",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_DEFAULT_REGION"],
-        )
+        return s3_client(self.stack)
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +180,64 @@ def test_verify_passes_from_an_empty_workspace_with_only_the_stack_environment_a
     checks = {c["name"]: c["ok"] for c in json.loads(verified.stdout)["checks"]}
     assert checks["data snapshot"] and checks["signature"] and checks["registry tags"]
     assert all(checks.values()), checks
+
+
+def test_two_workers_with_separate_workspaces_release_one_model_at_once_into_one_audit_chain(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Two `attestflow run` processes, each with its own repo and workspace, release one model at once
+    with one audit log in S3 and one release key: the server's concurrency limit serialises their alias
+    moves, so the chain holds both runs and each move starts from the champion the one before it set."""
+    from attestflow.keys import ensure_keypair
+
+    model = "shared-credit"
+    keys = ensure_keypair(tmp_path / "shared-keys")  # the shared log's signed head needs one key
+    env = {**client_env(stack), "ATTESTFLOW_AUDIT_LOG": f"s3://{BUCKET}/audit-two-workers/"}
+    workers = []
+    for i in range(2):
+        repo = make_example_repo(tmp_path / f"worker-{i}")
+        raw = repo.config_dict(
+            fine_tune={"seed": i},  # two candidates, not one release run twice
+            sign={
+                "allow_dirty": True,
+                "private_key": str(keys.private_key),
+                "public_key": str(keys.public_key),
+            },
+        )
+        raw["model_name"] = model
+        config = repo.root / "release.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        workers.append((repo, config))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "run", "--config", str(config)],
+            cwd=repo.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for repo, config in workers
+    ]
+    outputs = "\n".join(r.communicate(timeout=600)[0][-3000:] for r in runs)
+    # A candidate that loses the regression gate to the other worker's fresh champion is refused (1).
+    assert sorted(r.returncode for r in runs) in ([0, 0], [0, 1]), outputs
+
+    verified = attestflow_cli(["audit", "verify", "--config", str(workers[0][1])], workers[0][0].root, env)
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
+    body = s3_client(stack).get_object(Bucket=BUCKET, Key="audit-two-workers/audit.jsonl")["Body"].read()
+    entries = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    assert len({e["details"]["flow_run_id"] for e in entries if e["event"] == "run_started"}) == 2
+    moves = [e for e in entries if e["event"] == "promotion" and e["model"] == model]
+    assert len(moves) == sum(r.returncode == 0 for r in runs), moves
+    previous = None
+    for move in moves:
+        assert move["details"].get("previous") == previous, moves
+        previous = move["version"]
+    champion = query(
+        stack,
+        "mlflow",
+        "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = 'champion'",
+        model,
+    )
+    assert [str(v) for (v,) in champion] == [previous]
