@@ -1,0 +1,85 @@
+"""The attestflow CLI, killed with SIGKILL at a named point of the release: ``python -m tests.flows.killpoints ARGS``.
+
+Test-only: the production code has no crash hook. ``ATTESTFLOW_TEST_KILL_AT`` names the point:
+``before:STAGE`` or ``after:STAGE`` (the first time stage STAGE starts or returns), or
+``inside:register`` (the model version was created, nothing after it ran: no record, no audit
+entry, no evidence). ``ATTESTFLOW_TEST_PAUSE_AT`` (``before:STAGE``/``after:STAGE``) writes the
+file ``ATTESTFLOW_TEST_PAUSE_FILE`` there and waits until it is removed, so a test can break
+something around the release at that moment. Unset, the CLI runs as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+KILL_AT = os.environ.get("ATTESTFLOW_TEST_KILL_AT", "")
+PAUSE_AT = os.environ.get("ATTESTFLOW_TEST_PAUSE_AT", "")
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause() -> None:
+    flag = Path(os.environ["ATTESTFLOW_TEST_PAUSE_FILE"])
+    flag.write_text(str(os.getpid()))
+    while flag.exists():
+        time.sleep(0.2)
+
+
+_paused: set[str] = set()
+
+
+def _at(point: str) -> None:
+    if point == KILL_AT:
+        _die()
+    if point == PAUSE_AT and point not in _paused:
+        _paused.add(point)
+        _pause()
+
+
+def _install() -> None:
+    import flows.release
+    from attestflow.registry import Registry
+
+    real_stage = flows.release.stage
+
+    def stage_with_hooks(t: Any, cfg: Any, cache: Any = None) -> Callable[..., Any]:
+        configured = real_stage(t, cfg, cache)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            _at(f"before:{t.name}")
+            result = configured(*args, **kwargs)
+            _at(f"after:{t.name}")
+            return result
+
+        return call
+
+    flows.release.stage = stage_with_hooks  # type: ignore[assignment]
+    real_create = Registry.create_version
+
+    def create_then_die(self: Registry, *args: Any, **kwargs: Any) -> Any:
+        created = real_create(self, *args, **kwargs)
+        _at("inside:register")
+        return created
+
+    Registry.create_version = create_then_die  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    import flows.cli.releases
+    from flows.cli import main
+
+    real_release_state = flows.cli.releases.release_state
+
+    def release_state_with_hooks(*args: Any) -> Any:
+        _install()  # only now: Prefect must be imported after the workspace pointed it at its state
+        return real_release_state(*args)
+
+    flows.cli.releases.release_state = release_state_with_hooks
+    main()

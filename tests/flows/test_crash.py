@@ -1,0 +1,124 @@
+"""Crash consistency: `attestflow run` killed with SIGKILL, then run again, on the embedded default.
+
+The release runs as a real process (`tests.flows.killpoints`, the CLI with a test-only kill
+point) against a real `prefect server`; a kill is SIGKILL, so no handler, `finally` or
+rollback hook runs. Whatever point it dies at, the next run leaves one model version for the
+release, the champion on it, no version marked incomplete, and an audit chain that verifies.
+The training stage's own SIGKILL resume is tested in tests/code/test_fine_tune_processes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from attestflow.audit import AuditLog
+from attestflow.registry import INCOMPLETE
+from attestflow.workspace import Workspace
+from tests.conftest import ROOT, ExampleRepo
+
+MODEL = "tiny-credit"
+
+
+def release_process(
+    repo: ExampleRepo, api_url: str, kill_at: str = "", **env: str
+) -> subprocess.Popen[str]:
+    """`attestflow run` on the tiny example in a child process, to be killed at `kill_at` (never when empty)."""
+    config = repo.write_config(register={"retries": 4, "retry_delay_s": 3})
+    child_env = {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PYTHONPATH": str(ROOT),
+        "ATTESTFLOW_TEST_KILL_AT": kill_at,
+        **env,
+    }
+    child_env.pop("PREFECT_HOME", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.flows.killpoints", "run", "--config", str(config)],
+        cwd=ROOT,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finished(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
+    """(exit status, output) of a release process."""
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def registry_of(repo: ExampleRepo, uri: str | None = None) -> MlflowClient:
+    uri = uri or Workspace.at(repo.workspace).mlflow_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def assert_one_complete_champion(repo: ExampleRepo, client: MlflowClient) -> None:
+    """One version of the model, the champion, not marked incomplete; the audit chain intact."""
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    assert [str(v.version) for v in versions] == ["1"], [(v.version, v.tags) for v in versions]
+    (version,) = versions
+    assert INCOMPLETE not in version.tags
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    audit = AuditLog.of(repo.workspace)
+    ok, line, reason = audit.verify()
+    assert ok, (line, reason)
+    moves = [e for e in audit.entries() if e["event"] == "promotion"]
+    assert moves and all(e["version"] == "1" for e in moves)
+
+
+KILLED_IN_TURN = ["inside:register", "after:attest", "after:promote"]
+"""Where the release dies, one run after another: with the version just created (nothing after it
+ran), with its gate verdict attached but nothing approved, and with the champion moved but the
+canary not run (its transaction never committed, its rollback hook never called)."""
+
+
+def test_a_release_killed_in_turn_inside_registration_after_the_verdict_and_after_promotion_completes_once(
+    example_repo: ExampleRepo, prefect_server: str
+) -> None:
+    client = registry_of(example_repo)
+    timings = []
+    for point in KILLED_IN_TURN:
+        started = time.monotonic()
+        code, out = finished(release_process(example_repo, prefect_server, point))
+        timings.append(f"{point}: {time.monotonic() - started:.0f} s")
+        assert code == -signal.SIGKILL, out[-3000:]
+        assert len(client.search_model_versions(f"name = '{MODEL}'")) == 1, point
+    registered = client.get_model_version(MODEL, "1")
+    started = time.monotonic()
+    code, out = finished(release_process(example_repo, prefect_server))
+    timings.append(f"completed: {time.monotonic() - started:.0f} s")
+    print("; ".join(timings))
+    assert code == 0, out[-3000:]
+    assert_one_complete_champion(example_repo, client)
+    assert registered.tags["release_key"] == client.get_model_version(MODEL, "1").tags["release_key"]
+    registrations = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "registration"]
+    assert registrations[0]["details"] == {"reused": True, "resumed_incomplete": True}
+
+
+@pytest.mark.parametrize("point", ["inside:register"])
+def test_a_version_left_by_a_release_killed_inside_registration_is_completed_by_the_next_run(
+    example_repo: ExampleRepo, prefect_server: str, point: str
+) -> None:
+    client = registry_of(example_repo)
+    started = time.monotonic()
+    code, out = finished(release_process(example_repo, prefect_server, point))
+    print(f"killed {point}: {time.monotonic() - started:.0f} s")
+    assert code == -signal.SIGKILL, out[-3000:]
+    (left,) = client.search_model_versions(f"name = '{MODEL}'")
+    assert left.tags[INCOMPLETE].startswith("no gate verdict attached yet")
+    assert {"release_key", "onnx_sha256", "bundle_sha256", "data_md5"} <= set(left.tags)
+    assert not [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "registration"]
+
+    started = time.monotonic()
+    code, out = finished(release_process(example_repo, prefect_server))
+    print(f"completed: {time.monotonic() - started:.0f} s")
+    assert code == 0, out[-3000:]
+    assert_one_complete_champion(example_repo, client)
