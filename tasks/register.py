@@ -28,12 +28,6 @@ from attestflow.registry import INCOMPLETE, Registry
 from attestflow.tracking import client, fluent_uri
 
 
-def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
-    """(version, tags) of the version already registered for `release_key`, if any."""
-    found = Registry(tracking_uri).find_versions(model_name, release_key=release_key)
-    return (found[0].version, found[0].tags) if found else None
-
-
 def register(
     signed: SignatureRecord,
     trained: TrainingRecord,
@@ -48,9 +42,11 @@ def register(
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
     run_id = trained.mlflow_run_id
-    existing = find_release(model_name, tags["release_key"], tracking_uri)
-    if existing is not None:
-        version, old_tags = existing
+    registry = Registry(tracking_uri)
+    _mark_untagged(registry, model_name, run_id)
+    existing = registry.find_versions(model_name, release_key=tags["release_key"])
+    if existing:
+        version, old_tags = existing[0].version, existing[0].tags
         if old_tags.get("onnx_sha256") != tags["onnx_sha256"]:
             raise GateFailedError(
                 [
@@ -68,8 +64,6 @@ def register(
             INCOMPLETE in old_tags,
         )
 
-    registry = Registry(tracking_uri)
-    _mark_untagged(registry, model_name, run_id)
     c = client(tracking_uri)
     with fluent_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"onnx_{k}": v for k, v in validation.metrics.items()})

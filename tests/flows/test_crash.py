@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from attestflow.audit import AuditLog
@@ -26,9 +25,7 @@ from tests.conftest import ROOT, ExampleRepo
 MODEL = "tiny-credit"
 
 
-def release_process(
-    repo: ExampleRepo, api_url: str, kill_at: str = "", **env: str
-) -> subprocess.Popen[str]:
+def release_process(repo: ExampleRepo, api_url: str, kill_at: str = "", **env: str) -> subprocess.Popen[str]:
     """`attestflow run` on the tiny example in a child process, to be killed at `kill_at` (never when empty)."""
     config = repo.write_config(register={"retries": 4, "retry_delay_s": 3})
     child_env = {
@@ -90,7 +87,15 @@ def test_a_release_killed_in_turn_inside_registration_after_the_verdict_and_afte
         code, out = finished(release_process(example_repo, prefect_server, point))
         timings.append(f"{point}: {time.monotonic() - started:.0f} s")
         assert code == -signal.SIGKILL, out[-3000:]
-        assert len(client.search_model_versions(f"name = '{MODEL}'")) == 1, point
+        (left,) = client.search_model_versions(f"name = '{MODEL}'")
+        if point == "inside:register":  # created with every tag, marked incomplete, nothing audited yet
+            assert left.tags[INCOMPLETE].startswith("no gate verdict attached yet")
+            assert {"release_key", "onnx_sha256", "bundle_sha256", "data_md5"} <= set(left.tags)
+            assert not [
+                e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "registration"
+            ]
+        else:
+            assert INCOMPLETE not in left.tags
     registered = client.get_model_version(MODEL, "1")
     started = time.monotonic()
     code, out = finished(release_process(example_repo, prefect_server))
@@ -101,24 +106,3 @@ def test_a_release_killed_in_turn_inside_registration_after_the_verdict_and_afte
     assert registered.tags["release_key"] == client.get_model_version(MODEL, "1").tags["release_key"]
     registrations = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "registration"]
     assert registrations[0]["details"] == {"reused": True, "resumed_incomplete": True}
-
-
-@pytest.mark.parametrize("point", ["inside:register"])
-def test_a_version_left_by_a_release_killed_inside_registration_is_completed_by_the_next_run(
-    example_repo: ExampleRepo, prefect_server: str, point: str
-) -> None:
-    client = registry_of(example_repo)
-    started = time.monotonic()
-    code, out = finished(release_process(example_repo, prefect_server, point))
-    print(f"killed {point}: {time.monotonic() - started:.0f} s")
-    assert code == -signal.SIGKILL, out[-3000:]
-    (left,) = client.search_model_versions(f"name = '{MODEL}'")
-    assert left.tags[INCOMPLETE].startswith("no gate verdict attached yet")
-    assert {"release_key", "onnx_sha256", "bundle_sha256", "data_md5"} <= set(left.tags)
-    assert not [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "registration"]
-
-    started = time.monotonic()
-    code, out = finished(release_process(example_repo, prefect_server))
-    print(f"completed: {time.monotonic() - started:.0f} s")
-    assert code == 0, out[-3000:]
-    assert_one_complete_champion(example_repo, client)
