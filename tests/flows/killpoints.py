@@ -3,9 +3,10 @@
 Test-only: the production code has no crash hook. ``ATTESTFLOW_TEST_KILL_AT`` names the point:
 ``before:STAGE`` or ``after:STAGE`` (the first time stage STAGE starts or returns), or
 ``inside:register`` (the model version was created, nothing after it ran: no record, no audit
-entry, no evidence). ``ATTESTFLOW_TEST_PAUSE_AT`` (``before:STAGE``/``after:STAGE``) writes the
-file ``ATTESTFLOW_TEST_PAUSE_FILE`` there and waits until it is removed, so a test can break
-something around the release at that moment. Unset, the CLI runs as it is.
+entry, no evidence), or ``epoch:N`` (training is about to run epoch N). ``ATTESTFLOW_TEST_PAUSE_AT``
+(any of these points) writes the file ``ATTESTFLOW_TEST_PAUSE_FILE`` there and waits until it is
+removed, so a test can break something around the release at that moment. Unset, the CLI runs
+as it is.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def _at(point: str) -> None:
 def _install() -> None:
     import flows.release
     from attestflow.registry import Registry
+    from attestflow.training.loop import Trainer
 
     real_stage = flows.release.stage
 
@@ -63,12 +65,19 @@ def _install() -> None:
     flows.release.stage = stage_with_hooks  # type: ignore[assignment]
     real_create = Registry.create_version
 
-    def create_then_die(self: Registry, *args: Any, **kwargs: Any) -> Any:
+    def create_with_hook(self: Registry, *args: Any, **kwargs: Any) -> Any:
         created = real_create(self, *args, **kwargs)
         _at("inside:register")
         return created
 
-    Registry.create_version = create_then_die  # type: ignore[method-assign]
+    Registry.create_version = create_with_hook  # type: ignore[method-assign]
+    real_epoch = Trainer.run_epoch
+
+    def epoch_with_hooks(self: Trainer, train_split: Any, epoch: int, first_batch: int) -> float:
+        _at(f"epoch:{epoch}")
+        return real_epoch(self, train_split, epoch, first_batch)
+
+    Trainer.run_epoch = epoch_with_hooks  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -21,6 +23,7 @@ from attestflow.audit import AuditLog
 from attestflow.registry import INCOMPLETE
 from attestflow.workspace import Workspace
 from tests.conftest import ROOT, ExampleRepo
+from tests.flows.api import wait_healthy
 
 MODEL = "tiny-credit"
 
@@ -107,3 +110,79 @@ def test_a_release_killed_in_turn_inside_registration_after_the_verdict_and_afte
     registrations = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "registration"]
     assert registrations[0]["details"]["reused"] and registrations[0]["details"]["resumed_incomplete"]
     assert not any("resumed_incomplete" in e["details"] for e in registrations[1:])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """A real `mlflow server` on SQLite with proxied local artifacts, on a fixed port: killed and started again."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.root / "mlflow-server.log"
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("mlflow")),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{self.root}/mlflow.db",
+                    "--artifacts-destination",
+                    str(self.root / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its uvicorn worker dies with it
+            )
+        wait_healthy(f"{self.url}/health", log, "mlflow server")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def test_the_mlflow_server_killed_during_training_and_started_again_leaves_one_released_version(
+    example_repo: ExampleRepo, prefect_server: str, tmp_path: Path
+) -> None:
+    server = MlflowServer(tmp_path, _free_port())
+    server.start()
+    pause = tmp_path / "paused-in-epoch-2"
+    try:
+        child = release_process(
+            example_repo,
+            prefect_server,
+            MLFLOW_TRACKING_URI=server.url,
+            ATTESTFLOW_TEST_PAUSE_AT="epoch:2",
+            ATTESTFLOW_TEST_PAUSE_FILE=str(pause),
+        )
+        deadline = time.monotonic() + 240
+        while not pause.exists():
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()[0][-3000:]
+            time.sleep(0.2)
+        server.kill()
+        pause.unlink()  # epoch 2 runs and logs its metrics to a server that is gone
+        time.sleep(3)
+        down = time.monotonic()
+        server.start()
+        print(f"mlflow server down {time.monotonic() - down + 3:.0f} s")
+        code, out = finished(child)
+        assert code == 0, out[-3000:]
+        assert_one_complete_champion(example_repo, registry_of(example_repo, server.url))
+    finally:
+        server.kill()
