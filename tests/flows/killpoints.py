@@ -3,10 +3,10 @@
 Test-only: the production code has no crash hook. ``ATTESTFLOW_TEST_KILL_AT`` names the point:
 ``before:STAGE`` or ``after:STAGE`` (the first time stage STAGE starts or returns), or
 ``inside:register`` (the model version was created, nothing after it ran: no record, no audit
-entry, no evidence), or ``epoch:N`` (training is about to run epoch N). ``ATTESTFLOW_TEST_PAUSE_AT``
-(any of these points) writes the file ``ATTESTFLOW_TEST_PAUSE_FILE`` there and waits until it is
-removed, so a test can break something around the release at that moment. Unset, the CLI runs
-as it is.
+entry, no evidence), or ``epoch:N`` (training is about to run epoch N). At each point named in
+``ATTESTFLOW_TEST_PAUSE_AT`` (comma-separated) the release writes the point's name into the file
+``ATTESTFLOW_TEST_PAUSE_FILE`` and waits until it is removed, so a test can break something
+around the release at that moment. Unset, the CLI runs as it is.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 KILL_AT = os.environ.get("ATTESTFLOW_TEST_KILL_AT", "")
-PAUSE_AT = os.environ.get("ATTESTFLOW_TEST_PAUSE_AT", "")
+PAUSE_AT = [p for p in os.environ.get("ATTESTFLOW_TEST_PAUSE_AT", "").split(",") if p]
 
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _pause() -> None:
+def _pause(point: str) -> None:
     flag = Path(os.environ["ATTESTFLOW_TEST_PAUSE_FILE"])
-    flag.write_text(str(os.getpid()))
+    flag.write_text(point)
     while flag.exists():
         time.sleep(0.2)
 
@@ -39,9 +39,9 @@ _paused: set[str] = set()
 def _at(point: str) -> None:
     if point == KILL_AT:
         _die()
-    if point == PAUSE_AT and point not in _paused:
+    if point in PAUSE_AT and point not in _paused:
         _paused.add(point)
-        _pause()
+        _pause(point)
 
 
 def _install() -> None:

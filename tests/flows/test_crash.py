@@ -30,7 +30,7 @@ MODEL = "tiny-credit"
 
 def release_process(repo: ExampleRepo, api_url: str, kill_at: str = "", **env: str) -> subprocess.Popen[str]:
     """`attestflow run` on the tiny example in a child process, to be killed at `kill_at` (never when empty)."""
-    config = repo.write_config(register={"retries": 4, "retry_delay_s": 3})
+    config = repo.write_config(register={"retries": 5, "retry_delay_s": 5})
     child_env = {
         **os.environ,
         "PREFECT_API_URL": api_url,
@@ -157,32 +157,45 @@ class MlflowServer:
             self.proc.wait(timeout=30)
 
 
-def test_the_mlflow_server_killed_during_training_and_started_again_leaves_one_released_version(
+def _wait_paused(child: subprocess.Popen[str], flag: Path, point: str) -> None:
+    deadline = time.monotonic() + 240
+    while not (flag.exists() and flag.read_text() == point):
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()[0][-3000:]
+        time.sleep(0.2)
+
+
+def _outage(server: MlflowServer, flag: Path) -> None:
+    """Kill the server, let the paused release go on, start the server again on the same port and store."""
+    server.kill()
+    flag.unlink()
+    time.sleep(3)
+    server.start()
+
+
+def test_the_mlflow_server_killed_in_training_and_again_as_registration_starts_leaves_one_released_version(
     example_repo: ExampleRepo, prefect_server: str, tmp_path: Path
 ) -> None:
     server = MlflowServer(tmp_path, _free_port())
     server.start()
-    pause = tmp_path / "paused-in-epoch-2"
+    flag = tmp_path / "paused"
     try:
         child = release_process(
             example_repo,
             prefect_server,
             MLFLOW_TRACKING_URI=server.url,
-            ATTESTFLOW_TEST_PAUSE_AT="epoch:2",
-            ATTESTFLOW_TEST_PAUSE_FILE=str(pause),
+            ATTESTFLOW_TEST_PAUSE_AT="epoch:2,before:register",
+            ATTESTFLOW_TEST_PAUSE_FILE=str(flag),
         )
-        deadline = time.monotonic() + 240
-        while not pause.exists():
-            assert child.poll() is None and time.monotonic() < deadline, child.communicate()[0][-3000:]
-            time.sleep(0.2)
-        server.kill()
-        pause.unlink()  # epoch 2 runs and logs its metrics to a server that is gone
-        time.sleep(3)
-        down = time.monotonic()
-        server.start()
-        print(f"mlflow server down {time.monotonic() - down + 3:.0f} s")
+        _wait_paused(child, flag, "epoch:2")
+        _outage(server, flag)  # epoch 2's metrics are sent while the server is down: MLflow's client waits
+        _wait_paused(child, flag, "before:register")
+        _outage(server, flag)  # registration fails fast while it is down: the register stage is retried
         code, out = finished(child)
         assert code == 0, out[-3000:]
-        assert_one_complete_champion(example_repo, registry_of(example_repo, server.url))
+        assert "Task run 'register" in out and "RegistryUnavailableError" in out and "Retry 1/5" in out
+        client = registry_of(example_repo, server.url)
+        assert_one_complete_champion(example_repo, client)
+        run_id = client.get_model_version(MODEL, "1").run_id
+        assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1, 2]
     finally:
         server.kill()
