@@ -52,7 +52,7 @@ def _install() -> None:
     real_stage = flows.release.stage
 
     def stage_with_hooks(t: Any, cfg: Any, cache: Any = None) -> Callable[..., Any]:
-        configured = real_stage(t, cfg, cache)
+        configured: Callable[..., Any] = real_stage(t, cfg, cache)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             _at(f"before:{t.name}")
@@ -86,9 +86,9 @@ if __name__ == "__main__":
 
     real_release_state = flows.cli.releases.release_state
 
-    def release_state_with_hooks(*args: Any) -> Any:
+    def release_state_with_hooks(config: Path, overrides: list[str]) -> Any:
         _install()  # only now: Prefect must be imported after the workspace pointed it at its state
-        return real_release_state(*args)
+        return real_release_state(config, overrides)
 
     flows.cli.releases.release_state = release_state_with_hooks
     main()

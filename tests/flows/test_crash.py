@@ -230,5 +230,5 @@ def test_the_mlflow_server_killed_in_training_and_again_as_registration_starts_l
     assert "Task run 'register" in out and "RegistryUnavailableError" in out and "Retry 1/5" in out
     client = registry_of(example_repo, server.url)
     assert_one_complete_champion(example_repo, client)
-    run_id = client.get_model_version(MODEL, "1").run_id
+    run_id = str(client.get_model_version(MODEL, "1").run_id)
     assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1, 2]
