@@ -9,7 +9,11 @@ promotions; the store (`attestflow.audit_store`: a file, or an S3 object written
 conditional puts) never loses a line whatever the lock. The log says who and what, never
 secrets: every text in it passes `attestflow.redact.redact` first. Each append re-signs the
 head with the workspace's release key (`attestflow.audit_head`), so appending to the log takes
-the key and verifying it takes the trusted public key.
+the key and verifying it takes the trusted public key. An append to a file killed mid-write
+can leave a torn last line (no newline, never under a signed head): readers leave it out, and
+the next append cuts it off into ``audit.jsonl.torn`` and audits that (`TORN`); whole lines
+that no head signed (killed between the line and its head) are named by the next append
+(`UNSIGNED`) before its head covers them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attestflow.audit_head import HeadError, signed_head, signed_position
-from attestflow.audit_store import LOG_NAME, FileStore, S3Store, audit_location, open_store
+from attestflow.audit_store import LOG_NAME, FileStore, NextLine, S3Store, audit_location, open_store
 from attestflow.errors import BadInputError
 from attestflow.keys import release_keypair, trusted_public_key
 from attestflow.lineage import actor
@@ -35,6 +39,10 @@ if TYPE_CHECKING:
     from attestflow.config import ReleaseConfig
 
 GENESIS = "0" * 64
+TORN = "audit_torn_line_cut"
+"""The event recording a torn last line cut off the log file (and kept in ``<log>.torn``)."""
+UNSIGNED = "audit_unsigned_lines"
+"""The event naming whole lines of the log file that no signed head covered (an append killed before its head)."""
 
 
 def _clean(value: Any) -> Any:
@@ -53,10 +61,74 @@ def _line_hash(line: str) -> str:
     return hashlib.sha256(line.encode()).hexdigest()
 
 
+def _whole(content: bytes | None) -> tuple[list[str], bytes]:
+    """The log's whole lines as text (bytes not UTF-8 replaced: they break the chain there), and what follows the last newline."""
+    data = content or b""
+    end = data.rfind(b"\n") + 1
+    return data[:end].decode("utf-8", errors="replace").splitlines(), data[end:]
+
+
 def _last(content: bytes | None) -> tuple[int, str]:
     """(number of entries, hash of the last line) of the log's content; (0, GENESIS) for none."""
-    lines = [line for line in (content or b"").decode("utf-8", errors="replace").splitlines() if line.strip()]
+    lines = [line for line in _whole(content)[0] if line.strip()]
     return len(lines), _line_hash(lines[-1]) if lines else GENESIS
+
+
+def _next_line(
+    event: str, who: str, model: str | None, version: str | None, details: dict[str, Any]
+) -> NextLine:
+    """What makes the entry's line from the log as it is when the store appends it."""
+
+    def next_line(current: bytes | None) -> tuple[int, str]:
+        seq, prev = _last(current)
+        entry = {
+            "seq": seq + 1,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "event": event,
+            "actor": who,
+            "model": model,
+            "version": version,
+            "details": details,
+            "prev": prev,
+        }
+        return seq + 1, json.dumps(entry, sort_keys=True, separators=(",", ":"))
+
+    return next_line
+
+
+def _interrupted(store: FileStore | S3Store) -> list[tuple[str, dict[str, Any]]]:
+    """The `TORN` and `UNSIGNED` entries an append killed mid-way calls for (call holding the store's lock).
+
+    Only a file can tear, and only under its lock does a line beyond the head mean a crash (on
+    S3 another worker may be between its put and its head). A torn line under a head that names
+    more whole lines than there are is a signed line cut short: the append is refused.
+    """
+    if not isinstance(store, FileStore):
+        return []
+    lines, torn = _whole(store.read())
+    try:
+        head = _parse_head(store.read_head(), store.head_name)
+    except MalformedAuditError:
+        if torn.strip():
+            raise
+        head = None  # `verify` names a corrupt head; the one this append signs replaces it
+    signed = head["seq"] if head is not None else 0
+    notes: list[tuple[str, dict[str, Any]]] = []
+    if torn.strip():
+        if signed > len(lines):
+            raise MalformedAuditError(
+                f"the last line of {store.name} is cut short but the signed head names entry {signed}:"
+                " not appended (restore the log from a copy)"
+            )
+        kept = store.cut_tail(len(torn))
+        notes.append(
+            (TORN, {"bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest(), "kept_in": kept})
+        )
+    if signed < len(lines):
+        notes.append(
+            (UNSIGNED, {"first": signed + 1, "last": len(lines), "last_sha256": _line_hash(lines[-1])})
+        )
+    return notes
 
 
 def _parse_head(raw: bytes | None, name: str) -> dict[str, Any] | None:
@@ -133,33 +205,22 @@ class AuditLog:
     def append(
         self, event: str, *, model: str | None = None, version: str | None = None, **details: Any
     ) -> dict[str, Any]:
-        """Append one event, chained to the line before it, under `model`'s lock; returns the entry written."""
+        """Append one event, chained to the line before it, under `model`'s lock; returns the entry written.
+
+        What an append killed mid-way left in a log file is audited first (`TORN`, `UNSIGNED`).
+        """
         who = redact(actor(details.pop("actor", None)))
-        cleaned = _clean(details)
-
-        def next_line(current: bytes | None) -> tuple[int, str]:
-            seq, prev = _last(current)
-            entry = {
-                "seq": seq + 1,
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "event": event,
-                "actor": who,
-                "model": model,
-                "version": version,
-                "details": cleaned,
-                "prev": prev,
-            }
-            return seq + 1, json.dumps(entry, sort_keys=True, separators=(",", ":"))
-
         with self.locked(model):
             signing_key = release_keypair(self.private_key, self.public_key, self.workspace).private_key
             store = self.store
-            line = store.append(
-                next_line,
-                lambda seq, line: json.dumps(
-                    signed_head(store.name, seq, _line_hash(line), signing_key)
-                ).encode(),
-            )
+
+            def head_of(seq: int, line: str) -> bytes:
+                return json.dumps(signed_head(store.name, seq, _line_hash(line), signing_key)).encode()
+
+            with store.exclusive():
+                for note, about in _interrupted(store):
+                    store.append(_next_line(note, who, None, None, about), head_of)
+                line = store.append(_next_line(event, who, model, version, _clean(details)), head_of)
         entry: dict[str, Any] = json.loads(line)
         mirror_to_prefect(entry)
         return entry
@@ -169,9 +230,8 @@ class AuditLog:
         return _parse_head(self.store.read_head(), self.store.head_name)
 
     def _lines(self, content: bytes | None = None) -> list[str]:
-        """The log's lines as text; bytes that are not UTF-8 are replaced (and break the chain there)."""
-        data = self.store.read() if content is None else content
-        return (data or b"").decode("utf-8", errors="replace").splitlines()
+        """The log's whole lines as text (not a torn last line); bytes not UTF-8 are replaced (and break the chain)."""
+        return _whole(self.store.read() if content is None else content)[0]
 
     def entries(self, *, skipped: list[int] | None = None) -> list[dict[str, Any]]:
         """Every well-formed entry, in order (unverified: call `verify` first to trust them).
@@ -207,7 +267,7 @@ class AuditLog:
         if content is None:
             return (False, 1, "the audit log is missing") if heads else (True, None, "no audit log yet")
         prev = GENESIS
-        lines = self._lines(content)
+        lines, torn = _whole(content)
         for number, line in enumerate(lines, start=1):
             entry, problem = parse_entry(line)
             if entry is None:
@@ -230,7 +290,12 @@ class AuditLog:
         unsigned = self._unsigned(head, lines)
         if unsigned is not None:
             return False, *unsigned
-        return True, None, f"{len(lines)} entries, chain intact"
+        cut = (
+            f"; a torn last line ({len(torn)} bytes, an interrupted append) is not an entry"
+            if torn.strip()
+            else ""
+        )
+        return True, None, f"{len(lines)} entries, chain intact{cut}"
 
     def _unsigned(self, head: dict[str, Any] | None, lines: list[str]) -> tuple[int, str] | None:
         """(line, reason) when the signed head does not cover every line; None when it does."""
@@ -245,7 +310,8 @@ class AuditLog:
         if seq < len(lines):
             return (
                 seq + 1,
-                f"entries {seq + 1} to {len(lines)} come after the signed head (appended without the key)",
+                f"entries {seq + 1} to {len(lines)} come after the signed head (appended without the key,"
+                " or by an append killed before it signed the head)",
             )
         if seq > len(lines) or _line_hash(lines[seq - 1]) != digest:
             return min(seq, len(lines)), f"the signed head names entry {seq}, which the log does not hold"

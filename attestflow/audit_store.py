@@ -18,7 +18,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -105,9 +106,30 @@ class FileStore:
     def read_head(self) -> bytes | None:
         return self.head_path.read_bytes() if self.head_path.is_file() else None
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the log's file lock (re-entrant within a thread): no other append runs meanwhile."""
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
+            yield
+
+    def cut_tail(self, size: int) -> str:
+        """Move the log's last `size` bytes to the ``.torn`` file beside it (call it holding `exclusive`); its name."""
+        kept = self.path.with_name(self.name + ".torn")
+        with open(self.path, "r+b") as log:
+            end = log.seek(0, os.SEEK_END)
+            log.seek(end - size)
+            tail = log.read()
+            with open(kept, "ab") as f:
+                f.write(tail + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            log.truncate(end - size)
+            os.fsync(log.fileno())
+        return kept.name
+
     def append(self, next_line: NextLine, head_of: HeadOf) -> str:
         """Add the line `next_line` makes from the current log, then the head naming it; returns the line."""
-        with file_lock(self.path.with_name(self.path.name + ".lock")):
+        with self.exclusive():
             seq, line = next_line(self.read())
             with open(self.path, "a") as f:
                 f.write(line + "\n")
@@ -149,6 +171,11 @@ class S3Store:
     def read_head(self) -> bytes | None:
         got = self._get(self.head_key)
         return got[0] if got else None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Nothing to hold: each put is whole and conditional, so appends need no lock of the store's own."""
+        yield
 
     def append(self, next_line: NextLine, head_of: HeadOf) -> str:
         """Add the line `next_line` makes from the log as read, retried while another writer got there first."""

@@ -255,6 +255,8 @@ class RegistrationRecord:
     tags: dict[str, str] = field(default_factory=dict)
     reused: bool = False
     """True when the same inputs were already registered and that version was returned."""
+    resumed: bool = False
+    """True when the reused version was left incomplete (its release stopped before its gate verdict)."""
 
     @property
     def bundle_sha256(self) -> str:
@@ -262,7 +264,8 @@ class RegistrationRecord:
         return self.tags["bundle_sha256"]
 
     def audit_events(self) -> list[AuditEvent]:
-        return [AuditEvent("registration", {"reused": self.reused}, self.version)]
+        details = {"reused": self.reused, **({"resumed_incomplete": True} if self.resumed else {})}
+        return [AuditEvent("registration", details, self.version)]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ FAST_HTTP = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 """MLflow HTTP settings for registry calls, so an unreachable server fails in seconds, not minutes."""
+INCOMPLETE = "attestflow.incomplete"
+"""Version tag of a release not yet finished: set when the version is created, removed once its gate
+verdict is attached; a version still carrying it was left by a release that stopped (or is running)."""
+ALREADY_EXISTS = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
 _env_lock = threading.Lock()
 _env_users = 0
 _env_set: list[str] = []
@@ -243,7 +247,14 @@ class Registry:
         clauses = [f"tags.{k} = {_quoted(v)}" for k, v in tags.items()]
         if model_name is not None:
             clauses.insert(0, f"name = {_quoted(model_name)}")
-        query = " and ".join(clauses)
+        return self._search(" and ".join(clauses))
+
+    def versions_of_run(self, model_name: str, run_id: str) -> list[ModelVersion]:
+        """The versions of `model_name` logged from MLflow run `run_id`, oldest first."""
+        return self._search(f"name = {_quoted(model_name)} and run_id = {_quoted(run_id)}")
+
+    def _search(self, query: str) -> list[ModelVersion]:
+        """Every version a model version search finds, oldest first."""
         found = self._must(
             lambda c: _all_pages(lambda token: c.search_model_versions(query, page_token=token))
         )
@@ -280,6 +291,36 @@ class Registry:
     def set_version_tag(self, model_name: str, version: str, key: str, value: str) -> None:
         """Set a tag on one model version."""
         self._must(lambda c: c.set_model_version_tag(model_name, version, key, value))
+
+    def delete_version_tag(self, model_name: str, version: str, key: str) -> None:
+        """Remove a tag from one model version (nothing happens when it has none)."""
+        self._must(lambda c: c.delete_model_version_tag(model_name, version, key))
+
+    def create_version(
+        self, model_name: str, model_id: str, run_id: str, tags: dict[str, str]
+    ) -> ModelVersion:
+        """Register logged model `model_id` as a new version of `model_name`, with `tags`, in one call.
+
+        The version and its tags are one write of the registry, so no crash leaves a version
+        without the tags that identify it; the registered model is created first if need be.
+        """
+
+        def create(c: MlflowClient) -> Any:
+            from mlflow.exceptions import MlflowException
+
+            from attestflow.tracking import fluent_uri
+
+            try:
+                c.create_registered_model(model_name)
+            except MlflowException as e:
+                if e.error_code not in ALREADY_EXISTS:
+                    raise
+            with fluent_uri(self.uri):  # a local store looks the logged model up at the global URI
+                return c.create_model_version(
+                    model_name, f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
+                )
+
+        return _version(self._must(create))
 
     def add_version_artifacts(
         self, model_name: str, version: str, local_dir: Path, artifact_path: str

@@ -5,7 +5,8 @@ signed and registered, so each is signed on its own with the release key and add
 registered model's artifacts under ``evidence/`` (a new file each time, never replacing one,
 with the file it names by digest, if any),
 where every alias move requires it (`attestflow.evidence_check`). A copy goes into the release
-folder, and the Prefect run page links it beside the gates table.
+folder, and the Prefect run page links it beside the gates table. Once the gate verdict is
+attached, the version's `attestflow.registry.INCOMPLETE` tag is removed.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from prefect import task
 from attestflow.artifacts import artifact_key
 from attestflow.digests import file_digest
 from attestflow.dsse import dsse_sign
-from attestflow.evidence import EVIDENCE_DIR, attachment, evidence_name, kind_of, statement_time
+from attestflow.evidence import EVIDENCE_DIR, VSA, attachment, evidence_name, kind_of, statement_time
 from attestflow.keys import load_private_key
 from attestflow.outcomes import EvidenceRecord
 from attestflow.progress import in_prefect_run
 from attestflow.records import RegistrationRecord, write_json
-from attestflow.registry import Registry
+from attestflow.registry import INCOMPLETE, Registry
 
 
 def _result(stmt: dict[str, Any]) -> str:
@@ -56,9 +57,12 @@ def attest(
             if named is None:
                 raise ValueError(f"a {kind} statement names no file to attach")
             shutil.copy2(attach, Path(tmp) / Path(named).name)
-        Registry(tracking_uri).add_version_artifacts(
-            registered.model_name, registered.version, Path(tmp), EVIDENCE_DIR
-        )
+        registry = Registry(tracking_uri)
+        registry.add_version_artifacts(registered.model_name, registered.version, Path(tmp), EVIDENCE_DIR)
+    if (
+        stmt.get("predicateType") == VSA
+    ):  # the release has recorded its decision: the version is no longer incomplete
+        registry.delete_version_tag(registered.model_name, registered.version, INCOMPLETE)
     record = EvidenceRecord(
         registered.model_name,
         registered.version,

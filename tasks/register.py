@@ -9,6 +9,13 @@ Registration is idempotent by release key (the digest of data, config, code, loc
 checkpoint): the same inputs return the version already registered, and if they produced
 different bytes this time, registration is refused rather than publishing a second artifact
 under the same provenance.
+
+A release killed at any point leaves at most one version for its inputs: the version is
+created together with its tags in one registry write (never a version without the release key
+that finds it again), and carries `INCOMPLETE` until its gate verdict is attached
+(`tasks.attest`). The re-run finds that version by its release key and completes it instead of
+registering another. A version of the same training run without a release key (left by a
+release that registered and tagged in two steps) is tagged `INCOMPLETE` too, never reused.
 """
 
 from __future__ import annotations
@@ -17,14 +24,8 @@ from prefect import task
 
 from attestflow.errors import GateFailedError
 from attestflow.records import OnnxValidationRecord, RegistrationRecord, SignatureRecord, TrainingRecord
-from attestflow.registry import Registry
+from attestflow.registry import INCOMPLETE, Registry
 from attestflow.tracking import client, fluent_uri
-
-
-def find_release(model_name: str, release_key: str, tracking_uri: str) -> tuple[str, dict[str, str]] | None:
-    """(version, tags) of the version already registered for `release_key`, if any."""
-    found = Registry(tracking_uri).find_versions(model_name, release_key=release_key)
-    return (found[0].version, found[0].tags) if found else None
 
 
 def register(
@@ -41,9 +42,11 @@ def register(
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
     run_id = trained.mlflow_run_id
-    existing = find_release(model_name, tags["release_key"], tracking_uri)
-    if existing is not None:
-        version, old_tags = existing
+    registry = Registry(tracking_uri)
+    _mark_untagged(registry, model_name, run_id)
+    existing = registry.find_versions(model_name, release_key=tags["release_key"])
+    if existing:
+        version, old_tags = existing[0].version, existing[0].tags
         if old_tags.get("onnx_sha256") != tags["onnx_sha256"]:
             raise GateFailedError(
                 [
@@ -52,7 +55,13 @@ def register(
                 ]
             )
         return RegistrationRecord(
-            model_name, version, f"models:/{model_name}/{version}", run_id, old_tags, True
+            model_name,
+            version,
+            f"models:/{model_name}/{version}",
+            run_id,
+            old_tags,
+            True,
+            INCOMPLETE in old_tags,
         )
 
     c = client(tracking_uri)
@@ -63,11 +72,18 @@ def register(
         c.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         c.log_model_artifacts(logged.model_id, str(signed.bundle_dir))
         mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-        registered = mlflow.register_model(f"models:/{logged.model_id}", model_name)
-    version = str(registered.version)
-    for key, value in tags.items():
-        c.set_model_version_tag(model_name, version, key, value)
-    return RegistrationRecord(model_name, version, f"models:/{model_name}/{version}", run_id, dict(tags))
+    pending = f"no gate verdict attached yet (flow run {tags.get('prefect_flow_run_id', 'unknown')})"
+    created = registry.create_version(model_name, logged.model_id, run_id, {**tags, INCOMPLETE: pending})
+    return RegistrationRecord(model_name, created.version, created.uri, run_id, dict(tags))
+
+
+def _mark_untagged(registry: Registry, model_name: str, run_id: str) -> None:
+    """Tag `INCOMPLETE` each version of this training run that has no release key (a crashed two-step registration)."""
+    for left in registry.versions_of_run(model_name, run_id):
+        if "release_key" not in left.tags and INCOMPLETE not in left.tags:
+            registry.set_version_tag(
+                model_name, left.version, INCOMPLETE, "registered without its release tags; never promote"
+            )
 
 
 register_task = task(name="register")(register)

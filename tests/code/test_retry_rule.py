@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from mlflow.exceptions import MlflowException
 from prefect import flow, task
 from prefect.states import exception_to_failed_state
 
@@ -65,6 +66,14 @@ def test_a_stage_raising_index_error_runs_once_and_one_raising_os_error_is_retri
         (ConnectionError("connection reset"), True),
         (TimeoutError("timed out"), True),
         (RegistryUnavailableError("registry down"), True),
+        (  # what MLflow's REST client raises when the tracking server refuses the connection
+            MlflowException(
+                "API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed with exception"
+                " HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded (Caused by"
+                " NewConnectionError('Failed to establish a new connection: [Errno 111] Connection refused'))"
+            ),
+            True,
+        ),
         (requests.exceptions.JSONDecodeError("Expecting value", "<html>", 0), True),
         (RuntimeError("simulated worker loss"), True),
     ],
