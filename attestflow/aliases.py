@@ -49,6 +49,10 @@ def move_alias(
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])
         previous = registry.alias_version(model_name, alias)
+        if previous == version:
+            # Moved already (a re-run after a crash between this move and the canary): the model it
+            # replaced is the one the first move kept under `previous_alias`, not this version itself.
+            previous = registry.alias_version(model_name, previous_alias)
         registry.set_alias(model_name, alias, version)
         if previous is not None and previous != version:
             registry.set_alias(model_name, previous_alias, previous)

@@ -173,3 +173,23 @@ def test_a_canary_undo_that_cannot_restore_the_old_champion_clears_the_alias_ins
     assert ("canary_rollback_refused", "1") in events
     assert events[-2:] == [("canary_rollback", None), ("alias_restored", None)]
     assert "cannot be restored" in audit.entries()[-2]["details"]["reason"]
+
+
+def test_moving_the_alias_again_to_the_champion_keeps_the_model_it_replaced_as_previous(
+    tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run after a crash between the promotion and the canary moves the alias to the same version:
+    the canary and a rollback must still see the old champion, not this version, as the previous one."""
+    from types import SimpleNamespace
+
+    from attestflow import aliases
+
+    uri, audit = _store(tmp_path, empty_store)
+    passed = SimpleNamespace(ok=True, failures=[], target="models:/credit/2")
+    monkeypatch.setattr(aliases, "verify_model_uri", lambda *a, **k: passed)  # evidence is tested elsewhere
+    record = aliases.move_alias(
+        "promotion", MODEL, "2", tracking_uri=uri, public_key=tmp_path / "unused.pem", audit=audit, **ALIASES
+    )
+    assert record.previous_version == "1"
+    assert Registry(uri).alias_version(MODEL, "previous") == "1"
+    assert audit.entries()[-1]["details"]["previous"] == "1"
