@@ -139,6 +139,30 @@ class ContentKey(CachePolicy):
         return None
 
 
+@dataclass
+class RunPosition(CachePolicy):
+    """Cache key from the flow run, the task and its call number in that run.
+
+    A run that starts again from the top (a suspended release, resumed) calls its stages in the
+    same order, so each call gets back what the same call returned before it was suspended:
+    the same snapshot, signature, registered version, gate report and signed evidence, never a
+    second of each. Outside a flow run there is no key.
+    """
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """``run-<flow run id>-<task key>-<call number>``, or None outside a flow run."""
+        run = task_ctx.task_run
+        if run.flow_run_id is None:
+            return None
+        return f"run-{run.flow_run_id}-{task_ctx.task.task_key}-{run.dynamic_key}"
+
+
 @dataclass(frozen=True)
 class StageCache:
     """What one release's cached stages share: where results go and what every key includes."""

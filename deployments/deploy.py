@@ -7,7 +7,8 @@ parameters, schedules and their time zones, the drift trigger, pull steps, job v
 in the repository (a Kubernetes template is rendered by prefect-kubernetes first, so a broken
 one never reaches the server), refuses a ``prefect.yaml`` that names a pool not defined there,
 optionally sets the Prefect variable the git pull step clones from, and then runs
-``prefect --no-prompt deploy --all`` from the repository root.
+``prefect --no-prompt deploy --all`` from the repository root (through `deployments.prefect_cli`, which
+works around the one call of ``prefect deploy`` that the 3.8.8 server refuses).
 
 Usage: ``python -m deployments.deploy [--repository URL]`` with ``PREFECT_API_URL`` set, then
 ``prefect worker start --pool attestflow-local`` (and a Kubernetes worker for ``attestflow-k8s-gpu``).
@@ -46,7 +47,9 @@ def _require_api() -> None:
     from prefect.settings import get_current_settings
 
     if not get_current_settings().api.url:
-        raise BadInputError("PREFECT_API_URL is not set: deployments need a Prefect server that workers reach")
+        raise BadInputError(
+            "PREFECT_API_URL is not set: deployments need a Prefect server that workers reach"
+        )
 
 
 def set_repository(url: str) -> None:
@@ -56,18 +59,31 @@ def set_repository(url: str) -> None:
     Variable.set(REPOSITORY_VARIABLE, url, overwrite=True)
 
 
-def deploy(prefect_file: Path = PREFECT_FILE, pools_file: Path = POOLS_FILE, repository: str | None = None) -> list[str]:
+def deploy(
+    prefect_file: Path = PREFECT_FILE, pools_file: Path = POOLS_FILE, repository: str | None = None
+) -> list[str]:
     """Create the pools, then every deployment of `prefect_file`; returns the ``flow/name`` of each."""
     _require_api()
     pools = load_pools(pools_file)
     for deployment, pool in deployment_pools(prefect_file).items():
         if pool not in pools:
-            raise BadInputError(f"{prefect_file}: {deployment} runs on work pool {pool!r}, not in {pools_file}")
+            raise BadInputError(
+                f"{prefect_file}: {deployment} runs on work pool {pool!r}, not in {pools_file}"
+            )
     ensure_pools(pools)
     if repository:
         set_repository(repository)
     done = subprocess.run(
-        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
+        [
+            sys.executable,
+            "-m",
+            "deployments.prefect_cli",
+            "--no-prompt",
+            "deploy",
+            "--all",
+            "--prefect-file",
+            str(prefect_file),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -82,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Create attestflow's work pools and deploy prefect.yaml.")
     parser.add_argument("--prefect-file", type=Path, default=PREFECT_FILE)
     parser.add_argument("--pools", type=Path, default=POOLS_FILE, help="work pools and their job templates")
-    parser.add_argument("--repository", help=f"git URL remote workers clone (sets variable {REPOSITORY_VARIABLE})")
+    parser.add_argument(
+        "--repository", help=f"git URL remote workers clone (sets variable {REPOSITORY_VARIABLE})"
+    )
     args = parser.parse_args(argv)
     try:
         names = deploy(args.prefect_file, args.pools, args.repository)

@@ -45,7 +45,9 @@ def default_template(pool_type: str) -> dict[str, Any]:
         from prefect_kubernetes.worker import KubernetesWorker
 
         return KubernetesWorker.get_default_base_job_template()
-    raise BadInputError(f"work pool type {pool_type!r} is not one attestflow deploys to (process, kubernetes)")
+    raise BadInputError(
+        f"work pool type {pool_type!r} is not one attestflow deploys to (process, kubernetes)"
+    )
 
 
 def load_pools(config: Path, root: Path = ROOT) -> dict[str, PoolSpec]:
@@ -96,7 +98,9 @@ def render_kubernetes_job(
     try:
         return asyncio.run(render())
     except ValidationError as e:
-        raise BadInputError(f"the Kubernetes base job template does not render: {e.errors()[0]['msg']}") from None
+        raise BadInputError(
+            f"the Kubernetes base job template does not render: {e.errors()[0]['msg']}"
+        ) from None
     except (ValueError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInputError(f"the Kubernetes base job template does not render: {first}") from None
