@@ -141,13 +141,16 @@ class ContentKey(CachePolicy):
 
 @dataclass
 class RunPosition(CachePolicy):
-    """Cache key from the flow run, the task and its call number in that run.
+    """Cache key from the flow run and the stage's place in it (``<stage>-<n>``: its n-th call).
 
     A run that starts again from the top (a suspended release, resumed) calls its stages in the
     same order, so each call gets back what the same call returned before it was suspended:
     the same snapshot, signature, registered version, gate report and signed evidence, never a
-    second of each. Outside a flow run there is no key.
+    second of each. The place is counted by the caller (`flows.stages.resumable`): Prefect's
+    own task run keys are random. Outside a flow run there is no key.
     """
+
+    position: str = ""
 
     def compute_key(
         self,
@@ -156,11 +159,9 @@ class RunPosition(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        """``run-<flow run id>-<task key>-<call number>``, or None outside a flow run."""
-        run = task_ctx.task_run
-        if run.flow_run_id is None:
-            return None
-        return f"run-{run.flow_run_id}-{task_ctx.task.task_key}-{run.dynamic_key}"
+        """``run-<flow run id>-<position>``, or None outside a flow run."""
+        flow_run_id = task_ctx.task_run.flow_run_id
+        return None if flow_run_id is None else f"run-{flow_run_id}-{self.position}"
 
 
 @dataclass(frozen=True)

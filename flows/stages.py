@@ -11,6 +11,7 @@ wraps either and remembers the stage invoked last, which a failed release's audi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -98,11 +99,14 @@ def resumable(results: Path) -> Invoke:
     content-keyed stages keep their content key, which answers them as well.
     """
 
+    calls: Counter[str] = Counter()
+
     def invoke(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Task[P, R]:
+        calls[t.name] += 1
         if cache is not None:
             return stage(t, cfg, cache)
         caching = {
-            "cache_policy": RunPosition(),
+            "cache_policy": RunPosition(position=f"{t.name}-{calls[t.name]}"),
             "persist_result": True,
             "result_storage": results,
             "result_serializer": "json",

@@ -110,6 +110,18 @@ def _run_deployment(api_url: str, name: str, config: Path | None = None) -> str:
     return next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
 
 
+def _failure(api_url: str, run_id: str) -> str:
+    """The run's state message and its last log lines, to say why it did not complete."""
+    logs = api.post(
+        f"{api_url}/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"}
+    )
+    return (
+        _state(api_url, run_id)["message"]
+        + "\n"
+        + "\n".join(str(log["message"])[-1500:] for log in logs[-8:])
+    )
+
+
 def _state(api_url: str, run_id: str) -> dict[str, Any]:
     return dict(api.get(f"{api_url}/flow_runs/{run_id}")["state"])
 
@@ -255,25 +267,29 @@ def test_a_suspended_release_frees_its_worker_then_resumes_on_another_without_re
             time.sleep(1)
         assert _state(prefect_server, run_id)["type"] == "SCHEDULED"  # resumed: waiting for a worker
         resumed = _run_once(prefect_server)
-        out, _ = decide.communicate(timeout=120)
+        run = _wait_final(prefect_server, run_id, timeout=30)
+        assert run["state"]["type"] == "COMPLETED", _failure(prefect_server, run_id)
+        out, _ = decide.communicate(timeout=60)
     finally:
         decide.kill()
     assert decide.returncode == 0, out
-    run = _wait_final(prefect_server, run_id, timeout=30)
-    assert run["state"]["type"] == "COMPLETED", run["state"]
-    assert run["run_count"] == 2  # one execution up to the suspension, one after it
+    states = api.get(f"{prefect_server}/flow_run_states/?flow_run_id={run_id}")
+    names = [s["name"] for s in sorted(states, key=lambda s: s["timestamp"])]
+    assert names.count("Running") == 2 and "Suspended" in names  # one execution to the suspension, one after
 
     registry = Registry(ws.mlflow_uri)
     assert registry.alias_version("tiny-credit", "champion") == "1"
     versions = mlflow_client(ws.mlflow_uri).search_model_versions("name='tiny-credit'")
-    assert [v.version for v in versions] == ["1"]  # registered once, not again when resumed
+    assert [str(v.version) for v in versions] == ["1"]  # registered once, not again when resumed
     training_runs = mlflow_client(ws.mlflow_uri).search_runs(
         [e.experiment_id for e in mlflow_client(ws.mlflow_uri).search_experiments()]
     )
     assert len(training_runs) == 1  # trained once
     approvals = [e for e in audit.entries() if e["event"] == "approval"]
     assert [a["actor"] for a in approvals] == ["user:alice"]
-    print(f"resumed execution: {resumed:.1f} s")
+    body = {"flow_runs": {"id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    tasks = api.post(f"{prefect_server}/task_runs/filter", body)
+    print(f"resumed execution: {resumed:.1f} s;", [(t["name"], t["state"]["name"]) for t in tasks])
 
 
 def test_the_scheduled_retraining_runs_on_a_worker_and_then_skips_unchanged_data(
