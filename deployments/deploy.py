@@ -63,13 +63,13 @@ def deploy(
     prefect_file: Path = PREFECT_FILE, pools_file: Path = POOLS_FILE, repository: str | None = None
 ) -> list[str]:
     """Create the pools, then every deployment of `prefect_file`; returns the ``flow/name`` of each."""
-    _require_api()
     pools = load_pools(pools_file)
     for deployment, pool in deployment_pools(prefect_file).items():
         if pool not in pools:
             raise BadInputError(
                 f"{prefect_file}: {deployment} runs on work pool {pool!r}, not in {pools_file}"
             )
+    _require_api()
     ensure_pools(pools)
     if repository:
         set_repository(repository)
