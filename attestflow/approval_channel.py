@@ -19,12 +19,22 @@ from attestflow.errors import BadInputError, UnavailableError
 
 REQUEST_KEY = "approval-request"
 PAUSE_PREFIX = "approval-"
-"""Each pause for approval has a fresh key with this prefix (an old answer is never replayed)."""
+"""Keys of the waits for approval start with this; each wait of a run has its own (`pause_key`)."""
 
 
-def outcome_key(pause_key: str) -> str:
-    """The flow run input under which the flow says what it made of the answer to `pause_key`."""
-    return f"{pause_key}-outcome"
+def pause_key(digest: str, attempt: int) -> str:
+    """The key of a run's `attempt`-th wait for an approval of the bundle `digest`.
+
+    A wait's answer is kept under its key, so a suspended release, which starts again from the
+    top when resumed, gets back the answers its earlier executions received, in order, and
+    waits again only where none came; a new wait (after a refused answer) has a new key.
+    """
+    return f"{PAUSE_PREFIX}{digest[:12]}-{attempt}"
+
+
+def outcome_key(key: str) -> str:
+    """The flow run input under which the flow says what it made of the answer to the wait `key`."""
+    return f"{key}-outcome"
 
 
 def publish_request(request: ApprovalRequest) -> None:
@@ -35,17 +45,24 @@ def publish_request(request: ApprovalRequest) -> None:
         create_flow_run_input(REQUEST_KEY, asdict(request))
 
 
-def publish_outcome(pause_key: str, approve: bool, verdict: Verdict) -> None:
-    """Say, for the answer to `pause_key`, whether the flow accepted it and if not, why."""
-    from prefect.input import create_flow_run_input
+def publish_outcome(key: str, approve: bool, verdict: Verdict) -> bool:
+    """Say, for the answer to the wait `key`, whether the flow accepted it and if not, why.
 
+    False when an earlier execution of the run already said it: the answer was judged (and
+    audited) then, and a resumed run replaying it must not do either again.
+    """
+    from prefect.input import create_flow_run_input, read_flow_run_input
+
+    if read_flow_run_input(outcome_key(key)) is not None:
+        return False
     outcome = {
         "accepted": verdict.refused is None,
         "decision": decision_word(approve),
         "approver": verdict.approver,
         "refused": verdict.refused,
     }
-    create_flow_run_input(outcome_key(pause_key), outcome)
+    create_flow_run_input(outcome_key(key), outcome)
+    return True
 
 
 def _call(what: str, run_id: UUID, fn: Any, *args: Any) -> Any:
@@ -78,25 +95,25 @@ def send_answer(run_id: UUID, answer: dict[str, Any]) -> str:
     from prefect import get_client
     from prefect.flow_runs import resume_flow_run
 
-    def pause_key() -> str | None:
+    def current_key() -> str | None:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(run_id).state
         return state.state_details.pause_key if state is not None and state.is_paused() else None
 
-    key = _call("read", run_id, pause_key)
+    key = _call("read", run_id, current_key)
     if not key or not key.startswith(PAUSE_PREFIX):
         raise BadInputError(f"flow run {run_id} is not paused for an approval")
     _call("resume", run_id, resume_flow_run, run_id, answer)
     return str(key)
 
 
-def wait_for_outcome(run_id: UUID, pause_key: str, timeout_s: float) -> dict[str, Any] | None:
-    """The flow's outcome of the answer to `pause_key`, or None when none came within `timeout_s`."""
+def wait_for_outcome(run_id: UUID, key: str, timeout_s: float) -> dict[str, Any] | None:
+    """The flow's outcome of the answer to the wait `key`, or None when none came within `timeout_s`."""
     from prefect.input import read_flow_run_input
 
     deadline = time.monotonic() + timeout_s
     while True:
-        outcome = _call("read the outcome of", run_id, read_flow_run_input, outcome_key(pause_key), run_id)
+        outcome = _call("read the outcome of", run_id, read_flow_run_input, outcome_key(key), run_id)
         if isinstance(outcome, dict):
             return outcome
         if time.monotonic() >= deadline:

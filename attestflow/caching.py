@@ -139,6 +139,31 @@ class ContentKey(CachePolicy):
         return None
 
 
+@dataclass
+class RunPosition(CachePolicy):
+    """Cache key from the flow run and the stage's place in it (``<stage>-<n>``: its n-th call).
+
+    A run that starts again from the top (a suspended release, resumed) calls its stages in the
+    same order, so each call gets back what the same call returned before it was suspended:
+    the same snapshot, signature, registered version, gate report and signed evidence, never a
+    second of each. The place is counted by the caller (`flows.stages.resumable`): Prefect's
+    own task run keys are random. Outside a flow run there is no key.
+    """
+
+    position: str = ""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        """``run-<flow run id>-<position>``, or None outside a flow run."""
+        flow_run_id = task_ctx.task_run.flow_run_id
+        return None if flow_run_id is None else f"run-{flow_run_id}-{self.position}"
+
+
 @dataclass(frozen=True)
 class StageCache:
     """What one release's cached stages share: where results go and what every key includes."""

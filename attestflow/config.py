@@ -245,6 +245,10 @@ class ApproveConfig(_Model):
     """Whether whoever triggered a release may approve it themselves."""
     approver_keys: dict[str, Path] = Field(default_factory=dict)
     """Approver -> their PEM EC public key; a listed approver's decision must be signed with it."""
+    wait: Literal["pause", "suspend"] = "pause"
+    """How a release waits for a person: ``pause`` keeps the process (and its worker or pod) waiting;
+    ``suspend`` ends it and the resumed run starts again on a worker, its stages answered from their
+    persisted results (for costly infrastructure; needs a deployment's top-level run, else it pauses)."""
 
     @field_validator("approvers")
     @classmethod

@@ -1,121 +1,112 @@
-"""Register attestflow's Prefect deployments on the server that ``PREFECT_API_URL`` names.
+"""Deploy attestflow the Prefect way: work pools with their job templates, then ``prefect deploy --all``.
 
-- ``release/on-demand``: the release flow, run from the Prefect UI ("Run" -> custom run) or
-  ``prefect deployment run release/on-demand``.
-- ``retrain/nightly``: the retraining flow on the cron schedule from ``configs/deployments.yaml``;
-  it ends as ``Skipped`` in seconds when the data is what the champion was trained on.
-- ``retrain/on-drift``: the same flow, triggered by the ``attestflow.drift.detected`` event.
-- ``drift-monitor/on-demand``: compares a snapshot with the champion's training data.
-- ``release/gpu`` (when ``gpu.enabled``): the release on a Kubernetes work pool whose job
-  template requests ``gpu.gpus`` GPUs; training runs one DDP process per GPU.
+``prefect.yaml`` at the repository root is the one definition of the deployments (flows,
+parameters, schedules and their time zones, the drift trigger, pull steps, job variables);
+``configs/deployments.yaml`` names the work pools they run on. This script only does what
+``prefect deploy`` does not: it creates or updates each pool with the base job template kept
+in the repository (a Kubernetes template is rendered by prefect-kubernetes first, so a broken
+one never reaches the server), refuses a ``prefect.yaml`` that names a pool not defined there,
+optionally sets the Prefect variable the git pull step clones from, and then runs
+``prefect --no-prompt deploy --all`` from the repository root (through `deployments.prefect_cli`, which
+works around the one call of ``prefect deploy`` that the 3.8.8 server refuses).
 
-Usage: ``python -m deployments.deploy [--config configs/deployments.yaml]``, then run a worker:
-``prefect worker start --pool attestflow-local``.
+Usage: ``python -m deployments.deploy [--repository URL]`` with ``PREFECT_API_URL`` set, then
+``prefect worker start --pool attestflow-local`` (and a Kubernetes worker for ``attestflow-k8s-gpu``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from attestflow.errors import BadInputError
+from deployments.pools import ROOT, ensure_pools, load_pools
+
+PREFECT_FILE = ROOT / "prefect.yaml"
+POOLS_FILE = ROOT / "configs/deployments.yaml"
+REPOSITORY_VARIABLE = "attestflow_repository"
+"""The Prefect variable naming the git repository that remote workers clone (read at run time)."""
+_CREATED = re.compile(r"Deployment '([^']+)' successfully created")
 
 
-def _load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SystemExit(f"error: deployments config not found: {path}")
-    return dict(yaml.safe_load(path.read_text()))
+def deployment_pools(prefect_file: Path) -> dict[str, str]:
+    """Each deployment of `prefect_file` (``flow-entrypoint name``) and the work pool it names."""
+    raw = yaml.safe_load(prefect_file.read_text()) or {}
+    return {
+        f"{d.get('entrypoint')} {d.get('name')}": str((d.get("work_pool") or {}).get("name"))
+        for d in raw.get("deployments") or []
+    }
 
 
-def ensure_process_pool(name: str) -> None:
-    """Create the process work pool `name` if the server does not have it."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
+def _require_api() -> None:
+    from prefect.settings import get_current_settings
 
-    with get_client(sync_client=True) as c, contextlib.suppress(ObjectAlreadyExists):
-        c.create_work_pool(WorkPoolCreate(name=name, type="process"))
-
-
-def deploy(config: Path, root: Path = ROOT) -> list[str]:
-    """Create or update every deployment; returns their ``flow/deployment`` names."""
-    from prefect import Flow
-    from prefect import flow as load_flow
-    from prefect.deployments.runner import RunnerDeployment
-    from prefect.events import DeploymentEventTrigger
-
-    from flows.drift import DRIFT_EVENT
-
-    spec = _load(config)
-    pool = spec["work_pool"]
-    ensure_process_pool(pool)
-    release_params = {"config_path": spec["release_config"]}
-    source = str(root)
-    made = []
-
-    def add(entrypoint: str, name: str, **kwargs: Any) -> None:
-        f = load_flow.from_source(source=source, entrypoint=entrypoint)
-        assert isinstance(f, Flow)  # from_source is sync when called outside an event loop
-        # Flow.deploy() of Prefect 3.8.8 asks the server for online workers with limit=None, which
-        # its own server rejects (422); to_deployment().apply() registers the same deployment.
-        pool_name = kwargs.pop("work_pool_name")
-        deployment = f.to_deployment(name=name, **kwargs)
-        assert isinstance(deployment, RunnerDeployment)
-        deployment.apply(work_pool_name=pool_name)
-        made.append(f"{f.name}/{name}")
-
-    add("flows/release.py:release", "on-demand", work_pool_name=pool, parameters=release_params)
-    add(
-        "flows/retrain.py:retrain",
-        "nightly",
-        work_pool_name=pool,
-        parameters=release_params,
-        cron=spec["retrain"]["cron"],
-    )
-    add(
-        "flows/retrain.py:retrain",
-        "on-drift",
-        work_pool_name=pool,
-        parameters=release_params,
-        triggers=[
-            DeploymentEventTrigger(
-                name="retrain when drift is detected",
-                expect={DRIFT_EVENT},
-                match={"prefect.resource.id": "attestflow.model.*"},
-            )
-        ],
-    )
-    add(
-        "flows/drift.py:monitor_drift",
-        "on-demand",
-        work_pool_name=pool,
-        parameters={"current": spec["drift"]["current"], "config_path": spec["release_config"]},
-    )
-    gpu = spec.get("gpu", {})
-    if gpu.get("enabled"):
-        add(
-            "flows/release.py:release",
-            "gpu",
-            work_pool_name=gpu["work_pool"],
-            # One training process per requested GPU: the stage runs itself under torchrun with DDP.
-            parameters={
-                **release_params,
-                "overrides": ["fine_tune.device=cuda", f"fine_tune.processes={int(gpu.get('gpus', 1))}"],
-            },
-            job_variables={"gpus": int(gpu.get("gpus", 1))},
+    if not get_current_settings().api.url:
+        raise BadInputError(
+            "PREFECT_API_URL is not set: deployments need a Prefect server that workers reach"
         )
-    return made
+
+
+def set_repository(url: str) -> None:
+    """Set the Prefect variable that the git pull step clones from."""
+    from prefect.variables import Variable
+
+    Variable.set(REPOSITORY_VARIABLE, url, overwrite=True)
+
+
+def deploy(
+    prefect_file: Path = PREFECT_FILE, pools_file: Path = POOLS_FILE, repository: str | None = None
+) -> list[str]:
+    """Create the pools, then every deployment of `prefect_file`; returns the ``flow/name`` of each."""
+    pools = load_pools(pools_file)
+    for deployment, pool in deployment_pools(prefect_file).items():
+        if pool not in pools:
+            raise BadInputError(
+                f"{prefect_file}: {deployment} runs on work pool {pool!r}, not in {pools_file}"
+            )
+    _require_api()
+    ensure_pools(pools)
+    if repository:
+        set_repository(repository)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deployments.prefect_cli",
+            "--no-prompt",
+            "deploy",
+            "--all",
+            "--prefect-file",
+            str(prefect_file),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise BadInputError(f"prefect deploy --all failed:\n{tail}")
+    return _CREATED.findall(done.stdout)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Register attestflow's Prefect deployments.")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/deployments.yaml")
+    parser = argparse.ArgumentParser(description="Create attestflow's work pools and deploy prefect.yaml.")
+    parser.add_argument("--prefect-file", type=Path, default=PREFECT_FILE)
+    parser.add_argument("--pools", type=Path, default=POOLS_FILE, help="work pools and their job templates")
+    parser.add_argument(
+        "--repository", help=f"git URL remote workers clone (sets variable {REPOSITORY_VARIABLE})"
+    )
     args = parser.parse_args(argv)
-    for name in deploy(args.config):
+    try:
+        names = deploy(args.prefect_file, args.pools, args.repository)
+    except BadInputError as e:
+        raise SystemExit(f"error: {e}") from None
+    for name in names:
         print(f"deployed {name}")
 
 

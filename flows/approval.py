@@ -8,17 +8,27 @@ self-approval, the approver's signature); a refused answer is audited, its outco
 for the CLI (`attestflow.approval_channel`), and the flow keeps waiting. When the policy's
 timeout runs out the release counts as rejected. This needs a Prefect server that both sides
 reach (``PREFECT_API_URL``), not the temporary one a lone process starts.
+
+How the flow waits is ``approve.wait``: ``pause`` keeps the process polling; ``suspend`` (for
+costly infrastructure, such as a GPU pod) ends the process, freeing its worker or pod, and the
+resumed run starts again from the top on a worker (`flows.stages.resumable` answers its stages
+from their persisted results). Each wait has a key made from the bundle digest and the number
+of the wait (`attestflow.approval_channel.pause_key`), so a resumed run gets the answers of its
+earlier waits back in order; an answer already judged by an earlier execution is neither
+audited nor published again. Prefect suspends only a deployment's top-level run: elsewhere
+(``attestflow run``, a release inside the retraining flow) the flow pauses and says why.
 """
 
 from __future__ import annotations
 
 import time
-from uuid import uuid4
+from typing import Literal
 
+from prefect import get_run_logger
 from prefect.input import RunInput
 
 from attestflow.approval import Answer, ApprovalRequest, check_answer, utc_now
-from attestflow.approval_channel import PAUSE_PREFIX, publish_outcome, publish_request
+from attestflow.approval_channel import pause_key, publish_outcome, publish_request
 from attestflow.audit import AuditLog
 from attestflow.config import ApproveConfig
 from attestflow.outcomes import ApprovalRecord
@@ -57,7 +67,10 @@ def approve(
         f"Bundle SHA-256: `{digest}`\n\nCheck the gates and lineage artifacts of this run first."
     )
     form = Approval.with_initial_data(description=description, digest=digest, approver="", reason="")
+    wait = _how_to_wait(cfg.wait)
+    attempt = -1
     while True:
+        attempt += 1
         remaining = int(deadline - time.monotonic())
         if remaining <= 0:
             audit.append("rejection", model=model, version=version, actor="policy:timeout", digest=digest)
@@ -69,12 +82,15 @@ def approve(
                 utc_now(),
                 "human",
             )
-        answer, pause_key = _wait_for_answer(form, remaining)
+        key = pause_key(digest, attempt)
+        answer = _wait_for_answer(form, remaining, key, wait)
         if answer is None:
             continue
         verdict = check_answer(cfg, request, answer)
-        publish_outcome(pause_key, answer.approve, verdict)
+        first_time = publish_outcome(key, answer.approve, verdict)
         if verdict.refused is not None:
+            if not first_time:
+                continue
             audit.append(
                 "approval_refused",
                 model=model,
@@ -86,16 +102,17 @@ def approve(
                 digest=digest,
             )
             continue
-        audit.append(
-            "approval" if answer.approve else "rejection",
-            model=model,
-            version=version,
-            actor=verdict.approver,
-            reason=answer.reason,
-            digest=digest,
-            mode="human",
-            **({"approver_key_id": verdict.key_id} if verdict.key_id else {}),
-        )
+        if first_time:
+            audit.append(
+                "approval" if answer.approve else "rejection",
+                model=model,
+                version=version,
+                actor=verdict.approver,
+                reason=answer.reason,
+                digest=digest,
+                mode="human",
+                **({"approver_key_id": verdict.key_id} if verdict.key_id else {}),
+            )
         return ApprovalRecord(
             answer.approve,
             verdict.approver,
@@ -108,15 +125,35 @@ def approve(
         )
 
 
-def _wait_for_answer(form: type[Approval], timeout: int) -> tuple[Answer | None, str]:
-    """Pause under a fresh key until someone answers; None when the pause timed out."""
-    from prefect.flow_runs import pause_flow_run
+def _how_to_wait(configured: Literal["pause", "suspend"]) -> Literal["pause", "suspend"]:
+    """``suspend`` where Prefect can suspend this run (a deployment's top-level run), else ``pause``."""
+    from prefect.context import FlowRunContext
 
-    pause_key = f"{PAUSE_PREFIX}{uuid4().hex[:12]}"
-    try:
-        got = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=2, key=pause_key)
-    except Exception as e:  # Prefect raises on a pause that times out
-        if "timeout" not in type(e).__name__.lower() and "timed out" not in str(e).lower():
-            raise
-        return None, pause_key
-    return Answer(got.approve, got.approver, got.reason, got.digest, got.signed), pause_key
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
+    # The server's own conditions: a subflow (a parent task run) or a run without a deployment is refused.
+    if configured == "suspend" and (run is None or run.deployment_id is None or run.parent_task_run_id):
+        get_run_logger().warning(
+            "approve.wait is suspend, but Prefect suspends only a deployment's top-level run: pausing"
+        )
+        return "pause"
+    return configured
+
+
+def _wait_for_answer(
+    form: type[Approval], timeout: int, key: str, wait: Literal["pause", "suspend"]
+) -> Answer | None:
+    """Pause (or suspend) under `key` until someone answers; None when the wait timed out."""
+    from prefect.flow_runs import pause_flow_run, suspend_flow_run
+
+    if wait == "suspend":
+        # Ends this process unless `key` was answered before; a suspension that times out fails the run.
+        got = suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
+    else:
+        try:
+            got = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=2, key=key)
+        except Exception as e:  # Prefect raises on a pause that times out
+            if "timeout" not in type(e).__name__.lower() and "timed out" not in str(e).lower():
+                raise
+            return None
+    return Answer(got.approve, got.approver, got.reason, got.digest, got.signed)

@@ -1,18 +1,22 @@
 """The drift monitoring flow: a new snapshot against the champion's training data.
 
 It writes a report artifact on the flow run and, when the snapshot has drifted, emits the
-Prefect event ``attestflow.drift.detected`` for the model; an automation (see
-``deployments/``) turns that event into a retraining run.
+Prefect event ``attestflow.drift.detected`` for the model; the trigger of the deployment
+``retrain/on-drift`` (``prefect.yaml``) turns that event into a retraining run. The monitor
+runs on a schedule from the first deployment on, so before there is a champion it ends as
+``Skipped``: there is nothing to compare with yet.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
+from prefect.states import Completed, State
 
 from attestflow.artifacts import artifact_key
 from attestflow.config import load_config
@@ -20,6 +24,7 @@ from attestflow.dvc_remote import fetch_object
 from attestflow.errors import BadInputError
 from attestflow.lineage_graph import lineage
 from attestflow.records import to_jsonable
+from attestflow.registry import ModelRef, Registry
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 from tasks.drift import DriftReport, drift_task
@@ -55,12 +60,16 @@ def _markdown(report: DriftReport, model_name: str) -> str:
 
 
 @flow(name="drift-monitor", log_prints=True)
-def monitor_drift(current: str, config_path: str = "configs/release.yaml") -> DriftReport:
+def monitor_drift(current: str, config_path: str = "configs/release.yaml") -> DriftReport | State[Any]:
     """Compare the snapshot at `current` with the champion's training data; emit an event on drift."""
     log = get_run_logger()
     cfg = load_config(config_path)
     ws = Workspace.at(cfg.workspace)
     uri = tracking_uri(cfg.register.tracking_uri, ws)
+    if Registry(uri).version(ModelRef(cfg.model_name, None, cfg.promote.alias)) is None:
+        message = f"no {cfg.model_name}@{cfg.promote.alias} yet: nothing to compare with"
+        log.info("skipping: %s", message)
+        return Completed(name="Skipped", message=message)
     reference = champion_training_data(cfg.model_name, cfg.promote.alias, uri, ws)
     report = drift_task(cfg.drift, cfg.data, reference, Path(current))
     create_markdown_artifact(

@@ -27,7 +27,7 @@ from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
 from flows.evidence import attest_evidence
 from flows.promotion import promote_release
-from flows.stages import Invoke, StageTracker, stage
+from flows.stages import Invoke, StageTracker, resumable, stage
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
 from tasks.gates import run_gates_task
@@ -129,7 +129,8 @@ def release(config_path: str = "configs/release.yaml", overrides: list[str] | No
     """
     overrides = reveal_overrides(overrides or [])
     ctx = open_release(config_path, overrides, flow_run_id=str(flow_run.id or "local"))
-    summary = run_release(ctx, stage)
+    # A release that may be suspended keeps every stage's result, so that its resumption reuses them.
+    summary = run_release(ctx, resumable(ctx.ws.stage_cache) if ctx.cfg.approve.wait == "suspend" else stage)
     get_run_logger().info(
         "released %s version %s as %s",
         ctx.cfg.model_name,

@@ -2,7 +2,8 @@
 
 The release body (`flows.release.run_release`) is written once and takes an `Invoke`: the
 flow passes `stage`, which gives each task the retries, retry delay, timeout and cache of its
-config section; the benchmark's bare script passes `plain_stage`, which calls the function
+config section (`resumable` also keeps every result for a suspended run's resumption); the
+benchmark's bare script passes `plain_stage`, which calls the function
 inside the task and nothing else. Either way the same stages run in the same order with the
 same arguments, so the comparison measures the orchestration and nothing more. `StageTracker`
 wraps either and remembers the stage invoked last, which a failed release's audit entry names.
@@ -10,14 +11,16 @@ wraps either and remembers the stage invoked last, which a failed release's audi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.transactions import get_transaction
 
-from attestflow.caching import StageCache
+from attestflow.caching import RunPosition, StageCache
 from attestflow.config import StageConfig
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from attestflow.redact import scrubbed
@@ -70,7 +73,11 @@ def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> T
 
     With `cache`, its result is cached by content (see `attestflow.caching`); else never.
     """
-    caching = cache.task_options(t.name) if cache else {"cache_policy": NO_CACHE}
+    return _configured(t, cfg, cache.task_options(t.name) if cache else {"cache_policy": NO_CACHE})
+
+
+def _configured(t: Task[P, R], cfg: StageConfig, caching: dict[str, Any]) -> Task[P, R]:
+    """The task `t` with the retries, retry delay and timeout of `cfg` and the options `caching`."""
     configured = t.with_options(
         retries=cfg.retries,
         retry_delay_seconds=cfg.retry_delay_s,
@@ -81,6 +88,32 @@ def stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> T
     # Credentials leave a stage's exceptions before Prefect stores the message and logs the traceback.
     configured.fn = scrubbed(t.fn)
     return configured
+
+
+def resumable(results: Path) -> Invoke:
+    """`stage`, with every stage's result also kept in `results` under its place in the flow run.
+
+    For a release that may be suspended (``approve.wait: suspend``): resumed, the run starts
+    again from the top, and each stage that completed before the suspension is answered from
+    its persisted result (`attestflow.caching.RunPosition`) instead of running again; the
+    content-keyed stages keep their content key, which answers them as well.
+    """
+
+    calls: Counter[str] = Counter()
+
+    def invoke(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None) -> Task[P, R]:
+        calls[t.name] += 1
+        if cache is not None:
+            return stage(t, cfg, cache)
+        caching = {
+            "cache_policy": RunPosition(position=f"{t.name}-{calls[t.name]}"),
+            "persist_result": True,
+            "result_storage": results,
+            "result_serializer": "json",
+        }
+        return _configured(t, cfg, caching)
+
+    return invoke
 
 
 class StageTracker:

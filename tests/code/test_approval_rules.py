@@ -238,8 +238,13 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Answer]]:
     queue: list[Answer] = []
     outcomes: list[tuple[str, bool, Any]] = []
     monkeypatch.setattr(approval, "publish_request", lambda request: None)
-    monkeypatch.setattr(approval, "publish_outcome", lambda *a: outcomes.append(a))
-    monkeypatch.setattr(approval, "_wait_for_answer", lambda form, timeout: (queue.pop(0), "approval-x"))
+
+    def publish(*outcome: Any) -> bool:
+        outcomes.append(outcome)
+        return True
+
+    monkeypatch.setattr(approval, "publish_outcome", publish)
+    monkeypatch.setattr(approval, "_wait_for_answer", lambda form, timeout, key, wait: queue.pop(0))
     yield queue
     assert not queue, "every answer was read"
 
