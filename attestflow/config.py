@@ -13,15 +13,15 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attestflow.digests import Digest, json_digest
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.keys import load_public_key
 from attestflow.lineage import actor
+from attestflow.overrides import apply_overrides
 from attestflow.redact import redact_json
-from attestflow.yamlfile import AliasRefusedError, parse_yaml, read_yaml
+from attestflow.yamlfile import read_yaml
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
@@ -358,43 +358,6 @@ with warnings.catch_warnings():
         def digest(self) -> Digest:
             """SHA-256 of the validated configuration as canonical JSON, credentials redacted (as written)."""
             return json_digest(redact_json(self.model_dump(mode="json")))
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """Split ``a.b=value`` into a key path and a YAML-typed value."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. fine_tune.epochs=3")
-    try:
-        value = parse_yaml(raw) if raw.strip() else ""
-    except AliasRefusedError as e:
-        raise ConfigError(f"--set {key.strip()}: {e}") from None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each ``a.b=value`` in a copy of the raw config mapping."""
-    out: dict[str, Any] = _deep_copy(raw)
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = out
-        for k in keys[:-1]:
-            child = node.setdefault(k, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {k!r} is not a section")
-            node = child
-        node[keys[-1]] = value
-    return out
-
-
-def _deep_copy(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _deep_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_deep_copy(v) for v in obj]
-    return obj
 
 
 def describe_validation_error(source: str, err: ValidationError) -> str:
