@@ -71,7 +71,10 @@ def run_release(config: Path, overrides: list[str]) -> None:
     Workspace.at(cfg.workspace).activate()
     state = release_state(config, overrides)
     if state.is_completed():
-        render.summary(state.result(), time.perf_counter() - started)
+        from attestflow.tracking import tracking_uri
+
+        uri = tracking_uri(cfg.register.tracking_uri, Workspace.at(cfg.workspace))
+        render.summary(state.result(), time.perf_counter() - started, uri)
         return
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, EXPECTED):

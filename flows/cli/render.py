@@ -114,7 +114,7 @@ def training_line(t: TrainingRecord) -> str:
     )
 
 
-def summary(summary: ReleaseSummary, seconds: float) -> None:
+def summary(summary: ReleaseSummary, seconds: float, tracking_uri: str) -> None:
     """The end-of-release summary: digests, version, gates and where to look."""
     table = Table(title=f"attestflow release of {safe(summary.model_name)}", show_header=False)
     table.add_column(style="bold")
@@ -157,13 +157,23 @@ def summary(summary: ReleaseSummary, seconds: float) -> None:
         table.add_row(k, safe(v))
     console.print(table)
     console.print(gate_table(summary.gates))
-    ws_root = summary.release_dir.parents[2]
+    prefect_ui, mlflow_ui = _where_to_look(tracking_uri)
     console.print(
-        f"Prefect UI:  [bold]make dashboard[/] then open the flow run {safe(summary.flow_run_id)}\n"
-        f"MLflow UI:   mlflow ui --backend-store-uri sqlite:///{safe(str(ws_root))}/mlflow.db "
-        f"(run {safe(summary.training.mlflow_run_id)})",
+        f"Prefect UI:  {prefect_ui} the flow run {safe(summary.flow_run_id)}\n"
+        f"MLflow UI:   {safe(mlflow_ui)} (run {safe(summary.training.mlflow_run_id)})",
         highlight=False,
     )
+
+
+def _where_to_look(tracking_uri: str) -> tuple[str, str]:
+    """How to open the run in Prefect and MLflow: the servers in use, or the workspace's dashboard."""
+    import os
+
+    api = os.environ.get("PREFECT_API_URL", "")
+    prefect_ui = f"open {api.removesuffix('/api')} and find" if api else "[bold]make dashboard[/] then open"
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
+        return prefect_ui, f"open {tracking_uri}"
+    return prefect_ui, f"mlflow ui --backend-store-uri {tracking_uri}"
 
 
 def verification(model_uri: str, result: Verification, seconds: float, as_json: bool) -> None:
