@@ -241,3 +241,56 @@ def test_two_workers_with_separate_workspaces_release_one_model_at_once_into_one
         model,
     )
     assert [str(v) for (v,) in champion] == [previous]
+
+
+def test_a_release_triggered_with_prefect_deployment_run_is_executed_by_a_process_worker_on_the_stack(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`prefect deploy --all` against the stack's server, `prefect deployment run release/on-demand`,
+    one `prefect worker start --run-once`: the run completes, its data in the S3 DVC remote and its
+    champion in the PostgreSQL registry."""
+    from tests.flows import api
+
+    model = "worker-credit"
+    env = {**client_env(stack), "ATTESTFLOW_AUDIT_LOG": f"s3://{BUCKET}/audit-worker/"}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+
+    def run(*args: str) -> str:
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    repo = make_example_repo(tmp_path / "repo")
+    raw = repo.config_dict()
+    raw["model_name"] = model
+    config = repo.root / "release.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    run(sys.executable, "-m", "deployments.deploy", "--repository", str(ROOT))
+    out = run(
+        prefect,
+        "deployment",
+        "run",
+        "release/on-demand",
+        "--params",
+        json.dumps({"config_path": str(config)}),
+    )
+    run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
+    run(prefect, "worker", "start", "--pool", "attestflow-local", "--run-once")
+
+    state = api.get(f"{stack.env['PREFECT_API_URL']}/flow_runs/{run_id}")["state"]
+    assert state["type"] == "COMPLETED", state
+    champion = query(
+        stack,
+        "mlflow",
+        "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = 'champion'",
+        model,
+    )
+    assert champion == [(1,)]
+    (md5,) = query(
+        stack,
+        "mlflow",
+        "SELECT value FROM model_version_tags WHERE name = %s AND version = 1 AND key = 'data_md5'",
+        model,
+    )[0]
+    body = s3_client(stack).get_object(Bucket=BUCKET, Key=f"dvc/files/md5/{md5[:2]}/{md5[2:]}")["Body"].read()
+    assert hashlib.md5(body).hexdigest() == md5
