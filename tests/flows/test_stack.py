@@ -294,3 +294,56 @@ def test_a_release_triggered_with_prefect_deployment_run_is_executed_by_a_proces
     )[0]
     body = s3_client(stack).get_object(Bucket=BUCKET, Key=f"dvc/files/md5/{md5[:2]}/{md5[2:]}")["Body"].read()
     assert hashlib.md5(body).hexdigest() == md5
+
+
+def test_a_release_killed_on_the_stack_then_run_again_leaves_one_version_one_champion_and_an_intact_chain(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """SIGKILL (tests.flows.killpoints) with the version just created in the PostgreSQL registry, then
+    with the champion moved but the canary not run; the run after that completes the same version."""
+    from attestflow.registry import INCOMPLETE
+
+    model = "crash-credit"
+    repo = make_example_repo(tmp_path / "repo")
+    raw = repo.config_dict()
+    raw["model_name"] = model
+    config = repo.root / "release.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {**client_env(stack), "ATTESTFLOW_AUDIT_LOG": f"s3://{BUCKET}/audit-crash/"}
+
+    def release(kill_at: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tests.flows.killpoints", "run", "--config", str(config)],
+            cwd=ROOT,
+            env={**env, "ATTESTFLOW_TEST_KILL_AT": kill_at},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def versions() -> list[tuple[Any, ...]]:
+        return query(stack, "mlflow", "SELECT version FROM model_versions WHERE name = %s", model)
+
+    for point in ("inside:register", "after:promote"):
+        killed = release(point)
+        assert killed.returncode == -9, killed.stdout[-3000:] + killed.stderr[-3000:]
+        assert versions() == [(1,)], point
+    done = release("")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert versions() == [(1,)]
+    assert query(
+        stack,
+        "mlflow",
+        "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = 'champion'",
+        model,
+    ) == [(1,)]
+    marks = query(
+        stack,
+        "mlflow",
+        "SELECT value FROM model_version_tags WHERE name = %s AND key = %s",
+        model,
+        INCOMPLETE,
+    )
+    assert marks == []
+    verified = attestflow_cli(["audit", "verify", "--config", str(config)], repo.root, env)
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
