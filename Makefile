@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest chromium bench lock dashboard stack-up stack-down stack-status clean
+.PHONY: install demo test lint typecheck pytest chromium postgresql bench lock dashboard stack-up stack-down stack-status clean
 
 install: $(STAMP)
 
@@ -33,13 +33,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install chromium
+pytest: install chromium postgresql
 	$(BIN)/pytest
 
 # Headless Chromium for the dashboard test (tests/flows/test_dashboard_browser.py): Debian's package.
 chromium:
 	@test -x /usr/bin/chromium || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends chromium; }
+
+# PostgreSQL for the stack (make stack-up) and its tests: Debian's package, where none is installed.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends postgresql; }
 
 # Each figure beside its alternative, measured in one run (about 8 minutes on 2 CPU cores):
 # writes benchmarks/results/latest.json (git-ignored) and prints the table. BENCH_ARGS=--quick for a smoke run.
@@ -56,7 +61,7 @@ dashboard: install
 
 # The production topology on this machine (README "Outgrowing one machine"): PostgreSQL, Prefect and MLflow
 # servers on it, moto's S3 server; then `source .attestflow/stack.env`. Exit 3 when a server does not start.
-stack-up: install
+stack-up: install postgresql
 	$(BIN)/python -m attestflow.stack up
 
 stack-down: install

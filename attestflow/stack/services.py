@@ -22,7 +22,20 @@ from typing import Any
 
 from attestflow.errors import UnavailableError
 
-PG_BIN = Path(os.environ.get("ATTESTFLOW_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """``ATTESTFLOW_PG_BIN``, else the newest Debian PostgreSQL with an ``initdb`` (15 on these machines)."""
+    configured = os.environ.get("ATTESTFLOW_PG_BIN")
+    if configured:
+        return Path(configured)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 PG_SYSTEM_USER = "postgres"
 START_TIMEOUT_S = 180.0
 
