@@ -49,20 +49,20 @@ def move_alias(
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])
         previous = registry.alias_version(model_name, alias)
-        if previous == version:
-            # Moved already (a re-run after a crash between this move and the canary): the model it
-            # replaced is the one the first move kept under `previous_alias`, not this version itself.
-            previous = registry.alias_version(model_name, previous_alias)
         registry.set_alias(model_name, alias, version)
         if previous is not None and previous != version:
             registry.set_alias(model_name, previous_alias, previous)
         entry = audit.append(
             event, model=model_name, version=version, alias=alias, previous=previous, **details
         )
+        # Already champion (a re-run after a crash between this move and the canary): the model it
+        # replaced, which the canary compares with and a rollback restores, is the one the first move
+        # kept under `previous_alias`, not this version itself.
+        replaced = registry.alias_version(model_name, previous_alias) if previous == version else previous
         head = audit.head() or {}
         registry.set_model_tag(model_name, "audit_head", f"{head.get('seq')}:{head.get('sha256')}")
         registry.set_version_tag(model_name, version, f"audit.{entry['seq']}", event)
-    return PromotionRecord(model_name=model_name, alias=alias, version=version, previous_version=previous)
+    return PromotionRecord(model_name=model_name, alias=alias, version=version, previous_version=replaced)
 
 
 def clear_alias(
