@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from attestflow.alias_drift import RESTORED, refuse_on_drift
-from attestflow.audit import AuditLog
+from attestflow.audit import AUDIT_LOG_TAG, AuditLog, log_identity
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.evidence_check import REQUIREMENTS
 from attestflow.outcomes import PromotionRecord
@@ -60,6 +60,7 @@ def move_alias(
         # kept under `previous_alias`, not this version itself.
         replaced = registry.alias_version(model_name, previous_alias) if previous == version else previous
         head = audit.head() or {}
+        registry.set_model_tag(model_name, AUDIT_LOG_TAG, log_identity(audit.store))
         registry.set_model_tag(model_name, "audit_head", f"{head.get('seq')}:{head.get('sha256')}")
         registry.set_version_tag(model_name, version, f"audit.{entry['seq']}", event)
     return PromotionRecord(model_name=model_name, alias=alias, version=version, previous_version=replaced)

@@ -368,12 +368,28 @@ def champion_history(entries: list[dict[str, Any]], model: str | None = None) ->
     return [e for e in entries if e["event"] in moves and (model is None or e["model"] == model)]
 
 
-def registry_anchors(tracking_uri: str) -> list[dict[str, Any]]:
-    """Audit heads mirrored as ``audit_head`` tags (``seq:sha256``) on registered models."""
+AUDIT_LOG_TAG = "audit_log"
+"""Registered-model tag naming the audit log whose head the model's ``audit_head`` tag mirrors."""
+
+
+def log_identity(store: FileStore | S3Store) -> str:
+    """Which log a store is, the same from any working folder: its S3 URI or its file's absolute path."""
+    return store.location if isinstance(store, S3Store) else str(store.path.resolve())
+
+
+def registry_anchors(tracking_uri: str, log: str | None = None) -> list[dict[str, Any]]:
+    """Audit heads mirrored as ``audit_head`` tags (``seq:sha256``) on registered models.
+
+    With `log` (a `log_identity`), only the heads of that log: one registry may serve models whose
+    moves are audited in different logs (teams, environments), and another log's head says nothing
+    about this one. A model tagged before logs were named counts for every log.
+    """
     from attestflow.registry import Registry
 
     anchors = []
     for tags in Registry(tracking_uri).model_tags().values():
+        if log is not None and tags.get(AUDIT_LOG_TAG, log) != log:
+            continue
         seq, _, digest = tags.get("audit_head", "").partition(":")
         if seq.isdigit() and digest:
             anchors.append({"seq": int(seq), "sha256": digest})

@@ -16,13 +16,13 @@ app = typer.Typer(no_args_is_help=True, help="The workspace's hash-chained audit
 def audit_verify(config: ConfigOpt = None) -> None:
     """Check the audit log's hash chain and signed head, and each model's aliases against it; exit 1 on any."""
     from attestflow.alias_drift import alias_drift, audited_models
-    from attestflow.audit import registry_anchors
+    from attestflow.audit import log_identity, registry_anchors
     from attestflow.registry import Registry
 
     cfg, ws = workspace_of(config)
     log = audit_log(cfg, ws)
     uri = registry_uri(cfg, ws)
-    anchors = registry_anchors(uri)
+    anchors = registry_anchors(uri, log_identity(log.store))
     ok, line, reason = log.verify(anchors)
     if not ok:
         render.audit_broken(line, reason, log.store.location)

@@ -151,3 +151,32 @@ def test_the_signed_head_verifies_with_securesystemslib_and_the_public_key_alone
     last = log.path.read_text().splitlines()[-1]
     assert stmt["subject"][0]["digest"]["sha256"] == hashlib.sha256(last.encode()).hexdigest()
     assert stmt["predicate"] == {"seq": 4}
+
+
+def test_a_registry_shared_by_two_audit_logs_holds_each_logs_head_against_its_own_log(tmp_path: Path) -> None:
+    """One registry, two logs (two teams, or two environments): a model's mirrored head belongs to the
+    log that audited its moves and is checked against that log only; a head with no log named counts
+    for every log, as before logs were named."""
+    from mlflow.tracking import MlflowClient
+
+    from attestflow.audit import AUDIT_LOG_TAG, log_identity, registry_anchors
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri, uri)
+    ours, theirs = AuditLog.of(tmp_path / "ours"), AuditLog.of(tmp_path / "theirs")
+    for i in range(3):
+        ours.append("probe", model="a", n=i)
+    theirs.append("probe", model="b")
+    for name, log in (("a", ours), ("b", theirs)):
+        client.create_registered_model(name)
+        head = log.head() or {}
+        client.set_registered_model_tag(name, AUDIT_LOG_TAG, log_identity(log.store))
+        client.set_registered_model_tag(name, "audit_head", f"{head['seq']}:{head['sha256']}")
+
+    assert ours.verify(registry_anchors(uri, log_identity(ours.store)))[0]
+    assert theirs.verify(registry_anchors(uri, log_identity(theirs.store)))[0]
+    assert not ours.verify(registry_anchors(uri))[0]  # unfiltered, the other log's head names another line 1
+
+    client.delete_registered_model_tag("b", AUDIT_LOG_TAG)  # a head mirrored before logs were named
+    ok, line, reason = ours.verify(registry_anchors(uri, log_identity(ours.store)))
+    assert not ok and line == 1 and "differs from the hash recorded" in reason
