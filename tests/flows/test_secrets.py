@@ -95,7 +95,10 @@ def _with_credentials(url: str, user: str, secret: str) -> str:
 def _texts(folder: Path, skip: set[Path]) -> Iterator[tuple[Path, bytes]]:
     """Every file's bytes, and for every JSON file holding DSSE envelopes, their decoded payloads."""
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p not in skip):
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # SQLite's -shm/-wal files come and go with a closing connection
+            continue
         yield path, data
         if path.suffix == ".json" and b'"payload"' in data:
             envelope = json.loads(data)
