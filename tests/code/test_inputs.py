@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from attestflow.config import load_config
 from attestflow.errors import ConfigError
+from attestflow.keys import ensure_keypair
 from attestflow.policy import load_policy
 from attestflow.yamlfile import MAX_BYTES
 from flows.cli import app
@@ -39,19 +38,9 @@ def _one_line_exit_2(args: list[str], message: str) -> None:
 
 
 def _keypair(folder: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / f"{name}.pem", folder / f"{name}.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+    """A fresh EC key pair for `name` in its own folder: (private PEM, public PEM)."""
+    pair = ensure_keypair(folder / name)
+    return pair.private_key, pair.public_key
 
 
 def test_a_yaml_alias_bomb_in_a_config_is_refused_before_it_expands(tmp_path: Path) -> None:

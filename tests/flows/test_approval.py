@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from attestflow.audit import AuditLog
-from attestflow.keys import key_id, load_public_key
+from attestflow.keys import ensure_keypair, key_id, load_public_key
 from attestflow.workspace import Workspace
 from tests.conftest import ExampleRepo
 from tests.flows import api
@@ -52,20 +50,9 @@ def _wait_event(audit: AuditLog, event: str, timeout: float = 120) -> dict:
 
 
 def _keypair(folder: Path, who: str) -> tuple[Path, Path]:
-    """A fresh EC key pair for `who`: (private PEM, public PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = folder / f"{who}.pem", folder / f"{who}.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+    """A fresh EC key pair for `who` in its own folder: (private PEM, public PEM)."""
+    pair = ensure_keypair(folder / who)
+    return pair.private_key, pair.public_key
 
 
 def _start_release(repo: ExampleRepo, api_url: str, **sections: dict[str, Any]) -> subprocess.Popen[str]:
