@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest chromium postgresql bench lock dashboard stack-up stack-down stack-status clean
+.PHONY: install demo test lint typecheck pytest chromium postgresql softhsm bench lock dashboard stack-up stack-down stack-status clean
 
 install: $(STAMP)
 
@@ -33,7 +33,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install chromium postgresql
+pytest: install chromium postgresql softhsm
 	$(BIN)/pytest
 
 # Headless Chromium for the dashboard test (tests/flows/test_dashboard_browser.py): Debian's package.
@@ -45,6 +45,12 @@ chromium:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends postgresql; }
+
+# SoftHSM2, a PKCS#11 token in software, for prod's signing key (configs/environments.yaml) and its tests;
+# OpenSC's pkcs11-tool beside it. Debian's packages, where they are missing.
+softhsm:
+	@test -f /usr/lib/softhsm/libsofthsm2.so -a -x /usr/bin/pkcs11-tool || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends softhsm2 opensc; }
 
 # Each figure beside its alternative, measured in one run (about 8 minutes on 2 CPU cores):
 # writes benchmarks/results/latest.json (git-ignored) and prints the table. BENCH_ARGS=--quick for a smoke run.
