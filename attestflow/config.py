@@ -147,16 +147,45 @@ class ValidateOnnxConfig(StageConfig):
     latency_runs: int = Field(50, ge=1)
 
 
-class SignConfig(StageConfig):
-    """Signing of the release bundle and its provenance."""
+class KeySpec(_Model):
+    """Where a signing key lives: at most one private half (a PEM file, a Prefect Secret block, a PKCS#11
+    token object) and the PEM public half that verification trusts. Neither: the workspace key pair."""
 
     private_key: Path | None = None
-    """PEM EC private key; unset uses the workspace key pair (created on first use)."""
+    """PEM EC private key; unset (and no other private half) uses the workspace key pair (created on first use)."""
     public_key: Path | None = None
-    """The trusted PEM public key that verification uses; must pair with `private_key`."""
+    """The trusted PEM public key that verification uses; must pair with the private half."""
+    secret_block: str | None = None
+    """Name of a Prefect ``Secret`` block holding the PEM EC private key."""
+    pkcs11_uri: str | None = None
+    """RFC 7512 URI of the key in a PKCS#11 token (``pkcs11:token=...;object=...``); no PIN in it:
+    ``$ATTESTFLOW_PKCS11_PIN``; the module: ``$ATTESTFLOW_PKCS11_MODULE`` (default SoftHSM2's)."""
+
+    @model_validator(mode="after")
+    def _one_private_half(self) -> KeySpec:
+        given = [k for k in ("private_key", "secret_block", "pkcs11_uri") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set one private half of the key, not {' and '.join(given)}")
+        if self.pkcs11_uri is not None and "pin-value" in self.pkcs11_uri:
+            raise ValueError("a PKCS#11 PIN is never written in config: set ATTESTFLOW_PKCS11_PIN")
+        return self
+
+
+class SignConfig(StageConfig, KeySpec):
+    """Signing of the release bundle and its provenance."""
+
     allow_dirty: bool = False
     """Release from a work tree with uncommitted changes (recorded in the provenance)."""
     builder_id: str = "https://attestflow.dev/builders/prefect-release-flow@v1"
+
+    def key_spec(self) -> KeySpec:
+        """The key part of this section (what `attestflow.signers.signer_for` takes)."""
+        return KeySpec(
+            private_key=self.private_key,
+            public_key=self.public_key,
+            secret_block=self.secret_block,
+            pkcs11_uri=self.pkcs11_uri,
+        )
 
 
 class RegisterConfig(StageConfig):
