@@ -186,7 +186,7 @@ class S3Store:
             if self._put(self.key, body + line.encode() + b"\n", etag):
                 self._advance_head(seq, head_of(seq, line))
                 return line
-            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # noqa: S311 - back-off jitter, not a secret
         raise UnavailableError(
             f"the audit log {self.location} changed under {CONFLICT_RETRIES} appends in a row; try again"
         )

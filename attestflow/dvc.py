@@ -33,7 +33,9 @@ def dvc_tree_md5(hashes: dict[str, FileHashes], is_dir: bool) -> str:
     if not is_dir:
         return next(iter(hashes.values())).md5
     listing = [{"md5": h.md5, "relpath": rel} for rel, h in sorted(hashes.items())]
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+    return (
+        hashlib.md5(json.dumps(listing, sort_keys=True).encode(), usedforsecurity=False).hexdigest() + ".dir"
+    )
 
 
 @contextmanager

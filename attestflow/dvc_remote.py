@@ -169,7 +169,7 @@ class DvcRemote:
                 raw = f.read()
         except FileNotFoundError:
             return Proof(False, f"DVC object {md5} is not in the remote {self.shown}")
-        if hashlib.md5(raw).hexdigest() != md5.removesuffix(".dir"):
+        if hashlib.md5(raw, usedforsecurity=False).hexdigest() != md5.removesuffix(".dir"):
             return Proof(False, f"DVC object {md5} in the remote {self.shown} does not have that md5")
         entries = json.loads(raw)
         infos = self.fs.info([self.path(e["md5"]) for e in entries], return_exceptions=True)

@@ -47,7 +47,13 @@ def code_revision(path: Path | None = None) -> CodeRevision:
 
     def git(*args: str) -> bytes | None:
         try:
-            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=30, check=True)
+            out = subprocess.run(  # noqa: S603 - fixed git argv, no shell
+                ["git", *args],  # noqa: S607 - the git on PATH, as the developer runs it
+                cwd=cwd,
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return out.stdout

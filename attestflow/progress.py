@@ -201,7 +201,8 @@ class TrainingProgress:
                 created = create_progress_artifact(percent, key=self.progress_key, description=description)
                 # Prefect's artifact functions return a coroutine when called from async code;
                 # a training loop is synchronous, so this is the artifact's id.
-                assert isinstance(created, UUID), "TrainingProgress is for synchronous training loops"
+                if not isinstance(created, UUID):
+                    raise TypeError("TrainingProgress is for synchronous training loops")
                 self._progress_id = created
             else:
                 update_progress_artifact(self._progress_id, percent, description=description)
@@ -216,7 +217,7 @@ class TrainingProgress:
             from prefect.logging import get_run_logger
 
             logger = get_run_logger()
-        except Exception:  # no run logger: the module logger will do
+        except Exception:  # noqa: S110 - no run logger: the module logger below will do
             pass
         message = f"could not publish {what} to Prefect ({type(e).__name__}: {e}); training goes on"
         if self._warned:

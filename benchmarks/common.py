@@ -162,7 +162,7 @@ def run_child(
         result = Path(tmp) / "result.json"
         out = Path(tmp) / "output.log" if log is None else log
         with out.open("w") as f:
-            proc = subprocess.run(
+            proc = subprocess.run(  # noqa: S603 - this interpreter running a benchmark module
                 [sys.executable, "-m", module, *args, "--result", str(result)],
                 cwd=ROOT,
                 env=env or child_env(),

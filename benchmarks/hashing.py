@@ -47,8 +47,8 @@ def make_files(root: Path, total_bytes: int, seed: int) -> int:
 def md5sum(folder: Path) -> float:
     """Wall seconds of ``md5sum`` over every file under `folder` (listing included)."""
     t0 = time.perf_counter()
-    subprocess.run(
-        "find . -type f -print0 | xargs -0 md5sum > /dev/null",
+    subprocess.run(  # noqa: S602 - the measured alternative is this fixed shell pipeline
+        "find . -type f -print0 | xargs -0 md5sum > /dev/null",  # noqa: S607
         shell=True,
         cwd=folder,
         check=True,
@@ -98,7 +98,7 @@ def _plain_dvc(repo: Path, folder: Path) -> dict[str, float]:
 
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
     with in_dir(repo):
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - this interpreter running dvc
             [sys.executable, "-m", "dvc", "remote", "add", "-d", "plain", str(repo / "plain-remote")],
             check=True,
         )

@@ -293,7 +293,7 @@ def prefect_server(home: Path) -> Iterator[tuple[str, float, int]]:
     url = f"http://127.0.0.1:{port}/api"
     log = (home / "server.log").open("w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - the venv's prefect server, no shell
         [str(prefect_cli), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
         env=env,
         stdout=log,
@@ -307,7 +307,7 @@ def prefect_server(home: Path) -> Iterator[tuple[str, float, int]]:
             if time.perf_counter() - t0 > 180:
                 raise RuntimeError("prefect server did not answer /health within 180 s")
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:  # noqa: S310 - http on localhost
                     if resp.status == 200:
                         break
             except OSError:

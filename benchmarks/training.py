@@ -81,7 +81,7 @@ class Sides:
         self.adapter = load_adapter(self.cfg.model)
         self.train, _ = load_splits(self.cfg.data, self.adapter)
         self.samples = len(self.train.y) * self.cfg.fine_tune.epochs
-        self.data_md5 = hashlib.md5(self.cfg.data.path.read_bytes()).hexdigest()
+        self.data_md5 = hashlib.md5(self.cfg.data.path.read_bytes(), usedforsecurity=False).hexdigest()
         self.folder: Path | None = None
 
     def stage(self) -> dict[str, float]:
@@ -95,7 +95,8 @@ class Sides:
             self.cfg.fine_tune, self.cfg.data, self.ws, self.data_md5, self.ws.mlflow_uri, "bench"
         )
         wall = time.perf_counter() - t0
-        assert rec.resumed_from_epoch == 0, "fine_tune resumed: the benchmark must start from the base"
+        if rec.resumed_from_epoch != 0:
+            raise RuntimeError("fine_tune resumed: the benchmark must start from the base")
         self.folder = rec.checkpoint_path.parent
         return {"stage": rec.samples_per_s, "stage_call": self.samples / wall}
 
@@ -105,7 +106,8 @@ class Sides:
         from attestflow.tabular import load_checkpoint
 
         base = self.cfg.fine_tune.base_checkpoint
-        assert base is not None, "the benchmark workload names its base checkpoint"
+        if base is None:
+            raise RuntimeError("the benchmark workload names its base checkpoint")
         model = load_checkpoint(base)
         model.set_normalisation(torch.from_numpy(self.train.x))
         return model

@@ -73,7 +73,7 @@ def deploy(
     ensure_pools(pools)
     if repository:
         set_repository(repository)
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - this interpreter running prefect deploy, no shell
         [
             sys.executable,
             "-m",

@@ -86,7 +86,8 @@ class TabularAdapter:
 
     def prepare(self, model: nn.Module, train: Inputs, missing: MissingRule = "refuse") -> None:
         x = train[INPUT_NAME]
-        assert isinstance(model, TabularMLP)
+        if not isinstance(model, TabularMLP):
+            raise TypeError(f"the tabular adapter builds TabularMLP models, not {type(model).__name__}")
         if x.shape[1] != model.mean.shape[0]:
             raise BadInputError(
                 f"base checkpoint expects {model.mean.shape[0]} features, data.features has {x.shape[1]}"
@@ -97,7 +98,8 @@ class TabularAdapter:
             model.impute_median(rows)
 
     def save(self, model: nn.Module, path: Path, meta: dict[str, str]) -> None:
-        assert isinstance(model, TabularMLP)
+        if not isinstance(model, TabularMLP):
+            raise TypeError(f"the tabular adapter builds TabularMLP models, not {type(model).__name__}")
         save_checkpoint(model, path, meta)
 
     def load(self, path: Path) -> nn.Module:

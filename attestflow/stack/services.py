@@ -83,7 +83,7 @@ def spawn(name: str, argv: list[str], log: Path, port: int, env: dict[str, str],
     """Start `argv` in its own session, output to `log`; the server it runs listens on `port`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        child = subprocess.Popen(
+        child = subprocess.Popen(  # noqa: S603 - the stack's own server commands, no shell
             argv,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -194,7 +194,9 @@ def _give_to_pg_user(*paths: Path) -> None:
 
 
 def _pg_run(argv: list[str], what: str, log: Path) -> None:
-    done = subprocess.run(_as_pg_user(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(  # noqa: S603 - PostgreSQL's own tools, no shell
+        _as_pg_user(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     if done.returncode != 0:
         raise UnavailableError(
             f"PostgreSQL: {what} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-1500:]}"
@@ -252,7 +254,7 @@ def create_databases(port: int, names: tuple[str, ...]) -> None:
 def stop_postgres(proc: Process, data: Path) -> None:
     """`pg_ctl stop` (fast), then make sure the postmaster is gone."""
     if alive(proc.pid) and (data / "postmaster.pid").is_file():
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - pg_ctl by its full path, no shell
             _as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "stop", "-m", "fast", "-w", "-t", "60"]),
             capture_output=True,
             stdin=subprocess.DEVNULL,

@@ -94,7 +94,7 @@ def launch(
     ]
     if warm_start is not None:
         cmd.append(f"--warm-start={json.dumps(to_jsonable(warm_start))}")
-    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, check=False, env=env)
+    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, check=False, env=env)  # noqa: S603 - torchrun argv
     if done.returncode != 0 or not record.is_file():
         bad_input = re.search(r"^(?:\[rank\d+\]:\s*)?error: (.+)$", done.stderr, re.MULTILINE)
         if bad_input:
