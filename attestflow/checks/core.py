@@ -27,6 +27,18 @@ class Finding:
             "fix": self.fix,
         }
 
+    @property
+    def location(self) -> str:
+        """``path:line``, ``path``, or empty where the finding has no file."""
+        if self.path is None:
+            return ""
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
+    def line_text(self) -> str:
+        """The finding on one line: check, location, what, and what to do."""
+        where = f" {self.location}" if self.path else ""
+        return f"{self.check}{where}: {self.message} ({self.fix})"
+
 
 @dataclass(frozen=True)
 class CheckContext:
@@ -36,3 +48,18 @@ class CheckContext:
     base: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     """The check's own section of the check config (``configs/check.yaml``), already validated."""
+
+
+@dataclass(frozen=True)
+class PreflightRecord:
+    """A release's preflight: which checks ran on its repository before any stage, and that they were clean."""
+
+    checks: list[str]
+    skipped: list[str]
+    """Checks named in ``release:`` whose module is not installed: nothing was checked."""
+    clean: bool
+    note: str | None = None
+    """Why nothing was checked, where nothing could be."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"checks": self.checks, "skipped": self.skipped, "clean": self.clean, "note": self.note}

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from attestflow.errors import GateFailedError, exit_code_of
-from flows.cli import audit, gates, promotion, releases, render, setup, verification
+from flows.cli import audit, check, gates, promotion, releases, render, setup, verification
 
 REFUSALS = {
     "run": "release refused",
@@ -87,6 +87,7 @@ app.command()(verification.lineage)
 app.add_typer(audit.app, name="audit")
 app.command()(releases.demo)
 app.command()(releases.evaluate)
+app.command()(check.check)
 
 
 def main() -> None:

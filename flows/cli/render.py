@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from attestflow.alias_drift import AliasDrift
+    from attestflow.checks.runner import CheckRun
     from attestflow.outcomes import ReleaseSummary
     from attestflow.records import GateReport, TrainingRecord
     from attestflow.scaffold import InitResult
@@ -370,3 +371,18 @@ def initialised(result: InitResult) -> None:
         lines.append(f"not used by the model: {', '.join(spec.ignored)}")
     console.print(f"[bold]inferred[/]:\n{bullets(lines)}", highlight=False)
     console.print(f"[bold]next[/]: {safe(result.next_command)}", highlight=False)
+
+
+def check_run(run: CheckRun, seconds: float) -> None:
+    """`attestflow check`'s findings as a table (check, where, what, what to do), then one verdict line."""
+    if run.findings:
+        table = Table(title=f"{len(run.findings)} finding(s)")
+        for col in ("check", "where", "finding", "what to do"):
+            table.add_column(col, overflow="fold")
+        for f in run.findings:
+            table.add_row(safe(f.check), safe(f.location), safe(f.message), safe(f.fix))
+        console.print(table)
+    if run.skipped:
+        err.print(f"[yellow]skipped[/] (not installed here): {safe(', '.join(run.skipped))}", highlight=False)
+    verdict = "[bold red]findings[/]" if run.findings else "[green]clean[/]"
+    console.print(f"{verdict}: {safe(', '.join(run.ran))} in {seconds:.1f} s", highlight=False)

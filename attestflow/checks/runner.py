@@ -1,0 +1,116 @@
+"""Which checks exist, and running them: for `attestflow check` and for a release's preflight.
+
+Each check module is imported only when it runs (detect-secrets, Jinja and ruff stay unloaded
+for the others). A check whose module is not installed is reported as skipped, never as clean.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from attestflow.checks.config import CheckConfig, load_check_config
+from attestflow.checks.core import CheckContext, Finding, PreflightRecord
+from attestflow.checks.gitfiles import repo_root, resolve_base
+from attestflow.errors import BadInputError, GateFailedError
+
+CHECKS = {
+    "secrets": "attestflow.checks.secrets:run",
+    "model-files": "attestflow.checks.model_files:run",
+    "code": "attestflow.checks.code_rules:run",
+    "templates": "attestflow.checks.templates:run",
+    "advisories": "attestflow.checks.advisories:run",
+    "lock": "attestflow.checks.lockenv:run",
+    "commits": "attestflow.checks.commits:run",
+    "policy": "attestflow.checks.policy_diff:run",
+}
+"""Check name -> ``module:function`` that runs it."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What one invocation of the checks did."""
+
+    ran: list[str]
+    skipped: list[str]
+    """Checks whose module is not installed here: nothing was checked."""
+    findings: list[Finding]
+
+
+def _check_function(name: str) -> Callable[[CheckContext], list[Finding]] | None:
+    """The `run` of check `name`; None where its module is not installed."""
+    module_name, _, attr = CHECKS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        return None
+    function: Callable[[CheckContext], list[Finding]] = getattr(module, attr)
+    return function
+
+
+def selected(config: CheckConfig, only: list[str] | None) -> list[str]:
+    """The checks to run: `only` (each must exist), else every enabled one, in `CHECKS` order."""
+    if only:
+        unknown = [n for n in only if n not in CHECKS]
+        if unknown:
+            raise BadInputError(f"--only: unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")
+        return [n for n in CHECKS if n in only]
+    return [n for n in CHECKS if config.section(n).enabled]
+
+
+def run_named(root: Path, base: str | None, config: CheckConfig, names: list[str]) -> CheckRun:
+    """Run the checks `names` on the git work tree at `root` (the change ``base...HEAD`` with a base)."""
+    root = repo_root(root)
+    if base is not None:
+        resolve_base(root, base)
+    ran, skipped, findings = [], [], []
+    for name in names:
+        function = _check_function(name)
+        if function is None:
+            log.info("check %s is not installed here: skipped", name)
+            skipped.append(name)
+            continue
+        findings += function(CheckContext(root, base, config.settings(name)))
+        ran.append(name)
+    return CheckRun(ran, skipped, findings)
+
+
+def run_checks(
+    root: Path, base: str | None, config: CheckConfig, only: list[str] | None = None
+) -> list[Finding]:
+    """The findings of the selected checks (`only`, else every enabled one) on the repository at `root`."""
+    return run_named(root, base, config, selected(config, only)).findings
+
+
+def refresh_advisories(root: Path, config: CheckConfig) -> int:
+    """Fetch the OSV advisories of every lock pin into the configured folder; how many records were written."""
+    from attestflow.checks.advisories import update  # type: ignore[import-not-found,unused-ignore]
+
+    settings = config.settings("advisories")
+    folder = root / str(settings.get("folder", "configs/advisories"))
+    lock = root / str(settings.get("lock", "requirements.lock"))
+    written: int = update(folder, lock)
+    return written
+
+
+def release_preflight(repo: Path) -> PreflightRecord:
+    """Run the checks ``release:`` names on the git work tree holding `repo`; any finding refuses the release.
+
+    A repository outside git has no tracked files to check: recorded as such, not refused.
+    """
+    try:
+        root = repo_root(repo)
+    except BadInputError:
+        return PreflightRecord(checks=[], skipped=[], clean=True, note=f"{repo} is not in a git repository")
+    config = load_check_config(root)
+    done = run_named(root, None, config, config.release)
+    if done.findings:
+        raise GateFailedError([f"preflight: {f.line_text()}" for f in done.findings])
+    return PreflightRecord(checks=done.ran, skipped=done.skipped, clean=True)
