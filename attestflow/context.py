@@ -21,6 +21,7 @@ from attestflow.alias_drift import refuse_on_drift
 from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
+from attestflow.checks.runner import release_preflight
 from attestflow.config import ReleaseConfig, load_config
 from attestflow.errors import GateFailedError
 from attestflow.failures import failure_recorded
@@ -177,7 +178,7 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
 
 
 def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_id: str) -> ReleaseContext:
-    """Load and check everything a release needs, refuse uncommitted code, and log its start.
+    """Run the release's preflight checks, load and check everything it needs, refuse uncommitted code, log its start.
 
     Activates the workspace, refuses while an alias of the model was moved outside attestflow
     (here rather than in the CLI's preflight, so that deployments and schedules refuse too),
@@ -191,11 +192,16 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     ws = Workspace.at(cfg.workspace)
     audit = AuditLog.configured(cfg, ws.root)
     who = redact(actor())
-    with failure_recorded(audit, cfg.model_name, who, flow_run_id, stage=lambda: "start"):
+    stage = "preflight"
+    with failure_recorded(audit, cfg.model_name, who, flow_run_id, stage=lambda: stage):
+        checked = release_preflight(cfg.snapshot.repo)  # `attestflow check`'s release checks: before any work
+        _run_logger().info("preflight: %s", checked.summary())
+        stage = "start"
         cfg, policy = _checked_inputs(cfg)
         ws.activate()
         shown, _ = hide_overrides(list(overrides or []))
-        invocation = Invocation(str(config_path), shown, flow_run_id, started_on, who, _committed_code(cfg))
+        revision = _committed_code(cfg)
+        invocation = Invocation(str(config_path), shown, flow_run_id, started_on, who, revision, checked)
         ctx = ReleaseContext(
             cfg=cfg,
             policy=policy,
@@ -249,6 +255,7 @@ def _start(ctx: ReleaseContext) -> None:
         actor=ctx.actor,
         flow_run_id=ctx.flow_run_id,
         config_sha256=cfg.digest().value,
+        preflight=ctx.invocation.preflight.as_json() if ctx.invocation.preflight else None,
     )
     ctx.release_dir.mkdir(parents=True, exist_ok=True)
     write_json(ctx.release_dir / "config.json", cfg.model_dump(mode="json"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from attestflow.checks.core import PreflightRecord
 from attestflow.digests import Digest
 from attestflow.lineage import CodeRevision
 from attestflow.redact import redact_json
@@ -74,6 +75,8 @@ class Invocation:
     triggered_by: str
     """The actor (``kind:name``) who or what started it."""
     revision: CodeRevision
+    preflight: PreflightRecord | None = None
+    """The checks (`attestflow check`) the release ran on its repository before any stage."""
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,12 @@ def _base_dependency(trained: TrainingRecord) -> list[dict[str, Any]]:
     return [resource("base_checkpoint", {"sha256": trained.base_checkpoint_digest.value})]
 
 
+def _templates(invocation: Invocation) -> dict[str, Any]:
+    """The digests of the repository's prompt templates, where it has any (`attestflow.checks.templates`)."""
+    digests = invocation.preflight.template_digests if invocation.preflight else {}
+    return {"templates_sha256": digests} if digests else {}
+
+
 def _training_start(trained: TrainingRecord) -> dict[str, Any]:
     """What training started from; trained from scratch, the architecture spec and its digest too."""
     if trained.architecture is None:
@@ -193,6 +199,7 @@ def sign(
             "overrides": invocation.overrides,
             "config_sha256": cfg.digest().value,
             "triggered_by": invocation.triggered_by,
+            **_templates(invocation),
         },
         internal_parameters={
             "release_key": key,
@@ -204,6 +211,7 @@ def sign(
             **_training_start(trained),
             "missing_values": cfg.data.missing,
             "classes": cfg.data.classes,
+            **({"preflight": invocation.preflight.as_json()} if invocation.preflight else {}),
         },
         dependencies=dependencies,
         builder_id=cfg.sign.builder_id,

@@ -61,5 +61,15 @@ class PreflightRecord:
     note: str | None = None
     """Why nothing was checked, where nothing could be."""
 
+    template_digests: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of each prompt template (and its declaration) under ``templates.folder``, by relative path."""
+
     def as_json(self) -> dict[str, Any]:
         return {"checks": self.checks, "skipped": self.skipped, "clean": self.clean, "note": self.note}
+
+    def summary(self) -> str:
+        """One line for the run's log."""
+        if self.note:
+            return f"nothing checked: {self.note}"
+        skipped = f" (not installed, skipped: {', '.join(self.skipped)})" if self.skipped else ""
+        return f"{', '.join(self.checks) or 'no checks'} clean{skipped}"

@@ -104,7 +104,10 @@ def release_preflight(repo: Path) -> PreflightRecord:
     """Run the checks ``release:`` names on the git work tree holding `repo`; any finding refuses the release.
 
     A repository outside git has no tracked files to check: recorded as such, not refused.
+    The record also carries the digests of the repository's prompt templates, for the provenance.
     """
+    from attestflow.checks.templates import template_digests
+
     try:
         root = repo_root(repo)
     except BadInputError:
@@ -113,4 +116,5 @@ def release_preflight(repo: Path) -> PreflightRecord:
     done = run_named(root, None, config, config.release)
     if done.findings:
         raise GateFailedError([f"preflight: {f.line_text()}" for f in done.findings])
-    return PreflightRecord(checks=done.ran, skipped=done.skipped, clean=True)
+    templates = template_digests(root / config.templates.folder, tuple(config.templates.suffixes))
+    return PreflightRecord(checks=done.ran, skipped=done.skipped, clean=True, template_digests=templates)

@@ -1,0 +1,57 @@
+"""Throwaway git repositories for the `attestflow check` tests, and secrets planted at run time.
+
+The planted values are made when a test runs, so that no credential-shaped string is in this
+repository's own files (which `attestflow check` scans too).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import subprocess
+from pathlib import Path
+
+import yaml
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
+
+
+def make_repo(root: Path, files: dict[str, str | bytes], check_config: dict[str, object] | None = None) -> Path:
+    """A git repository at `root` with `files` (and ``configs/check.yaml`` from `check_config`) committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "dev@example.invalid")
+    git(root, "config", "user.name", "dev")
+    git(root, "config", "commit.gpgsign", "false")
+    if check_config is not None:
+        files = {**files, "configs/check.yaml": yaml.safe_dump(check_config)}
+    commit(root, files or {"README.md": "a clean repository\n"}, "first")
+    return root
+
+
+def commit(root: Path, files: dict[str, str | bytes], message: str) -> str:
+    """Write and commit `files`; the new commit's id."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    git(root, "add", "--", *files)
+    git(root, "commit", "-q", "-m", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def aws_key() -> str:
+    """A fresh AWS-access-key-shaped id (not a real one)."""
+    return "AKIA" + "".join(random.choices(string.ascii_uppercase + string.digits, k=16))
+
+
+def private_key_block() -> tuple[str, str]:
+    """A PEM private key block and its (random) body."""
+    body = "".join(random.choices(string.ascii_letters + string.digits, k=64))
+    dashes = "-" * 5
+    return f"{dashes}BEGIN PRIVATE KEY{dashes}\n{body}\n{dashes}END PRIVATE KEY{dashes}\n", body
