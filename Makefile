@@ -26,9 +26,11 @@ demo: install
 
 test: install lint typecheck pytest
 
+# `attestflow check` (README "Pre-merge check"): secrets, model files, code rules (ruff S), templates, the supply chain.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/attestflow check .
 
 typecheck: install
 	$(BIN)/mypy

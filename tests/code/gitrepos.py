@@ -6,9 +6,10 @@ repository's own files (which `attestflow check` scans too).
 
 from __future__ import annotations
 
-import random
+import secrets
 import string
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -18,7 +19,9 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
 
 
-def make_repo(root: Path, files: dict[str, str | bytes], check_config: dict[str, object] | None = None) -> Path:
+def make_repo(
+    root: Path, files: Mapping[str, str | bytes], check_config: dict[str, object] | None = None
+) -> Path:
     """A git repository at `root` with `files` (and ``configs/check.yaml`` from `check_config`) committed."""
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
@@ -31,7 +34,7 @@ def make_repo(root: Path, files: dict[str, str | bytes], check_config: dict[str,
     return root
 
 
-def commit(root: Path, files: dict[str, str | bytes], message: str) -> str:
+def commit(root: Path, files: Mapping[str, str | bytes], message: str) -> str:
     """Write and commit `files`; the new commit's id."""
     for name, content in files.items():
         path = root / name
@@ -47,11 +50,11 @@ def commit(root: Path, files: dict[str, str | bytes], message: str) -> str:
 
 def aws_key() -> str:
     """A fresh AWS-access-key-shaped id (not a real one)."""
-    return "AKIA" + "".join(random.choices(string.ascii_uppercase + string.digits, k=16))
+    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
 
 
 def private_key_block() -> tuple[str, str]:
     """A PEM private key block and its (random) body."""
-    body = "".join(random.choices(string.ascii_letters + string.digits, k=64))
+    body = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
     dashes = "-" * 5
     return f"{dashes}BEGIN PRIVATE KEY{dashes}\n{body}\n{dashes}END PRIVATE KEY{dashes}\n", body

@@ -45,14 +45,18 @@ def test_files_dvc_tracks_are_not_in_git_and_not_found(tmp_path: Path) -> None:
 
 def test_a_shell_call_is_a_code_finding_with_its_line_and_tests_are_excluded(tmp_path: Path) -> None:
     risky = "import subprocess\n\n\ndef go(x):\n    return subprocess.call(x, shell=True)\n"
-    root = make_repo(tmp_path / "r", {"pkg/run.py": risky, "tests/test_run.py": "def test_x():\n    assert True\n"})
+    root = make_repo(
+        tmp_path / "r", {"pkg/run.py": risky, "tests/test_run.py": "def test_x():\n    assert True\n"}
+    )
     found = _found(root, "code")
     assert [(p, line) for p, line, _ in found] == [("pkg/run.py", 5)]
     assert found[0][2].startswith("S602")
 
 
 def test_a_justified_rule_is_not_a_code_finding(tmp_path: Path) -> None:
-    justified = "import subprocess\n\n\ndef go(x):\n    return subprocess.call(x, shell=True)  # noqa: S602 - fixed\n"
+    justified = (
+        "import subprocess\n\n\ndef go(x):\n    return subprocess.call(x, shell=True)  # noqa: S602 - fixed\n"
+    )
     root = make_repo(tmp_path / "r", {"pkg/run.py": justified})
     assert _found(root, "code") == []
 

@@ -15,8 +15,13 @@ from tests.code.gitrepos import aws_key, commit, make_repo, private_key_block
 PLACEHOLDER = 'db_password = "correct-horse-battery-staple-42"\n'
 
 
-def _secrets(root: Path, base: str | None = None, config: CheckConfig | None = None) -> list[tuple[str, int | None, str]]:
-    return [(f.path or "", f.line, f.message) for f in run_checks(root, base, config or CheckConfig(), ["secrets"])]
+def _secrets(
+    root: Path, base: str | None = None, config: CheckConfig | None = None
+) -> list[tuple[str, int | None, str]]:
+    return [
+        (f.path or "", f.line, f.message)
+        for f in run_checks(root, base, config or CheckConfig(), ["secrets"])
+    ]
 
 
 def _baseline(root: Path, path: str, is_secret: bool) -> str:
@@ -34,10 +39,14 @@ def _baseline(root: Path, path: str, is_secret: bool) -> str:
     return json.dumps({**data, "results": results}, indent=2)
 
 
-def test_a_planted_aws_key_and_private_key_are_found_by_kind_and_line_and_never_printed(tmp_path: Path) -> None:
+def test_a_planted_aws_key_and_private_key_are_found_by_kind_and_line_and_never_printed(
+    tmp_path: Path,
+) -> None:
     key = aws_key()
     block, body = private_key_block()
-    root = make_repo(tmp_path / "r", {"app/settings.py": f"REGION = 'eu'\nKEY_ID = '{key}'\n", "deploy/id.pem": block})
+    root = make_repo(
+        tmp_path / "r", {"app/settings.py": f"REGION = 'eu'\nKEY_ID = '{key}'\n", "deploy/id.pem": block}
+    )
 
     found = _secrets(root)
     assert ("app/settings.py", 2, "AWS Access Key in the file") in found

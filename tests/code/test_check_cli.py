@@ -1,0 +1,160 @@
+"""`attestflow check`: exit 0 clean, 1 findings, 2 bad input; JSON and SARIF 2.1.0 output; the release preflight."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from attestflow.checks.config import RELEASE_DEFAULT, CheckConfig
+from attestflow.checks.core import Finding
+from attestflow.checks.runner import CHECKS, release_preflight
+from attestflow.checks.sarif import to_sarif
+from attestflow.errors import GateFailedError
+from flows.cli import app
+from tests.code.gitrepos import aws_key, commit, make_repo
+
+MINE = "secrets,model-files,code,templates"
+"""The checks of this branch's part of issue 18 (the others are tested with their own modules)."""
+
+
+def _check(*args: str) -> Any:
+    return CliRunner().invoke(app, ["check", *args])
+
+
+def test_a_clean_repository_exits_0(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"src/app.py": "print('hello')\n", "README.md": "hi\n"})
+    result = _check(str(root), "--only", MINE)
+    assert result.exit_code == 0, result.output
+    assert "clean" in result.output
+    as_json = _check(str(root), "--only", MINE, "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.output) == []
+
+
+def test_findings_exit_1_with_json_listing_check_path_line_and_fix(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"weights.txt": pickle.dumps([1.0])})
+    result = _check(str(root), "--only", MINE, "--json")
+    assert result.exit_code == 1
+    (finding,) = json.loads(result.output)
+    assert finding["check"] == "model-files" and finding["path"] == "weights.txt"
+    assert set(finding) == {"check", "path", "line", "message", "fix"} and "dvc add" in finding["fix"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "nonsense"], "--only: unknown check(s) nonsense"),
+        (["--base", "no-such-ref"], "--base no-such-ref: not a commit"),
+        (["--config", "missing.yaml"], "check config not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    root = make_repo(tmp_path / "r", {})
+    result = _check(str(root), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_not_a_git_repository_and_a_bad_config_exit_2(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert "not a git repository" in _check(str(plain)).output
+    assert _check(str(plain)).exit_code == 2
+    root = make_repo(tmp_path / "r", {}, check_config={"secrets": {"baselin": ".x"}})
+    result = _check(str(root))
+    assert result.exit_code == 2 and "baselin" in result.output
+    root2 = make_repo(tmp_path / "r2", {}, check_config={"release": ["secrets", "nope"]})
+    assert _check(str(root2)).exit_code == 2
+
+
+def _require_sarif_shape(log: dict[str, Any]) -> None:
+    """The properties SARIF 2.1.0 requires (sarif-schema-2.1.0.json), and the ones code scanning reads."""
+    assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")
+    for run in log["runs"]:
+        driver = run["tool"]["driver"]
+        assert isinstance(driver["name"], str) and driver["name"]
+        ids = [rule["id"] for rule in driver["rules"]]
+        assert len(ids) == len(set(ids))
+        for result in run["results"]:
+            assert result["message"]["text"]
+            assert ids[result["ruleIndex"]] == result["ruleId"]
+            assert result["level"] in {"none", "note", "warning", "error"}
+            (location,) = result["locations"]
+            physical = location.get("physicalLocation")
+            if physical is None:
+                assert location["logicalLocations"][0]["name"]
+                continue
+            uri = physical["artifactLocation"]["uri"]
+            assert uri and not uri.startswith("/"), "relative to the repository root"
+            if "region" in physical:
+                assert (
+                    isinstance(physical["region"]["startLine"], int) and physical["region"]["startLine"] >= 1
+                )
+
+
+def test_sarif_output_has_one_rule_per_check_and_a_location_per_finding(tmp_path: Path) -> None:
+    root = make_repo(
+        tmp_path / "r",
+        {"conf.py": f"K = '{aws_key()}'\n", "blob.txt": pickle.dumps({"a": 1})},
+    )
+    out = tmp_path / "check.sarif"
+    result = _check(str(root), "--only", MINE, "--sarif", str(out))
+    assert result.exit_code == 1
+    log = json.loads(out.read_text())
+    _require_sarif_shape(log)
+    (run,) = log["runs"]
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == MINE.split(",")
+    located = {
+        (r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"])
+        for r in run["results"]
+    }
+    assert located == {("secrets", "conf.py"), ("model-files", "blob.txt")}
+
+
+def test_a_finding_without_a_file_is_located_at_its_check_in_sarif() -> None:
+    log = to_sarif([Finding("lock", "torch differs", "reinstall from the lock")], ["lock"], "0")
+    _require_sarif_shape(log)
+
+
+def test_every_check_of_the_contract_is_named_and_a_release_runs_the_lock_check_by_default() -> None:
+    assert set(CHECKS) == {
+        "secrets",
+        "model-files",
+        "code",
+        "templates",
+        "advisories",
+        "lock",
+        "commits",
+        "policy",
+    }
+    assert CheckConfig().release == RELEASE_DEFAULT == ["secrets", "model-files", "lock"]
+
+
+def test_a_release_preflight_refuses_a_planted_secret_without_showing_it(tmp_path: Path) -> None:
+    key = aws_key()
+    root = make_repo(tmp_path / "r", {"app.py": f"K = '{key}'\n"}, check_config={"release": ["secrets"]})
+    with pytest.raises(GateFailedError) as refused:
+        release_preflight(root / "configs")
+    (reason,) = refused.value.reasons
+    assert reason.startswith("preflight: secrets app.py:1: AWS Access Key in the file")
+    assert key not in reason
+
+
+def test_a_clean_release_preflight_records_its_checks_and_template_digests(tmp_path: Path) -> None:
+    files = {"prompts/a.j2": "{{ q }}", "prompts/a.yaml": "variables: [q]\n"}
+    root = make_repo(tmp_path / "r", files, check_config={"release": ["secrets", "model-files", "templates"]})
+    record = release_preflight(root)
+    assert record.checks == ["secrets", "model-files", "templates"] and record.clean
+    assert sorted(record.template_digests) == ["a.j2", "a.yaml"]
+    commit(root, {"w.txt": pickle.dumps(1)}, "a pickle")
+    with pytest.raises(GateFailedError, match=r"model-files w\.txt"):
+        release_preflight(root)
+
+
+def test_a_release_outside_git_checks_nothing_and_says_so(tmp_path: Path) -> None:
+    record = release_preflight(tmp_path)
+    assert record.checks == [] and record.note and "not in a git repository" in record.note
