@@ -91,8 +91,12 @@ def run_checks(
 
 def refresh_advisories(root: Path, config: CheckConfig) -> int:
     """Fetch the OSV advisories of every lock pin into the configured folder; how many records were written."""
-    from attestflow.checks.advisories import update  # type: ignore[import-not-found,unused-ignore]
-
+    try:
+        from attestflow.checks.advisories import update  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as e:
+        if e.name != "attestflow.checks.advisories":
+            raise
+        raise BadInputError("--update-advisories: the advisories check is not installed here") from None
     settings = config.settings("advisories")
     folder = root / str(settings.get("folder", "configs/advisories"))
     lock = root / str(settings.get("lock", "requirements.lock"))
