@@ -30,6 +30,7 @@ from attestflow.bundle import (
     sign_bundle,
     signed_files,
 )
+from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY, environment_digest
 from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
 from attestflow.dataset import load_splits
 from attestflow.digests import Digest, file_digest, json_digest
@@ -182,6 +183,8 @@ def sign(
     ]
     if lock:
         dependencies.append(resource("requirements.lock", {"sha256": lock.value}))
+    # The lock names what should be installed; this digest, what was (see attestflow.checks.lockenv).
+    dependencies.append(resource(ENVIRONMENT_DEPENDENCY, {"sha256": environment_digest().value}))
     stmt = statement(
         subjects=[
             resource("model.onnx", {"sha256": exported.digest.value}),
