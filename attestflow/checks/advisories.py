@@ -247,10 +247,13 @@ def run(ctx: CheckContext) -> list[Finding]:
 
 def _request(url: str, body: dict[str, Any] | None = None) -> Any:
     """JSON from OSV's API (POST when there is a body); any network or HTTP failure is `UnavailableError`."""
+    if not url.startswith(("https://", "http://")):
+        raise BadInputError(f"OSV API URL must be http(s): {url}")
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    # S310: the scheme is checked above, so no file: or custom-scheme URL is opened.
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
             return json.loads(resp.read())
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
         raise UnavailableError(f"OSV API {url} could not be reached: {e}") from None

@@ -124,7 +124,7 @@ def test_an_expired_allow_list_entry_that_matches_nothing_is_still_a_finding(tmp
     "entry", ["{id: X, package: demo-lib, expires: 2999-01-01}", "{id: X, package: demo-lib, reason: why}"]
 )
 def test_an_allow_list_entry_without_reason_or_expiry_is_bad_input(tmp_path: Path, entry: str) -> None:
-    with pytest.raises(BadInputError, match="advisories-allow.yaml"):
+    with pytest.raises(BadInputError, match=r"advisories-allow\.yaml"):
         run(repo(tmp_path, allow=f"allow:\n  - {entry}\n"))
 
 
