@@ -132,6 +132,7 @@ def lineage(
             "dirty": tags.get("git_dirty"),
             "lock": deps.get("requirements.lock", {}).get("digest"),
             "environment": deps.get(ENVIRONMENT_DEPENDENCY, {}).get("digest"),
+            "signed": deps.get("code", {}).get("annotations", {}).get("signed"),
         },
         "run": {
             "prefect_flow_run_id": run_id,

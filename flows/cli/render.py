@@ -238,7 +238,7 @@ def lineage(graph: dict[str, Any], as_json: bool) -> None:
     tree.add(e(f"run: Prefect flow run {r['prefect_flow_run_id']} triggered by {r['triggered_by']}"))
     tree.add(
         e(
-            f"code: git {code['git_commit']} (dirty {code['dirty']}), lock {code['lock']}, "
+            f"code: git {code['git_commit']} (dirty {code['dirty']}, signed {code['signed']}), lock {code['lock']}, "
             f"environment {code['environment']}"
         )
     )
