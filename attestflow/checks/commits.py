@@ -32,7 +32,7 @@ SIGN_FIX = (
 )
 
 
-def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``git <args>`` in `root`, its exit status left to the caller."""
     try:
         return subprocess.run(  # noqa: S603 - fixed git argv, no shell
@@ -47,7 +47,7 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _verify(root: Path, commit: str, signers: Path) -> subprocess.CompletedProcess[str]:
     """``git verify-commit`` of `commit` with SSH signing against the allowed-signers file `signers`."""
-    return _git(
+    return run_git(
         root,
         "-c",
         "gpg.format=ssh",
@@ -61,7 +61,7 @@ def _verify(root: Path, commit: str, signers: Path) -> subprocess.CompletedProce
 
 def signature_problem(root: Path, commit: str, signers: Path) -> str | None:
     """Why `commit` is not signed by an allowed SSH key (unsigned, OpenPGP, unknown key), or None when it is."""
-    raw = _git(root, "cat-file", "commit", commit)
+    raw = run_git(root, "cat-file", "commit", commit)
     if raw.returncode != 0:
         raise BadInputError(f"{commit}: not a commit in {root}")
     header = raw.stdout.split("\n\n", 1)[0]
@@ -92,9 +92,9 @@ def _signers_file(ctx: CheckContext) -> Path:
 def reachable_from(root: Path, commit: str, refs: list[str]) -> bool:
     """Whether `commit` is an ancestor of (or is) one of `refs`; an unknown ref is bad input."""
     for ref in refs:
-        if _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
+        if run_git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
             raise BadInputError(f"protected ref {ref!r} is not a commit in {root} (commits.protected_refs)")
-        if _git(root, "merge-base", "--is-ancestor", commit, ref).returncode == 0:
+        if run_git(root, "merge-base", "--is-ancestor", commit, ref).returncode == 0:
             return True
     return False
 
@@ -120,13 +120,13 @@ def run(ctx: CheckContext) -> list[Finding]:
         return findings
     signers = _signers_file(ctx)
     rel = signers.relative_to(ctx.root).as_posix() if signers.is_relative_to(ctx.root) else str(signers)
-    listed = _git(ctx.root, "rev-list", "--reverse", f"{ctx.base}..HEAD")
+    listed = run_git(ctx.root, "rev-list", "--reverse", f"{ctx.base}..HEAD")
     if listed.returncode != 0:
         raise BadInputError(f"--base {ctx.base}: not a commit in {ctx.root}")
     for commit in listed.stdout.split():
         problem = signature_problem(ctx.root, commit, signers)
         if problem:
-            subject = _git(ctx.root, "log", "-1", "--format=%s", commit).stdout.strip()
+            subject = run_git(ctx.root, "log", "-1", "--format=%s", commit).stdout.strip()
             findings.append(
                 Finding(
                     CHECK, f"commit {commit[:12]} ({subject[:60]}) {problem}", SIGN_FIX.format(signers=rel)
@@ -138,7 +138,7 @@ def run(ctx: CheckContext) -> list[Finding]:
 def release_commit_signed(repo: Path, allowed_signers: Path | None = None) -> tuple[bool, str]:
     """Whether the release's commit (HEAD of `repo`) is signed by an allowed SSH key, and git's word on it."""
     signers = allowed_signers or repo / ALLOWED_SIGNERS
-    if _git(repo, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
+    if run_git(repo, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
         return False, f"{repo} is not a git work tree with a commit"
     if not signers.is_file():
         return False, f"no allowed signers file ({signers.name})"
