@@ -49,7 +49,8 @@ class Pin:
 
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     """Each requirement of a requirements file with its continuation lines joined, and its first line number."""
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
         if not parts:
