@@ -59,7 +59,7 @@ softhsm:
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# Regenerate requirements.lock from pyproject.toml (exact versions and hashes, CPU torch).
+# Regenerate requirements.lock (exact versions and hashes, CPU torch) and requirements-gpu.lock (CUDA torch).
 lock:
 	scripts/lock.sh
 

@@ -18,6 +18,7 @@ from typing import Any
 from attestflow.audit import AuditLog
 from attestflow.audit_store import audit_location
 from attestflow.bundle import PROVENANCE
+from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY
 from attestflow.errors import BadInputError
 from attestflow.provenance import byproduct
 from attestflow.registry import MODEL_URI, Registry
@@ -130,6 +131,8 @@ def lineage(
             "git_commit": tags.get("git_commit"),
             "dirty": tags.get("git_dirty"),
             "lock": deps.get("requirements.lock", {}).get("digest"),
+            "environment": deps.get(ENVIRONMENT_DEPENDENCY, {}).get("digest"),
+            "signed": deps.get("code", {}).get("annotations", {}).get("signed"),
         },
         "run": {
             "prefect_flow_run_id": run_id,

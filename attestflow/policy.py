@@ -56,6 +56,24 @@ METRICS: dict[str, MetricFacts] = {
 """Every metric a policy can name, and the facts the gates use about it (the one place they are stated)."""
 
 
+LOOSER_WHEN_HIGHER: dict[str, bool] = {
+    "regression.metrics.max_drop": True,
+    "regression.confidence": True,
+    "robustness.max_drop": True,
+    "robustness.fgsm_max_drop": True,
+    "robustness.fgsm_epsilon": False,
+    "robustness.noise_scales": False,
+    "resources.max_file_kb": True,
+    "resources.max_memory_mb": True,
+    "resources.latency.max_p50_ms": True,
+    "resources.latency.max_p95_ms": True,
+    "data.max_pii_cells": True,
+}
+"""Which way each bound of a gate that is not a metric threshold gets more lenient: True when a higher value
+says no less often. (A regression fails when the interval's best case is still too large a drop, so a
+higher confidence, a wider interval, is more lenient.) Metric thresholds take theirs from `Threshold.direction`."""
+
+
 def better_direction(metric: str) -> Direction:
     """The direction of a bound that keeps `metric` good: at least for higher-is-better, else at most."""
     return "at_least" if METRICS[metric].higher_is_better else "at_most"

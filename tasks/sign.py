@@ -30,6 +30,8 @@ from attestflow.bundle import (
     sign_bundle,
     signed_files,
 )
+from attestflow.checks.commits import release_commit_signed
+from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY, environment_digest
 from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
 from attestflow.dataset import load_splits
 from attestflow.digests import Digest, file_digest, json_digest
@@ -66,9 +68,12 @@ def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
     return release_keypair(cfg.sign.private_key, cfg.sign.public_key, ws.root)
 
 
+_CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
 def lock_digest() -> Digest | None:
     """SHA-256 of the dependency lock this code was installed from, when it is beside the code."""
-    lock = Path(__file__).resolve().parents[1] / "requirements.lock"
+    lock = _CODE_ROOT / "requirements.lock"
     return file_digest(lock) if lock.is_file() else None
 
 
@@ -173,6 +178,7 @@ def sign(
     key = release_key(inputs)
     data_uri = f"{snap.remote_url}#{snap.dvc_md5}" if snap.remote_url else None
     code_changes = {"changes_sha256": revision.changes} if revision.dirty else {}
+    signed, signature = release_commit_signed(_CODE_ROOT)
     dependencies = [
         resource(
             f"data:{snap.data_path.name}",
@@ -184,10 +190,19 @@ def sign(
             manifest="attestation/data_manifest.json",
         ),
         *_base_dependency(trained),
-        resource("code", {"gitCommit": revision.commit}, dirty=revision.dirty, **code_changes),
+        resource(
+            "code",
+            {"gitCommit": revision.commit},
+            dirty=revision.dirty,
+            **code_changes,
+            signed=signed,
+            signature=signature,
+        ),
     ]
     if lock:
         dependencies.append(resource("requirements.lock", {"sha256": lock.value}))
+    # The lock names what should be installed; this digest, what was (see attestflow.checks.lockenv).
+    dependencies.append(resource(ENVIRONMENT_DEPENDENCY, {"sha256": environment_digest().value}))
     stmt = statement(
         subjects=[
             resource("model.onnx", {"sha256": exported.digest.value}),

@@ -237,7 +237,12 @@ def lineage(graph: dict[str, Any], as_json: bool) -> None:
         moves.add(e(f"{p['event']} at {p['time'][:19]} by {p['actor']} (previous v{p['previous']})"))
     r, code = graph["run"], graph["code"]
     tree.add(e(f"run: Prefect flow run {r['prefect_flow_run_id']} triggered by {r['triggered_by']}"))
-    tree.add(e(f"code: git {code['git_commit']} (dirty {code['dirty']}), lock {code['lock']}"))
+    tree.add(
+        e(
+            f"code: git {code['git_commit']} (dirty {code['dirty']}, signed {code['signed']}), lock {code['lock']}, "
+            f"environment {code['environment']}"
+        )
+    )
     console.print(tree, highlight=False)
 
 

@@ -130,6 +130,8 @@ def test_provenance_is_an_in_toto_slsa_statement_about_the_registered_onnx(relea
         deps["base_checkpoint"]["digest"]["sha256"] == released.summary.training.base_checkpoint_digest.value
     )
     assert "gitCommit" in deps["code"]["digest"] and "requirements.lock" in deps
+    assert len(deps["python-environment"]["digest"]["sha256"]) == 64
+    assert deps["code"]["annotations"]["signed"] is False  # the test repository's commits are unsigned
     run = stmt["predicate"]["runDetails"]
     assert run["builder"]["id"] and run["metadata"]["invocationId"] == released.summary.flow_run_id
     assert run["metadata"]["startedOn"] <= run["metadata"]["finishedOn"]

@@ -1,0 +1,117 @@
+"""Check ``lock``: the installed environment is the locked one, and a digest that says which environment ran.
+
+The provenance names the lock file, but a lock proves nothing about a host where someone ran a
+bare ``pip install``: a model trained there was trained by unlocked code. So every installed
+distribution must be pinned by the lock at the installed version (nothing missing, nothing
+extra), and where pip recorded the archive's hash (``direct_url.json``, PEP 610) that hash must
+be one the lock allows. The installers themselves (pip, setuptools, wheel) and the project's
+own editable install are not part of the comparison. `environment_digest` is what the
+provenance records beside the lock's digest.
+
+Settings: ``lock`` (default ``requirements.lock``; ``requirements-gpu.lock`` on a GPU host),
+``ignore`` (more distribution names to leave out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from attestflow.checks.core import CheckContext, Finding
+from attestflow.checks.lockfile import Installed, Pin, installed, normalize, parse_lock
+from attestflow.digests import Digest
+
+CHECK = "lock"
+INSTALLERS = frozenset({"pip", "setuptools", "wheel"})
+"""Installed to install the rest; not pinned by the lock."""
+ENVIRONMENT_DEPENDENCY = "python-environment"
+"""The provenance's resolved dependency that carries `environment_digest`, beside ``requirements.lock``."""
+REINSTALL = "pip install --require-hashes --no-deps -r {lock} (`make install` on a fresh venv)"
+
+
+def environment_digest() -> Digest:
+    """SHA-256 over the sorted ``name==version`` lines of the installed environment, with pip-recorded hashes."""
+    lines = sorted(
+        f"{d.name}=={d.version}" + "".join(f" --hash={h}" for h in sorted(d.hashes))
+        for d in installed().values()
+    )
+    text = "".join(f"{line}\n" for line in lines)
+    return Digest(
+        "sha256", hashlib.sha256(text.encode()).hexdigest(), "installed distributions (name==version lines)"
+    )
+
+
+def _project_name(root: Path) -> str | None:
+    """The ``[project] name`` of the checked repository's pyproject.toml, if it has one."""
+    try:
+        name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return normalize(str(name))
+
+
+def _same_version(a: str, b: str) -> bool:
+    """Whether two version strings name one version (``1.0`` is ``1.0.0``)."""
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def compare(pins: dict[str, Pin], env: dict[str, Installed], lock: str, ignore: set[str]) -> list[Finding]:
+    """Every way the environment `env` differs from the lock's `pins` (the lock file named `lock`)."""
+    fix = REINSTALL.format(lock=lock)
+    findings = []
+    for name, pin in sorted(pins.items()):
+        if name in ignore or not pin.applies():
+            continue
+        have = env.get(name)
+        if have is None:
+            findings.append(
+                Finding(CHECK, f"{name}=={pin.version} is locked but not installed", fix, lock, pin.line)
+            )
+        elif not _same_version(have.version, pin.version):
+            findings.append(
+                Finding(
+                    CHECK,
+                    f"{name} {have.version} is installed but the lock pins {pin.version}",
+                    fix,
+                    lock,
+                    pin.line,
+                )
+            )
+        elif have.hashes and not have.hashes & pin.hashes:
+            findings.append(
+                Finding(
+                    CHECK,
+                    f"{name} {have.version} was installed from an archive whose hash the lock does not list",
+                    fix,
+                    lock,
+                    pin.line,
+                )
+            )
+    for name, have in sorted(env.items()):
+        if name not in pins and name not in ignore:
+            findings.append(
+                Finding(
+                    CHECK,
+                    f"{name} {have.version} is installed but not in the lock",
+                    f"pip uninstall {name}, or add it to pyproject.toml and run `make lock`",
+                    lock,
+                )
+            )
+    return findings
+
+
+def run(ctx: CheckContext) -> list[Finding]:
+    """Findings for every installed distribution that differs from the lock: missing, extra, version, hash."""
+    lock = ctx.root / ctx.settings.get("lock", "requirements.lock")
+    rel = lock.relative_to(ctx.root).as_posix() if lock.is_relative_to(ctx.root) else str(lock)
+    ignore = set(INSTALLERS) | {normalize(n) for n in ctx.settings.get("ignore", [])}
+    project = _project_name(ctx.root)
+    if project:
+        ignore.add(project)
+    return compare(parse_lock(lock), installed(), rel, ignore)

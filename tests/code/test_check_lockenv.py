@@ -1,0 +1,73 @@
+"""The lock check: the installed environment equals the lock, and the environment's digest."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import re
+from pathlib import Path
+
+from attestflow.checks.core import CheckContext
+from attestflow.checks.lockenv import compare, environment_digest, run
+from attestflow.checks.lockfile import Installed, parse_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lock_of_this_environment(tmp_path: Path, drop: str | None = None, change: str | None = None) -> Path:
+    """A copy of this repository's lock with one pin removed or its version changed."""
+    lines = []
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if drop and line.startswith(f"{drop}=="):
+            line = "# dropped"
+        if change and line.startswith(f"{change}=="):
+            line = re.sub(r"==\S+", "==0.0.1", line, count=1)
+        lines.append(line)
+    (tmp_path / "requirements.lock").write_text("\n".join(lines) + "\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "attestflow"\n')
+    return tmp_path
+
+
+def test_this_repositorys_environment_equals_its_lock() -> None:
+    assert run(CheckContext(root=ROOT)) == []
+
+
+def test_a_changed_version_in_the_lock_is_a_finding_naming_the_distribution(tmp_path: Path) -> None:
+    [finding] = run(CheckContext(root=lock_of_this_environment(tmp_path, change="packaging")))
+    assert finding.check == "lock" and finding.path == "requirements.lock" and finding.line
+    assert f"packaging {md.version('packaging')} is installed but the lock pins 0.0.1" in finding.message
+    assert "--require-hashes" in finding.fix
+
+
+def test_a_distribution_the_lock_does_not_pin_is_an_extra_finding(tmp_path: Path) -> None:
+    [finding] = run(CheckContext(root=lock_of_this_environment(tmp_path, drop="packaging")))
+    assert "packaging" in finding.message and "not in the lock" in finding.message
+
+
+def test_a_pin_that_is_not_installed_is_a_missing_finding(tmp_path: Path) -> None:
+    root = lock_of_this_environment(tmp_path)
+    with (root / "requirements.lock").open("a") as f:
+        f.write("surely-not-installed-dist==1.0 \\\n    --hash=sha256:00\n")
+    [finding] = run(CheckContext(root=root))
+    assert finding.message == "surely-not-installed-dist==1.0 is locked but not installed"
+
+
+def test_an_archive_hash_the_lock_does_not_list_is_a_finding(tmp_path: Path) -> None:
+    (tmp_path / "l.lock").write_text("demo==1.0 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n")
+    pins = parse_lock(tmp_path / "l.lock")
+    good = {"demo": Installed("demo", "1.0", frozenset({"sha256:bb"}))}
+    bad = {"demo": Installed("demo", "1.0", frozenset({"sha256:cc"}))}
+    unrecorded = {"demo": Installed("demo", "1.0", frozenset())}
+    assert compare(pins, good, "l.lock", set()) == compare(pins, unrecorded, "l.lock", set()) == []
+    [finding] = compare(pins, bad, "l.lock", set())
+    assert "demo 1.0" in finding.message and "hash" in finding.message
+
+
+def test_a_pin_whose_marker_excludes_this_interpreter_is_not_expected_installed(tmp_path: Path) -> None:
+    (tmp_path / "l.lock").write_text('winonly==1.0 ; sys_platform == "win32" \\\n    --hash=sha256:aa\n')
+    assert compare(parse_lock(tmp_path / "l.lock"), {}, "l.lock", set()) == []
+
+
+def test_the_environment_digest_is_sha256_over_the_installed_list_and_stable() -> None:
+    digest = environment_digest()
+    assert digest.algorithm == "sha256" and len(digest.value) == 64
+    assert environment_digest() == digest
