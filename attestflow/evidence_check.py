@@ -53,6 +53,15 @@ GATE_CHECK, APPROVAL_CHECK = "gate verdict", "approval"
 _CHECK_OF = {VSA: GATE_CHECK, APPROVAL: APPROVAL_CHECK, CANARY: APPROVAL_CHECK}
 
 
+@dataclass(frozen=True)
+class EnvTrust:
+    """The keys that verify a version promoted into an environment: its own, and its source's."""
+
+    environment: str
+    key: Path
+    source_keys: tuple[Path, ...]
+
+
 def parse_requirements(text: str) -> tuple[str, ...]:
     """``provenance,gates,approval`` (any subset, comma-separated) as a tuple; anything else is bad input."""
     asked = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
