@@ -193,6 +193,7 @@ def sign(
             "overrides": invocation.overrides,
             "config_sha256": cfg.digest().value,
             "triggered_by": invocation.triggered_by,
+            **({"environment": cfg.environment} if cfg.environment else {}),
         },
         internal_parameters={
             "release_key": key,
