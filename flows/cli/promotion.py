@@ -68,7 +68,8 @@ def decide(
         raise GateFailedError(
             [f"flow run {run_id} refused {who}'s answer: {outcome['refused']}; it keeps waiting"]
         )
-    render.note(f"{word} flow run {run_id} for bundle {digest[:16]}... (accepted by the flow as {who})")
+    more = f"; it waits for {outcome['pending']} more approval(s)" if outcome.get("pending") else ""
+    render.note(f"{word} flow run {run_id} for bundle {digest[:16]}... (accepted by the flow as {who}{more})")
 
 
 def approve(
