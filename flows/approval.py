@@ -89,7 +89,7 @@ def approve(
                 f"{verdict.approver} already approved: {required} distinct approvers are required",
             )
         pending = required - len(counted) - 1 if verdict.refused is None and answer.approve else 0
-        first_time = publish_outcome(key, answer.approve, verdict, pending=pending)
+        first_time = publish_outcome(key, answer.approve, verdict, pending)
         if verdict.refused is not None:
             if first_time:
                 audit.append(

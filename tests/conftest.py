@@ -102,7 +102,7 @@ class ExampleRepo:
         for env, values in envs.items():
             raw.setdefault(env, {}).update(values)
         path = self.root / name
-        path.write_text(yaml.safe_dump({"environments": raw}))
+        path.write_text(yaml.safe_dump({"environments": raw}, sort_keys=False))
         return path
 
     def write_policy(self, name: str = "gates.yaml", /, **sections: Any) -> Path:
