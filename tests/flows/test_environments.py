@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from typer.testing import CliRunner
@@ -53,7 +54,7 @@ def test_a_release_into_staging_uses_stagings_model_audit_log_and_key_and_is_lab
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(version.tags["prefect_flow_run_id"])
+        run = client.read_flow_run(UUID(version.tags["prefect_flow_run_id"]))
     assert "env:staging" in run.tags and run.name.startswith("staging-"), (run.name, run.tags)
 
     verified = CliRunner().invoke(app, ["verify", "models:/tiny-credit-staging@champion", *env_args])
