@@ -280,8 +280,17 @@ def release_config(
     environment: str | None = None,
     environments_path: Path | str | None = None,
 ) -> ReleaseConfig:
-    """The release config at `config_path` with `overrides`, applied to `environment` when one is named."""
+    """The release config at `config_path` with `overrides`, applied to `environment` when one is named.
+
+    The config itself may not name an environment: a name without the environment's key, registry
+    and rules applied would label a release as something it is not.
+    """
     cfg = load_config(config_path, overrides)
+    if cfg.environment is not None:
+        raise ConfigError(
+            f"{config_path}: environment {cfg.environment!r} is chosen with --env (the environments "
+            "file applies it), not in the release config"
+        )
     if environment is None:
         return cfg
     envs = load_environments(Path(environments_path or DEFAULT_PATH))

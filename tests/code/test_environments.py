@@ -206,6 +206,13 @@ def test_applying_an_environment_sets_its_model_registry_remote_audit_key_approv
     assert dev.promote.alias == cfg.promote.alias and dev.canary == cfg.canary
 
 
+def test_a_release_config_may_not_name_an_environment_it_does_not_apply() -> None:
+    from attestflow.environments import release_config
+
+    with pytest.raises(ConfigError, match="'prod' is chosen with --env"):
+        release_config(ROOT / "configs/release.yaml", ["environment=prod"])
+
+
 def test_a_pkcs11_key_replaces_the_configs_key_file(tmp_path: Path) -> None:
     raw = _envs(tmp_path)
     raw["prod"]["key"] = {"pkcs11_uri": "pkcs11:token=t;object=o", "public_key": str(tmp_path / "p.pub.pem")}
