@@ -45,8 +45,9 @@ def publish_request(request: ApprovalRequest) -> None:
         create_flow_run_input(REQUEST_KEY, asdict(request))
 
 
-def publish_outcome(key: str, approve: bool, verdict: Verdict) -> bool:
-    """Say, for the answer to the wait `key`, whether the flow accepted it and if not, why.
+def publish_outcome(key: str, approve: bool, verdict: Verdict, pending: int = 0) -> bool:
+    """Say, for the answer to the wait `key`, whether the flow accepted it and if not, why
+    (and, for an approval that counted, how many more approvals it still waits for: `pending`).
 
     False when an earlier execution of the run already said it: the answer was judged (and
     audited) then, and a resumed run replaying it must not do either again.
@@ -60,6 +61,7 @@ def publish_outcome(key: str, approve: bool, verdict: Verdict) -> bool:
         "decision": decision_word(approve),
         "approver": verdict.approver,
         "refused": verdict.refused,
+        **({"pending": pending} if pending > 0 else {}),
     }
     create_flow_run_input(outcome_key(key), outcome)
     return True

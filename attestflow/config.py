@@ -270,6 +270,8 @@ class ApproveConfig(_Model):
     """How long a human approval may take; when it runs out the release counts as rejected."""
     approvers: list[str] = Field(default_factory=list)
     """Who may approve or reject in ``human`` mode, as actors (``alice`` is ``user:alice``)."""
+    required: int = Field(1, ge=1)
+    """How many distinct approvers must approve in ``human`` mode (a rejection by one ends it)."""
     allow_self_approval: bool = False
     """Whether whoever triggered a release may approve it themselves."""
     approver_keys: dict[str, Path] = Field(default_factory=dict)
@@ -301,6 +303,8 @@ class ApproveConfig(_Model):
         # Fail closed: an empty allow-list in human mode would let anyone type any name.
         if self.mode == "human" and not self.approvers:
             raise ValueError("mode human needs approve.approvers: the people who may decide")
+        if self.mode == "human" and self.required > len(self.approvers):
+            raise ValueError(f"required is {self.required}, more than the {len(self.approvers)} approvers")
         unknown = [name for name in self.approver_keys if name not in self.approvers]
         if unknown:
             raise ValueError(f"approver_keys names {', '.join(unknown)}, not in approve.approvers")
@@ -383,6 +387,8 @@ with warnings.catch_warnings():
         drift: DriftConfig = DriftConfig()
         cache: CacheConfig = CacheConfig()
         audit: AuditConfig = AuditConfig()
+        environment: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]*$")
+        """The environment released into (`attestflow.environments.apply_environment`); unset: none."""
 
         def digest(self) -> Digest:
             """SHA-256 of the validated configuration as canonical JSON, credentials redacted (as written)."""

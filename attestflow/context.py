@@ -22,7 +22,8 @@ from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
 from attestflow.checks.runner import release_preflight
-from attestflow.config import ReleaseConfig, load_config
+from attestflow.config import ReleaseConfig
+from attestflow.environments import release_config
 from attestflow.errors import GateFailedError
 from attestflow.failures import failure_recorded
 from attestflow.keys import configured_keypair, release_keypair, trusted_public_key
@@ -90,6 +91,7 @@ class ReleaseContext:
     def record(self, rec: Audited, *, version: str | None = None, **details: Any) -> None:
         """Append what `rec` says of itself to the audit log (and the run's log), with `details` added."""
         log = _run_logger()
+        env = {"environment": self.cfg.environment} if self.cfg.environment else {}
         for e in rec.audit_events():
             run = {"flow_run_id": self.flow_run_id} if e.names_run else {}
             entry = self.audit.append(
@@ -100,6 +102,7 @@ class ReleaseContext:
                 **e.details,
                 **details,
                 **run,
+                **env,
             )
             log.info("%s of %s v%s: %s", e.event, entry["model"], entry["version"] or "-", entry["details"])
 
@@ -163,6 +166,7 @@ class ReleaseContext:
             "signing_key_id": signed.key_id,
             "release_key": signed.release_key,
             "gate_policy_sha256": self.policy.digest().value,
+            **({"environment": self.cfg.environment} if self.cfg.environment else {}),
         }
 
 
@@ -177,7 +181,13 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return logging.getLogger(__name__)
 
 
-def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_id: str) -> ReleaseContext:
+def open_release(
+    config_path: str | Path,
+    overrides: list[str] | None,
+    flow_run_id: str,
+    environment: str | None = None,
+    environments_path: str | Path | None = None,
+) -> ReleaseContext:
     """Run the release's preflight checks, load and check everything it needs, refuse uncommitted code, log its start.
 
     Activates the workspace, refuses while an alias of the model was moved outside attestflow
@@ -185,10 +195,11 @@ def open_release(config_path: str | Path, overrides: list[str] | None, flow_run_
     creates the release folder with the validated ``config.json`` in it, and appends
     ``run_started`` to the audit log. Once the config is loaded, a failure is audited as
     ``release_failed`` at stage ``start`` (`attestflow.failures`); a config that cannot be
-    loaded names no workspace to record it in.
+    loaded names no workspace to record it in. With `environment`, the release goes into that
+    environment of the file `environments_path` (`attestflow.environments`).
     """
     started_on = datetime.now(UTC).isoformat(timespec="seconds")
-    cfg = load_config(config_path, overrides)
+    cfg = release_config(config_path, overrides, environment, environments_path)
     ws = Workspace.at(cfg.workspace)
     audit = AuditLog.configured(cfg, ws.root)
     who = redact(actor())
@@ -256,6 +267,7 @@ def _start(ctx: ReleaseContext) -> None:
         flow_run_id=ctx.flow_run_id,
         config_sha256=cfg.digest().value,
         preflight=ctx.invocation.preflight.as_json() if ctx.invocation.preflight else None,
+        **({"environment": cfg.environment} if cfg.environment else {}),
     )
     ctx.release_dir.mkdir(parents=True, exist_ok=True)
     write_json(ctx.release_dir / "config.json", cfg.model_dump(mode="json"))

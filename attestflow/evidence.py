@@ -9,7 +9,7 @@ key in a DSSE envelope (`attestflow.dsse`), that any DSSE verifier checks with t
   naming the gate policy's SHA-256, the provenance it relied on, ``gates.json`` (stored
   beside it, bound by its digest) and every gate's outcome (project fields under
   `GATES_KEY`, which VSA parsers ignore);
-- the approval (`APPROVAL`) is about the release bundle digest: decision, approver, reason,
+- the approval (`APPROVAL`) is about the release bundle digest: decision, approver(s), reason,
   time, mode, and the approver's own signed statement when they signed one;
 - the canary's verdict (`CANARY`) is about the ``model.onnx`` digest.
 
@@ -134,7 +134,8 @@ def approval_statement(
     """The approval decision as a statement about the release bundle digest it was made for.
 
     The predicate is the approver's own (`attestflow.approval.approval_statement`, the one
-    builder of it), plus who triggered the run and the approver's key and signed envelope.
+    builder of it), plus who triggered the run, the approver's key and signed envelope, and every
+    approver whose approval counted with how many the policy required (``approver`` is the last).
     """
     request = ApprovalRequest(
         model_name=registered.model_name,
@@ -150,6 +151,8 @@ def approval_statement(
         triggeredBy=invocation.triggered_by,
         approverKeyId=approval.approver_key_id,
         approverEnvelope=approval.approver_envelope,
+        approvers=list(approval.approvers) or [approval.approver],
+        required=approval.required,
     )
     return stmt
 

@@ -53,6 +53,15 @@ GATE_CHECK, APPROVAL_CHECK = "gate verdict", "approval"
 _CHECK_OF = {VSA: GATE_CHECK, APPROVAL: APPROVAL_CHECK, CANARY: APPROVAL_CHECK}
 
 
+@dataclass(frozen=True)
+class EnvTrust:
+    """The keys that verify a version promoted into an environment: its own, and its source's."""
+
+    environment: str
+    key: Path
+    source_keys: tuple[Path, ...]
+
+
 def parse_requirements(text: str) -> tuple[str, ...]:
     """``provenance,gates,approval`` (any subset, comma-separated) as a tuple; anything else is bad input."""
     asked = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
@@ -239,6 +248,9 @@ def _approval(ev: _Evidence, onnx: str, bundle: str, model_name: str, version: s
             False,
             f"the latest signed decision is {p.get('decision')} by {p.get('approver')}: {p.get('reason')}",
         )
+    quorum = _quorum_problem(p)
+    if quorum is not None:
+        return Check(APPROVAL_CHECK, False, f"{newest.path}: {quorum}")
     rejected = [c for c in canaries if c.predicate.get("result") != "PASSED" and c.time >= newest.time]
     if rejected:
         c = rejected[-1]
@@ -248,9 +260,27 @@ def _approval(ev: _Evidence, onnx: str, bundle: str, model_name: str, version: s
             f"the canary rejected this {MODEL} at {c.time.isoformat(timespec='seconds')} after its "
             f"approval at {p.get('time')} ({'; '.join(c.predicate.get('reasons', []))}); it needs a new approval",
         )
-    return Check(
-        APPROVAL_CHECK, True, f"approved by {p.get('approver')} ({p.get('mode')}) at {p.get('time')}, signed"
-    )
+    by = ", ".join(p.get("approvers") or [str(p.get("approver"))])
+    return Check(APPROVAL_CHECK, True, f"approved by {by} ({p.get('mode')}) at {p.get('time')}, signed")
+
+
+def _quorum_problem(p: dict[str, Any]) -> str | None:
+    """Why an approval's list of approvers does not bear out the count it claims, or None.
+
+    A statement from before approvals were counted names one ``approver`` and no list: it counts as one.
+    """
+    if "approvers" not in p:
+        return None
+    names, required = p["approvers"], p.get("required", 1)
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        return "its approvers are not a list of names"
+    if len(set(names)) != len(names):
+        return f"it lists an approver twice ({', '.join(names)})"
+    if not isinstance(required, int) or isinstance(required, bool) or required < 1 or len(names) != required:
+        return f"it claims {required!r} approvals but lists {len(names)} approvers ({', '.join(names)})"
+    if p.get("approver") not in names:
+        return f"its approver {p.get('approver')} is not among its approvers"
+    return None
 
 
 def release_evidence(

@@ -143,7 +143,7 @@ def lineage(
         "approval": [
             {"event": e["event"], "actor": e["actor"], "time": e["time"], **e["details"]}
             for e in events
-            if e["event"] in ("approval", "rejection", "approval_refused")
+            if e["event"] in ("approval", "approval_counted", "rejection", "approval_refused")
         ],
         "promotions": [
             {

@@ -50,6 +50,10 @@ class ApprovalRecord:
     """Id of the approver's own key that signed the decision (``approve.approver_keys``), if any."""
     approver_envelope: dict[str, Any] | None = None
     """The approver's DSSE envelope over their approval statement, when they signed it."""
+    approvers: tuple[str, ...] = ()
+    """Every distinct approver whose approval counted, in order (`approver` is the last); empty in auto mode."""
+    required: int = 1
+    """How many distinct approvals the policy required (``approve.required``)."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ _PAIR = re.compile(
 )
 """``password=x``, ``token: x``, ``"api_key": "x"``, ``Authorization: Bearer x``, ``?private_token=x``."""
 _QUERY = re.compile(
-    r"(?P<name>[?&;](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|auth|key|code))"
+    r"(?P<name>[?&;](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|auth|key|code"
+    r"|credential))"
     r"=(?P<value>[^&\s#'\"<>]+)",
     re.IGNORECASE,
 )
@@ -114,6 +115,13 @@ def redact(text: str) -> str:
         if secret in out:
             out = out.replace(secret, MASK)
     return out
+
+
+def credentials_in(text: str) -> set[str]:
+    """The credentials `redact` would mask in `text`: a URI's userinfo password, secret parameters' values."""
+    found = {m["userinfo"].partition(":")[2] for m in _SCHEME_USERINFO.finditer(text)}
+    found |= {m["value"] for m in _PAIR.finditer(text)} | {m["value"] for m in _QUERY.finditer(text)}
+    return {f for f in found if f and not f.startswith(MASK)}
 
 
 def redact_json(value: Any) -> Any:

@@ -5,8 +5,11 @@ flow pauses with `Approval` as its input form, pre-filled with the bundle digest
 to promote; approvers decide in the Prefect UI, or with ``attestflow approve|reject RUN_ID``.
 Each answer is checked by `attestflow.approval.check_answer` (digest, allow-list, no
 self-approval, the approver's signature); a refused answer is audited, its outcome published
-for the CLI (`attestflow.approval_channel`), and the flow keeps waiting. When the policy's
-timeout runs out the release counts as rejected. This needs a Prefect server that both sides
+for the CLI (`attestflow.approval_channel`), and the flow keeps waiting. With
+``approve.required`` above 1, approvals are counted (``approval_counted``) until that many
+distinct approvers agreed; the same person approving twice is refused, and one rejection ends
+it. When the policy's timeout runs out the release counts as rejected, audited with how many
+approvals it had. This needs a Prefect server that both sides
 reach (``PREFECT_API_URL``), not the temporary one a lone process starts.
 
 How the flow waits is ``approve.wait``: ``pause`` keeps the process polling; ``suspend`` (for
@@ -27,7 +30,7 @@ from typing import Literal
 from prefect import get_run_logger
 from prefect.input import RunInput
 
-from attestflow.approval import Answer, ApprovalRequest, check_answer, utc_now
+from attestflow.approval import Answer, ApprovalRequest, Verdict, check_answer, utc_now
 from attestflow.approval_channel import pause_key, publish_outcome, publish_request
 from attestflow.audit import AuditLog
 from attestflow.config import ApproveConfig
@@ -49,7 +52,11 @@ class Approval(RunInput):
 def approve(
     cfg: ApproveConfig, request: ApprovalRequest, audit: AuditLog, *, human: bool = False
 ) -> ApprovalRecord:
-    """Approve automatically (``auto``) or wait for a person's decision (``human``, or when `human`)."""
+    """Approve automatically (``auto``) or wait for people's decisions (``human``, or when `human`).
+
+    A person's wait ends at the first rejection by an allowed approver, or once ``approve.required``
+    distinct allowed approvers approved; a second approval by one of them is refused (and audited).
+    """
     model, version, digest = request.model_name, request.version, request.digest
     if cfg.mode == "auto" and not human:
         record = ApprovalRecord(True, "policy:auto", "approve.mode is auto", digest, utc_now(), "auto")
@@ -59,52 +66,50 @@ def approve(
         return record
     publish_request(request)
     deadline = time.monotonic() + cfg.timeout_s
-    why = (
-        "" if cfg.mode == "human" else "The gate policy requires a person's approval of a first release.\n\n"
+    required = cfg.required if cfg.mode == "human" else 1  # a first release's person, in auto mode: one
+    form = Approval.with_initial_data(
+        description=_description(cfg, request, required), digest=digest, approver="", reason=""
     )
-    description = (
-        f"Approve promotion of **{model}** version **{version}**.\n\n{why}"
-        f"Bundle SHA-256: `{digest}`\n\nCheck the gates and lineage artifacts of this run first."
-    )
-    form = Approval.with_initial_data(description=description, digest=digest, approver="", reason="")
     wait = _how_to_wait(cfg.wait)
+    counted: list[Verdict] = []  # the distinct approvers whose approval counts so far, in order
     attempt = -1
     while True:
         attempt += 1
         remaining = int(deadline - time.monotonic())
         if remaining <= 0:
-            audit.append("rejection", model=model, version=version, actor="policy:timeout", digest=digest)
-            return ApprovalRecord(
-                False,
-                "policy:timeout",
-                f"no decision within {cfg.timeout_s:.0f} s",
-                digest,
-                utc_now(),
-                "human",
-            )
+            return _timed_out(cfg.timeout_s, required, request, audit, [v.approver for v in counted])
         key = pause_key(digest, attempt)
         answer = _wait_for_answer(form, remaining, key, wait)
         if answer is None:
             continue
         verdict = check_answer(cfg, request, answer)
-        first_time = publish_outcome(key, answer.approve, verdict)
-        if verdict.refused is not None:
-            if not first_time:
-                continue
-            audit.append(
-                "approval_refused",
-                model=model,
-                version=version,
-                actor=verdict.approver,
-                why=verdict.refused,
-                decision="approve" if answer.approve else "reject",
-                given=answer.digest,
-                digest=digest,
+        if verdict.refused is None and answer.approve and verdict.approver in {v.approver for v in counted}:
+            verdict = Verdict(
+                verdict.approver,
+                f"{verdict.approver} already approved: {required} distinct approvers are required",
             )
+        pending = required - len(counted) - 1 if verdict.refused is None and answer.approve else 0
+        first_time = publish_outcome(key, answer.approve, verdict, pending)
+        if verdict.refused is not None:
+            if first_time:
+                audit.append(
+                    "approval_refused",
+                    model=model,
+                    version=version,
+                    actor=verdict.approver,
+                    why=verdict.refused,
+                    decision="approve" if answer.approve else "reject",
+                    given=answer.digest,
+                    digest=digest,
+                )
             continue
+        if answer.approve:
+            counted.append(verdict)
+        names = [v.approver for v in counted]
+        event = "rejection" if not answer.approve else "approval" if pending <= 0 else "approval_counted"
         if first_time:
             audit.append(
-                "approval" if answer.approve else "rejection",
+                event,
                 model=model,
                 version=version,
                 actor=verdict.approver,
@@ -112,7 +117,10 @@ def approve(
                 digest=digest,
                 mode="human",
                 **({"approver_key_id": verdict.key_id} if verdict.key_id else {}),
+                **({"approvers": names, "count": f"{len(names)} of {required}"} if required > 1 else {}),
             )
+        if event == "approval_counted":
+            continue
         return ApprovalRecord(
             answer.approve,
             verdict.approver,
@@ -122,7 +130,48 @@ def approve(
             "human",
             approver_key_id=verdict.key_id,
             approver_envelope=verdict.envelope,
+            approvers=tuple(names),
+            required=required,
         )
+
+
+def _description(cfg: ApproveConfig, request: ApprovalRequest, required: int) -> str:
+    """What the approval form says: which version, which bundle, how many approvals, why a person."""
+    why = (
+        "" if cfg.mode == "human" else "The gate policy requires a person's approval of a first release.\n\n"
+    )
+    needs = f"It needs **{required}** distinct approvers.\n\n" if required > 1 else ""
+    return (
+        f"Approve promotion of **{request.model_name}** version **{request.version}**.\n\n{why}{needs}"
+        f"Bundle SHA-256: `{request.digest}`\n\nCheck the gates and lineage artifacts of this run first."
+    )
+
+
+def _timed_out(
+    timeout_s: float, required: int, request: ApprovalRequest, audit: AuditLog, approvers: list[str]
+) -> ApprovalRecord:
+    """The wait ran out with too few approvals: a rejection, audited with how many there were."""
+    count = f"{len(approvers)} of {required} approvals"
+    audit.append(
+        "rejection",
+        model=request.model_name,
+        version=request.version,
+        actor="policy:timeout",
+        digest=request.digest,
+        why=count,
+        **({"approvers": approvers} if approvers else {}),
+    )
+    reason = f"no decision within {timeout_s:.0f} s" if required == 1 else f"{count} within {timeout_s:.0f} s"
+    return ApprovalRecord(
+        False,
+        "policy:timeout",
+        reason,
+        request.digest,
+        utc_now(),
+        "human",
+        approvers=tuple(approvers),
+        required=required,
+    )
 
 
 def _how_to_wait(configured: Literal["pause", "suspend"]) -> Literal["pause", "suspend"]:

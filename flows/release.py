@@ -27,7 +27,7 @@ from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
 from flows.evidence import attest_evidence
 from flows.promotion import promote_release
-from flows.stages import Invoke, StageTracker, resumable, stage
+from flows.stages import Invoke, StageTracker, environment_tags, resumable, run_name, stage
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
 from tasks.gates import run_gates_task
@@ -119,18 +119,29 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     return summary
 
 
-@flow(name="release", log_prints=True)
+@flow(name="release", log_prints=True, flow_run_name=run_name)
 @scrubbed
-def release(config_path: str = "configs/release.yaml", overrides: list[str] | None = None) -> ReleaseSummary:
+def release(
+    config_path: str = "configs/release.yaml",
+    overrides: list[str] | None = None,
+    environment: str | None = None,
+    environments_path: str = "configs/environments.yaml",
+) -> ReleaseSummary:
     """Release a model from the configured data snapshot; raises if any stage says no.
 
     `overrides` are run parameters, which Prefect stores: the CLI passes them with credentials
-    masked and hands the originals over through the environment (`attestflow.redact`).
+    masked and hands the originals over through the environment (`attestflow.redact`). With
+    `environment`, the release goes into that environment of `environments_path`.
     """
     overrides = reveal_overrides(overrides or [])
-    ctx = open_release(config_path, overrides, flow_run_id=str(flow_run.id or "local"))
-    # A release that may be suspended keeps every stage's result, so that its resumption reuses them.
-    summary = run_release(ctx, resumable(ctx.ws.stage_cache) if ctx.cfg.approve.wait == "suspend" else stage)
+    with environment_tags(environment):
+        ctx = open_release(
+            config_path, overrides, str(flow_run.id or "local"), environment, environments_path
+        )
+        # A release that may be suspended keeps every stage's result, so that its resumption reuses them.
+        summary = run_release(
+            ctx, resumable(ctx.ws.stage_cache) if ctx.cfg.approve.wait == "suspend" else stage
+        )
     get_run_logger().info(
         "released %s version %s as %s",
         ctx.cfg.model_name,

@@ -14,13 +14,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from attestflow.config import load_config
 from attestflow.dvc import dvc_md5
+from attestflow.environments import release_config
 from attestflow.outcomes import ReleaseSummary
 from attestflow.registry import ModelRef, Registry
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 from flows.release import release
+from flows.stages import environment_tags, run_name
 
 
 def champion_data_md5(model_name: str, alias: str, uri: str) -> str | None:
@@ -33,13 +34,27 @@ def champion_data_md5(model_name: str, alias: str, uri: str) -> str | None:
     return champion.tags.get("data_md5") if champion is not None else None
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, flow_run_name=run_name)
 def retrain(
-    config_path: str = "configs/release.yaml", overrides: list[str] | None = None
+    config_path: str = "configs/release.yaml",
+    overrides: list[str] | None = None,
+    environment: str | None = None,
+    environments_path: str = "configs/environments.yaml",
 ) -> ReleaseSummary | State[Any]:
-    """Release from the current data unless it is the data the champion was trained on."""
+    """Release from the current data unless it is the data the champion was trained on.
+
+    With `environment` (the scheduled deployments name ``staging``), the champion asked and the
+    release made are that environment's (`attestflow.environments`).
+    """
+    with environment_tags(environment):
+        return _retrain(config_path, overrides, environment, environments_path)
+
+
+def _retrain(
+    config_path: str, overrides: list[str] | None, environment: str | None, environments_path: str
+) -> ReleaseSummary | State[Any]:
     log = get_run_logger()
-    cfg = load_config(config_path, overrides)
+    cfg = release_config(config_path, overrides, environment, environments_path)
     ws = Workspace.at(cfg.workspace)
     current = dvc_md5(cfg.snapshot.repo, cfg.data.path)
     trained_on = champion_data_md5(
@@ -50,4 +65,9 @@ def retrain(
         log.info("skipping: %s", message)
         return Completed(name="Skipped", message=message)
     log.info("data changed (%s -> %s): releasing", trained_on, current)
-    return release(config_path=config_path, overrides=overrides)
+    return release(
+        config_path=config_path,
+        overrides=overrides,
+        environment=environment,
+        environments_path=environments_path,
+    )

@@ -7,18 +7,23 @@ benchmark's bare script passes `plain_stage`, which calls the function
 inside the task and nothing else. Either way the same stages run in the same order with the
 same arguments, so the comparison measures the orchestration and nothing more. `StageTracker`
 wraps either and remembers the stage invoked last, which a failed release's audit entry names.
+A release into an environment says so on the dashboard: its run name starts with the
+environment's name (`run_name`) and it and its task runs are tagged ``env:<name>`` (`environment_tags`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from prefect import Task
+from prefect import Task, get_client, tags
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.transactions import get_transaction
+from prefect.utilities.names import generate_slug
 
 from attestflow.caching import RunPosition, StageCache
 from attestflow.config import StageConfig
@@ -143,3 +148,23 @@ def plain_stage(t: Task[P, R], cfg: StageConfig, cache: StageCache | None = None
         return result
 
     return call
+
+
+def run_name() -> str:
+    """A flow run's name: Prefect's usual two words, after the environment named by its parameters."""
+    env = flow_run.parameters.get("environment")
+    return f"{env}-{generate_slug(2)}" if env else generate_slug(2)
+
+
+@contextmanager
+def environment_tags(environment: str | None) -> Iterator[None]:
+    """Tag the flow run in progress ``env:<environment>``, and the task runs started inside the block."""
+    if environment is None:
+        yield
+        return
+    tag = f"env:{environment}"
+    if flow_run.id:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, tags=sorted({*client.read_flow_run(flow_run.id).tags, tag}))
+    with tags(tag):
+        yield

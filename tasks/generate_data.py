@@ -4,7 +4,9 @@ No dataset that a Python package ships offline has both a binary outcome and a s
 attribute, which the fairness gate needs, so the example data is generated here, seeded,
 and rebuilt by ``dvc repro``. Two populations are written: the current one, which a release
 fine-tunes on, and a prior one (shifted income and utilisation), which the base checkpoint
-was trained on.
+was trained on. Stage `generate_prod_recent` (``--section generate_prod_recent``) writes a
+small sample of the current population with another seed: prod's recent labelled data, on
+which a promotion into prod re-runs its gates and judges its canary.
 
 The outcome depends on the financial features only; the sensitive attribute ``group`` is
 correlated with income, as in real lending data, so a model can still be unfair through it.
@@ -72,12 +74,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--out", type=Path, default=Path("data/credit.csv"))
     parser.add_argument("--prior-out", type=Path, default=Path("data/credit_prior.csv"))
+    parser.add_argument("--section", default="generate_data", help="Section of the params file to read.")
     args = parser.parse_args(argv)
-    params = yaml.safe_load(args.params.read_text())["generate_data"]
+    params = yaml.safe_load(args.params.read_text())[args.section]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     generate(params["rows"], params["seed"]).to_csv(args.out, index=False)
-    prior = generate(params["prior_rows"], params["seed"] + 1, params["prior_drift"])
-    prior.to_csv(args.prior_out, index=False)
+    if "prior_rows" in params:
+        prior = generate(params["prior_rows"], params["seed"] + 1, params["prior_drift"])
+        prior.to_csv(args.prior_out, index=False)
 
 
 if __name__ == "__main__":

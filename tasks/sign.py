@@ -215,6 +215,7 @@ def sign(
             "config_sha256": cfg.digest().value,
             "triggered_by": invocation.triggered_by,
             **_templates(invocation),
+            **({"environment": cfg.environment} if cfg.environment else {}),
         },
         internal_parameters={
             "release_key": key,

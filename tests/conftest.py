@@ -86,6 +86,25 @@ class ExampleRepo:
     def config(self, **sections: dict[str, Any]) -> ReleaseConfig:
         return load_config(self.write_config(**sections))
 
+    def write_environments(self, name: str = "environments.yaml", /, **envs: dict[str, Any]) -> Path:
+        """An environments file: `dev` and `staging`, each with its own key pair (made now) and audit
+        log in this repo's workspace and its own model name (``tiny-credit-<env>``), then `envs`."""
+        from attestflow.keys import ensure_keypair
+
+        raw: dict[str, Any] = {}
+        for env in ("dev", "staging"):
+            pair = ensure_keypair(self.workspace / "envs" / env / "keys")
+            raw[env] = {
+                "model_name": f"tiny-credit-{env}",
+                "audit": str(self.workspace / "envs" / env / "audit"),
+                "key": {"private_key": str(pair.private_key), "public_key": str(pair.public_key)},
+            }
+        for env, values in envs.items():
+            raw.setdefault(env, {}).update(values)
+        path = self.root / name
+        path.write_text(yaml.safe_dump({"environments": raw}, sort_keys=False))
+        return path
+
     def write_policy(self, name: str = "gates.yaml", /, **sections: Any) -> Path:
         """The bundled gate policy with the tiny example's thresholds, then `sections`."""
         raw: dict[str, Any] = yaml.safe_load((ROOT / "configs/gates.yaml").read_text())

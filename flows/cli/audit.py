@@ -7,19 +7,19 @@ from typing import Annotated
 import typer
 
 from flows.cli import render
-from flows.cli.common import ConfigOpt, audit_log, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, EnvironmentsOpt, EnvOpt, audit_log, registry_uri, workspace_of
 
 app = typer.Typer(no_args_is_help=True, help="The workspace's hash-chained audit log.")
 
 
 @app.command("verify")
-def audit_verify(config: ConfigOpt = None) -> None:
+def audit_verify(config: ConfigOpt = None, env: EnvOpt = None, environments: EnvironmentsOpt = None) -> None:
     """Check the audit log's hash chain and signed head, and each model's aliases against it; exit 1 on any."""
     from attestflow.alias_drift import alias_drift, audited_models
     from attestflow.audit import log_identity, registry_anchors
     from attestflow.registry import Registry
 
-    cfg, ws = workspace_of(config)
+    cfg, ws = workspace_of(config, env, environments)
     log = audit_log(cfg, ws)
     uri = registry_uri(cfg, ws)
     anchors = registry_anchors(uri, log_identity(log.store))
@@ -52,12 +52,14 @@ def audit_adopt(
         str, typer.Option(help="Why the move outside attestflow is accepted, for the audit trail.")
     ],
     config: ConfigOpt = None,
+    env: EnvOpt = None,
+    environments: EnvironmentsOpt = None,
 ) -> None:
     """Accept aliases moved outside attestflow as audited, so releases and rollbacks of MODEL proceed."""
     from attestflow.alias_drift import adopt
     from attestflow.registry import Registry
 
-    cfg, ws = workspace_of(config)
+    cfg, ws = workspace_of(config, env, environments)
     adopted = adopt(
         model,
         reason,
@@ -79,11 +81,13 @@ def audit_show(
     all_events: Annotated[
         bool, typer.Option("--all", hidden=True, help="Deprecated: every event is the default.")
     ] = False,
+    env: EnvOpt = None,
+    environments: EnvironmentsOpt = None,
 ) -> None:
     """Every event of the workspace's models (releases started, refused and failed, alias moves), who and why."""
     from attestflow.audit import champion_history, model_events
 
-    cfg, ws = workspace_of(config)
+    cfg, ws = workspace_of(config, env, environments)
     log = audit_log(cfg, ws)
     ok, line, reason = log.verify()
     if not ok:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from attestflow.errors import BadInputError
 from attestflow.errors import first_line as first_line  # re-exported for the commands
 
 if TYPE_CHECKING:
@@ -22,20 +23,41 @@ if TYPE_CHECKING:
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Release config YAML.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: stage.key=value.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env", help="Environment of the environments file: its model, registry, key and audit log."
+    ),
+]
+EnvironmentsOpt = Annotated[
+    Path | None,
+    typer.Option("--environments", help="Environments file (default: configs/environments.yaml)."),
+]
 
 
-def config_of(path: Path | None, overrides: list[str] | None = None) -> ReleaseConfig:
-    """The release config at `path` (default: ``$ATTESTFLOW_CONFIG`` or ``configs/release.yaml``)."""
-    from attestflow.config import default_config_path, load_config
+def config_of(
+    path: Path | None,
+    overrides: list[str] | None = None,
+    env: str | None = None,
+    environments: Path | None = None,
+) -> ReleaseConfig:
+    """The release config at `path` (default: ``$ATTESTFLOW_CONFIG`` or ``configs/release.yaml``),
+    applied to the environment `env` of the file `environments` when one is named."""
+    from attestflow.config import default_config_path
+    from attestflow.environments import release_config
 
-    return load_config(path or default_config_path(), overrides)
+    if env is None and environments is not None:
+        raise BadInputError("--environments names the file of --env's environment: give --env too")
+    return release_config(path or default_config_path(), overrides, env, environments)
 
 
-def workspace_of(config: Path | None) -> tuple[ReleaseConfig, Workspace]:
-    """The release config and the workspace it names."""
+def workspace_of(
+    config: Path | None, env: str | None = None, environments: Path | None = None
+) -> tuple[ReleaseConfig, Workspace]:
+    """The release config (in environment `env`, when named) and the workspace it names."""
     from attestflow.workspace import Workspace
 
-    cfg = config_of(config)
+    cfg = config_of(config, None, env, environments)
     return cfg, Workspace.at(cfg.workspace)
 
 

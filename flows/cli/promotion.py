@@ -10,7 +10,7 @@ import typer
 
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from flows.cli import render
-from flows.cli.common import ConfigOpt, audit_log, registry_uri, workspace_of
+from flows.cli.common import ConfigOpt, EnvironmentsOpt, EnvOpt, audit_log, registry_uri, workspace_of
 
 DigestOpt = Annotated[
     str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters; all 64 with --key).")
@@ -68,7 +68,8 @@ def decide(
         raise GateFailedError(
             [f"flow run {run_id} refused {who}'s answer: {outcome['refused']}; it keeps waiting"]
         )
-    render.note(f"{word} flow run {run_id} for bundle {digest[:16]}... (accepted by the flow as {who})")
+    more = f"; it waits for {outcome['pending']} more approval(s)" if outcome.get("pending") else ""
+    render.note(f"{word} flow run {run_id} for bundle {digest[:16]}... (accepted by the flow as {who}{more})")
 
 
 def approve(
@@ -102,12 +103,14 @@ def rollback(
     ] = None,
     config: ConfigOpt = None,
     model: Annotated[str | None, typer.Option(help="Registered model name (default: config's).")] = None,
+    env: EnvOpt = None,
+    environments: EnvironmentsOpt = None,
 ) -> None:
     """Point champion back at the previous (or a named) version, after verifying it."""
     from attestflow.aliases import rollback as roll_back
     from attestflow.keys import trusted_public_key
 
-    cfg, ws = workspace_of(config)
+    cfg, ws = workspace_of(config, env, environments)
     moved = roll_back(
         model or cfg.model_name,
         to,

@@ -15,7 +15,7 @@ import typer
 
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from flows.cli import render
-from flows.cli.common import ConfigOpt, SetOpt, config_of, first_line
+from flows.cli.common import ConfigOpt, EnvironmentsOpt, EnvOpt, SetOpt, config_of, first_line
 
 EXPECTED = (BadInputError, GateFailedError, UnavailableError)
 """Failures the exit codes name: logged as one line, not a traceback, since none is a bug."""
@@ -40,8 +40,11 @@ def _quiet_expected_failures() -> None:
             handler.addFilter(filt)
 
 
-def release_state(config: Path, overrides: list[str]) -> Any:
+def release_state(
+    config: Path, overrides: list[str], env: str | None = None, environments: Path | None = None
+) -> Any:
     """Run the release flow and return its final state; a flow run that cannot start is an outage."""
+    from attestflow.environments import DEFAULT_PATH as DEFAULT_ENVIRONMENTS
     from attestflow.redact import hide_overrides, secret_overrides
     from flows.release import release
 
@@ -49,7 +52,13 @@ def release_state(config: Path, overrides: list[str]) -> Any:
     shown, hidden = hide_overrides(overrides)
     try:
         with secret_overrides(hidden):  # run parameters are stored by Prefect: no credentials in them
-            return release(config_path=str(config), overrides=shown, return_state=True)
+            return release(
+                config_path=str(config),
+                overrides=shown,
+                environment=env,
+                environments_path=str(environments or DEFAULT_ENVIRONMENTS),
+                return_state=True,
+            )
     except EXPECTED:
         raise
     except Exception as e:  # the orchestrator itself failed (no API, no database): not a gate's "no"
@@ -60,16 +69,18 @@ def _building(stage: str, path: Path) -> None:
     render.step(f"dvc repro {stage}", f"{path} is a pipeline output not yet built here")
 
 
-def run_release(config: Path, overrides: list[str]) -> None:
+def run_release(
+    config: Path, overrides: list[str], env: str | None = None, environments: Path | None = None
+) -> None:
     """Check the inputs, run the release flow, and print its summary or raise why it stopped."""
     from attestflow.preflight import preflight
     from attestflow.workspace import Workspace
 
     started = time.perf_counter()
-    cfg = config_of(config, overrides)
+    cfg = config_of(config, overrides, env, environments)
     preflight(cfg, on_repro=_building)
     Workspace.at(cfg.workspace).activate()
-    state = release_state(config, overrides)
+    state = release_state(config, overrides, env, environments)
     if state.is_completed():
         from attestflow.tracking import tracking_uri
 
@@ -83,11 +94,13 @@ def run_release(config: Path, overrides: list[str]) -> None:
     raise typer.Exit(1)
 
 
-def run(config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Run the release flow on the configured data and model."""
+def run(
+    config: ConfigOpt = None, set_: SetOpt = None, env: EnvOpt = None, environments: EnvironmentsOpt = None
+) -> None:
+    """Run the release flow on the configured data and model (into the environment `--env`, when named)."""
     from attestflow.config import default_config_path
 
-    run_release(config or default_config_path(), set_ or [])
+    run_release(config or default_config_path(), set_ or [], env, environments)
 
 
 def demo(set_: SetOpt = None) -> None:

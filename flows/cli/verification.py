@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from flows.cli import render
-from flows.cli.common import ConfigOpt, JsonOpt, audit_log, registry_uri, workspace_of
+from flows.cli.common import (
+    ConfigOpt,
+    EnvironmentsOpt,
+    EnvOpt,
+    JsonOpt,
+    audit_log,
+    registry_uri,
+    workspace_of,
+)
 
 
 def verify(
@@ -35,6 +43,8 @@ def verify(
         typer.Option(help="Also require the signed gate verdict to be under this gate policy file."),
     ] = None,
     as_json: JsonOpt = False,
+    env: EnvOpt = None,
+    environments: EnvironmentsOpt = None,
 ) -> None:
     """Re-hash and verify a registered model or a downloaded folder: signature, provenance and evidence.
 
@@ -51,14 +61,14 @@ def verify(
     policy_digest = load_policy(policy).digest().value if policy else None
     if ":/" in model_uri:
         parse_model_uri(model_uri)
-        registry, key = _registry_and_key(config, public_key)
+        registry, key = _registry_and_key(config, public_key, env, environments)
         result = verify_model_uri(model_uri, registry, key, require=needs, policy_digest=policy_digest)
     else:
         folder = Path(model_uri)
         if not folder.is_dir():
             raise BadInputError(f"{folder} is not a model folder (nor a models:/ URI)")
         if public_key is None:
-            cfg, ws = workspace_of(config)
+            cfg, ws = workspace_of(config, env, environments)
             public_key = trusted_public_key(cfg.sign.public_key, ws.root)
         result = verify_release(
             folder,
@@ -81,16 +91,20 @@ def lineage(
         str | None, typer.Option(help="Restrict a digest or run id search to this model.")
     ] = None,
     as_json: JsonOpt = False,
+    env: EnvOpt = None,
+    environments: EnvironmentsOpt = None,
 ) -> None:
     """The chain from data snapshot to promotions of one model version."""
     from attestflow.lineage_graph import lineage as gather
 
-    cfg, ws = workspace_of(config)
+    cfg, ws = workspace_of(config, env, environments)
     graph = gather(start, registry_uri(cfg, ws), ws.root, model, audit=audit_log(cfg, ws))
     render.lineage(graph, as_json)
 
 
-def _registry_and_key(config: Path | None, public_key: Path | None) -> tuple[str, Path]:
+def _registry_and_key(
+    config: Path | None, public_key: Path | None, env: str | None, environments: Path | None
+) -> tuple[str, Path]:
     """The registry to ask and the key to trust: from the release config, or, where there is none and
     a key is given (a verifier's empty folder), the environment's ``MLFLOW_TRACKING_URI`` and that key."""
     from attestflow.config import default_config_path
@@ -98,7 +112,7 @@ def _registry_and_key(config: Path | None, public_key: Path | None) -> tuple[str
     from attestflow.tracking import tracking_uri
     from attestflow.workspace import Workspace
 
-    if config is None and public_key is not None and not default_config_path().is_file():
+    if config is None and env is None and public_key is not None and not default_config_path().is_file():
         return tracking_uri(None, Workspace.at(Path(".attestflow"))), public_key
-    cfg, ws = workspace_of(config)
+    cfg, ws = workspace_of(config, env, environments)
     return registry_uri(cfg, ws), trusted_public_key(public_key or cfg.sign.public_key, ws.root)

@@ -86,9 +86,11 @@ if __name__ == "__main__":
 
     real_release_state = flows.cli.releases.release_state
 
-    def release_state_with_hooks(config: Path, overrides: list[str]) -> Any:
+    def release_state_with_hooks(
+        config: Path, overrides: list[str], env: str | None = None, environments: Path | None = None
+    ) -> Any:
         _install()  # only now: Prefect must be imported after the workspace pointed it at its state
-        return real_release_state(config, overrides)
+        return real_release_state(config, overrides, env, environments)
 
     flows.cli.releases.release_state = release_state_with_hooks
     main()

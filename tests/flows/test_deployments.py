@@ -98,8 +98,8 @@ def _run_once(api_url: str, timeout: float = 300) -> float:
     return time.monotonic() - started
 
 
-def _run_deployment(api_url: str, name: str, config: Path | None = None) -> str:
-    params = ["--params", json.dumps({"config_path": str(config)})] if config else []
+def _run_deployment(api_url: str, name: str, config: Path | None = None, **more: str) -> str:
+    params = ["--params", json.dumps({"config_path": str(config), **more})] if config else []
     out = subprocess.run(
         [str(BIN / "prefect"), "deployment", "run", name, *params],
         env=_env(api_url),
@@ -296,11 +296,18 @@ def test_the_scheduled_retraining_runs_on_a_worker_and_then_skips_unchanged_data
     example_repo: ExampleRepo, prefect_server: str, worker: str
 ) -> None:
     config = example_repo.write_config()
-    first = _wait_final(prefect_server, _run_deployment(prefect_server, "retrain/nightly", config))
+    envs = str(example_repo.write_environments())  # the deployment releases into its `staging`
+    run = _run_deployment(prefect_server, "retrain/nightly", config, environments_path=envs)
+    first = _wait_final(prefect_server, run)
     assert first["state"]["type"] == "COMPLETED", first["state"]
     assert first["state"]["name"] == "Completed"
+    assert "env:staging" in first["tags"] and first["name"].startswith("staging-")
+    staging = Registry(Workspace.at(example_repo.workspace).mlflow_uri)
+    assert staging.alias_version("tiny-credit-staging", "champion") == "1"
 
-    second = _wait_final(prefect_server, _run_deployment(prefect_server, "retrain/nightly", config))
+    second = _wait_final(
+        prefect_server, _run_deployment(prefect_server, "retrain/nightly", config, environments_path=envs)
+    )
     assert second["state"]["type"] == "COMPLETED" and second["state"]["name"] == "Skipped", second["state"]
     assert "data unchanged" in second["state"]["message"]
     print(f"skipped scheduled run: {second['total_run_time']:.2f} s of flow run time")
