@@ -71,6 +71,6 @@ def test_an_equally_good_model_passes_and_the_record_says_what_quality_showed(
 def test_quality_with_a_sample_lacking_labels_is_bad_input(lab: Lab, tmp_path: Path) -> None:
     sample = tmp_path / "unlabelled.csv"
     lab.table.drop(columns=[lab.data.label]).to_csv(sample, index=False)
-    with pytest.raises(BadInputError, match="has no 'default' \\(data.label\\) column"):
+    with pytest.raises(BadInputError, match=r"has no 'default' \(data\.label\) column"):
         check_canary_labels(CanaryConfig(sample=sample, quality=True), lab.data)
     check_canary_labels(CanaryConfig(sample=sample), lab.data)  # without quality, no labels needed
