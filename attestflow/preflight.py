@@ -137,7 +137,9 @@ def preflight(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:
     check_canary_labels(cfg.canary, cfg.data)
 
 
-def check_canary_labels(canary: CanaryConfig, data: DataConfig, columns: Iterable[object] | None = None) -> None:
+def check_canary_labels(
+    canary: CanaryConfig, data: DataConfig, columns: Iterable[object] | None = None
+) -> None:
     """With ``canary.quality``, the canary's sample (`columns`, else read from it) has the label column."""
     if not canary.quality or canary.sample is None:
         return

@@ -30,7 +30,10 @@ from attestflow.verify import verify_model_uri
 from tasks.gates.regression import compare
 
 QUALITY_RULES = RegressionPolicy(
-    metrics=[RegressionMetric(metric="roc_auc", max_drop=0.0), RegressionMetric(metric="accuracy", max_drop=0.0)]
+    metrics=[
+        RegressionMetric(metric="roc_auc", max_drop=0.0),
+        RegressionMetric(metric="accuracy", max_drop=0.0),
+    ]
 )
 """Without a regression section in the policy: worse only when the whole interval is a drop."""
 
@@ -57,7 +60,9 @@ def median_latencies_ms(sessions: list[Any], inputs: Inputs, runs: int = 21) -> 
     return [float(np.median(t)) for t in times]
 
 
-def canary_sample(cfg: CanaryConfig, data: DataConfig, adapter: ModelAdapter) -> tuple[Inputs, np.ndarray | None]:
+def canary_sample(
+    cfg: CanaryConfig, data: DataConfig, adapter: ModelAdapter
+) -> tuple[Inputs, np.ndarray | None]:
     """The rows the canary scores (the configured sample, else the held-out split), and their labels.
 
     Labels come back only when ``cfg.quality`` asks for them (None otherwise).
