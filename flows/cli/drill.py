@@ -19,7 +19,9 @@ EnvironmentsOpt = Annotated[
 
 
 def rollback_drill(
-    env: EnvOpt, environments: EnvironmentsOpt = Path("configs/environments.yaml"), config: ConfigOpt = None
+    env: EnvOpt = None,
+    environments: EnvironmentsOpt = Path("configs/environments.yaml"),
+    config: ConfigOpt = None,
 ) -> None:
     """Verify @previous and the last approved versions, move a drill alias there and back: exit 1 on failure."""
     from attestflow.config import default_config_path
