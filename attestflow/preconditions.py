@@ -123,11 +123,23 @@ def _monitoring_problems(req: MonitoringRequirement) -> tuple[list[str], list[st
             if not deployment.paused and active:
                 found.append(f"{req.deployment} scheduled ({len(active)} active schedule(s))")
         if req.automations:
-            automations = client.read_automations()
+            automations = all_automations(client)
             for event in (DRIFT_EVENT, CANARY_ROLLBACK_EVENT):
                 problem, ok = notifying_automation(automations, event)
                 (found if problem is None else problems).append(ok if problem is None else problem)
     return problems, found
+
+
+def all_automations(client: Any, page: int = 200) -> list[Any]:
+    """Every automation, a page at a time (the 3.8.8 server refuses the client's default null limit and sort)."""
+    from prefect.client.schemas.sorting import AutomationSort
+
+    found: list[Any] = []
+    while True:
+        batch = client.read_automations(sort=AutomationSort.NAME_ASC, limit=page, offset=len(found))
+        found += batch
+        if len(batch) < page:
+            return found
 
 
 def notifying_automation(automations: Iterable[Any], event: str) -> tuple[str | None, str]:
