@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
 from attestflow.environments import MonitoringRequirement
@@ -82,7 +82,7 @@ def _notification_block(url: str | None) -> UUID:
 
     if url is None:
         try:
-            existing = CustomWebhookNotificationBlock.load(BLOCK)
+            existing = cast(CustomWebhookNotificationBlock, CustomWebhookNotificationBlock.load(BLOCK))
         except ValueError:
             raise BadInputError(
                 f"no notification block {BLOCK!r} yet: give --webhook-url or ${URL_VARIABLE}"
@@ -96,7 +96,7 @@ def _notification_block(url: str | None) -> UUID:
         method="POST",
         json_data={"subject": "{{subject}}", "body": "{{body}}"},
     )
-    return block.save(BLOCK, overwrite=True)
+    return cast(UUID, block.save(BLOCK, overwrite=True))
 
 
 def _automation(client: SyncPrefectClient, name: str, event: str, block: UUID) -> str:

@@ -11,7 +11,8 @@ from flows.cli import render
 from flows.cli.common import ConfigOpt
 
 EnvOpt = Annotated[
-    str, typer.Option("--env", help="Environment whose champion to drill (environments file).")
+    str | None,
+    typer.Option("--env", help="Environment whose champion to drill (default: the release config's model)."),
 ]
 EnvironmentsOpt = Annotated[
     Path, typer.Option("--environments", help="Environments YAML (default: configs/environments.yaml).")
