@@ -62,7 +62,12 @@ def ensure_monitoring(
 
 def _scheduled(client: SyncPrefectClient, name: str) -> list[str]:
     """Resume the deployment if paused and activate its schedules; refuse one without any."""
-    deployment = client.read_deployment_by_name(name)
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        deployment = client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        raise BadInputError(f"prefect.yaml deploys no {name} (flow-name/deployment-name)") from None
     if not deployment.schedules:
         raise BadInputError(f"deployment {name} has no schedule: give it one in prefect.yaml")
     done = []
@@ -133,13 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--environments", type=Path, default=Path("configs/environments.yaml"))
     parser.add_argument("--webhook-url", default=os.environ.get(URL_VARIABLE), help="where notifications go")
     args = parser.parse_args(argv)
-    from attestflow.environments import load_environments
+    from attestflow.environments import get_environment, load_environments
 
     try:
-        envs = load_environments(args.environments)
-        env = envs.environments.get(args.env)
-        if env is None:
-            raise BadInputError(f"{args.environments} defines no environment {args.env!r}")
+        env = get_environment(load_environments(args.environments), args.env)
         if env.preconditions.monitoring is None:
             raise BadInputError(f"environment {args.env} requires no monitoring (preconditions.monitoring)")
         done = ensure_monitoring(env.preconditions.monitoring, args.webhook_url)

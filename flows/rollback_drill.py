@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from attestflow.artifacts import artifact_key
 from attestflow.audit import AuditLog
 from attestflow.config import ReleaseConfig, load_config
-from attestflow.errors import BadInputError, GateFailedError
+from attestflow.errors import GateFailedError
 from attestflow.keys import trusted_public_key
 from attestflow.rollback_drill import DrillRecord, run_drill
 from attestflow.tracking import tracking_uri
@@ -30,15 +30,11 @@ def drill_config(
     environment: str | None, environments_path: str, config_path: str, overrides: list[str] | None
 ) -> ReleaseConfig:
     """The release config with `environment` applied (None: the config as it is)."""
-    cfg = load_config(Path(config_path), overrides)
     if environment is None:
-        return cfg
-    from attestflow.environments import apply_environment, load_environments
+        return load_config(Path(config_path), overrides)
+    from attestflow.environments import release_config
 
-    envs = load_environments(Path(environments_path))
-    if environment not in envs.environments:
-        raise BadInputError(f"{environments_path} defines no environment {environment!r}")
-    return apply_environment(cfg, envs.environments[environment])
+    return release_config(config_path, overrides, environment, environments_path)
 
 
 def _markdown(record: DrillRecord) -> str:
