@@ -332,6 +332,8 @@ class CanaryConfig(StageConfig):
     """New model's median batch latency over the previous one's (both timed alternately)."""
     latency_floor_ms: float = Field(1.0, ge=0)
     """Latencies below this count as this: sub-millisecond differences are scheduler noise."""
+    quality: bool = False
+    """Also compare quality on the sample's labelled rows (the regression gate's paired bootstrap)."""
 
 
 class DriftConfig(StageConfig):

@@ -6,7 +6,7 @@ it; `ReleaseSummary` gathers every record of one release for the CLI and the rel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ class CanaryRecord:
     latency_ratio: float
     passed: bool
     reason: str
+    quality: list[str] = field(default_factory=list)
+    """What the quality comparison on labelled rows found, one line per metric (empty: not compared)."""
 
     def audit_events(self) -> list[AuditEvent]:
         return [AuditEvent("canary", {"passed": self.passed, "reason": self.reason}, self.version)]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from attestflow.config import GatesConfig, ReleaseConfig, load_config
+from attestflow.config import CanaryConfig, DataConfig, GatesConfig, ReleaseConfig, load_config
 from attestflow.errors import BadInputError
 from attestflow.keys import configured_keypair
 from attestflow.policy import GatePolicy, load_policy
@@ -134,6 +134,24 @@ def preflight(cfg: ReleaseConfig, on_repro: ReproHook | None = None) -> None:
     check_config(cfg)
     check_registry(cfg)
     materialize_inputs(cfg, on_repro)
+    check_canary_labels(cfg.canary, cfg.data)
+
+
+def check_canary_labels(
+    canary: CanaryConfig, data: DataConfig, columns: Iterable[object] | None = None
+) -> None:
+    """With ``canary.quality``, the canary's sample (`columns`, else read from it) has the label column."""
+    if not canary.quality or canary.sample is None:
+        return
+    if columns is None:
+        from attestflow.dataset import read_table
+
+        columns = read_table(canary.sample).columns
+    if data.label not in list(columns):
+        raise BadInputError(
+            f"canary.quality compares quality on labelled rows, but canary.sample {canary.sample} "
+            f"has no {data.label!r} (data.label) column"
+        )
 
 
 def check_registry(cfg: ReleaseConfig) -> None:
@@ -172,6 +190,7 @@ def check_release_data(cfg: ReleaseConfig) -> ReleaseConfig:
         check_base_shape(cfg, len(classes))
     else:
         adapter.encode(df.head(1), data)  # the adapter's own columns are there
+    check_canary_labels(cfg.canary, data)
     return cfg.model_copy(update={"data": data.model_copy(update={"classes": classes})})
 
 

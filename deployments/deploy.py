@@ -60,9 +60,15 @@ def set_repository(url: str) -> None:
 
 
 def deploy(
-    prefect_file: Path = PREFECT_FILE, pools_file: Path = POOLS_FILE, repository: str | None = None
+    prefect_file: Path = PREFECT_FILE,
+    pools_file: Path = POOLS_FILE,
+    repository: str | None = None,
+    names: list[str] | None = None,
 ) -> list[str]:
-    """Create the pools, then every deployment of `prefect_file`; returns the ``flow/name`` of each."""
+    """Create the pools, then every deployment of `prefect_file` (or those `names`); returns the ``flow/name`` of each.
+
+    A name is ``flow/name`` or ``name``: prefect.yaml names its deployments without their flow.
+    """
     pools = load_pools(pools_file)
     for deployment, pool in deployment_pools(prefect_file).items():
         if pool not in pools:
@@ -80,7 +86,7 @@ def deploy(
             "deployments.prefect_cli",
             "--no-prompt",
             "deploy",
-            "--all",
+            *([arg for name in names for arg in ("--name", name.rsplit("/", 1)[-1])] if names else ["--all"]),
             "--prefect-file",
             str(prefect_file),
         ],
@@ -90,7 +96,7 @@ def deploy(
     )
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise BadInputError(f"prefect deploy --all failed:\n{tail}")
+        raise BadInputError(f"prefect deploy {' '.join(names or ['--all'])} failed:\n{tail}")
     return _CREATED.findall(done.stdout)
 
 

@@ -23,13 +23,12 @@ from attestflow.config import load_config
 from attestflow.dvc_remote import fetch_object
 from attestflow.errors import BadInputError
 from attestflow.lineage_graph import lineage
+from attestflow.preconditions import DRIFT_EVENT
 from attestflow.records import to_jsonable
 from attestflow.registry import ModelRef, Registry
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 from tasks.drift import DriftReport, drift_task
-
-DRIFT_EVENT = "attestflow.drift.detected"
 
 
 def champion_training_data(model_name: str, alias: str, uri: str, ws: Workspace) -> Path:

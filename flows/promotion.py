@@ -96,6 +96,7 @@ def _canary(
             tracking_uri=ctx.tracking_uri,
             public_key=ctx.public_key,
             model=cfg.model,
+            regression=ctx.policy.regression,
         )
     except GateFailedError as e:
         txn.set("rollback_reason", "; ".join(e.reasons))

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from attestflow.errors import GateFailedError, exit_code_of
-from flows.cli import audit, check, gates, promotion, releases, render, setup, verification
+from flows.cli import audit, check, drill, gates, promotion, releases, render, setup, verification
 
 REFUSALS = {
     "run": "release refused",
@@ -24,6 +24,7 @@ REFUSALS = {
     "rollback": "rollback refused",
     "approve": "approval refused",
     "reject": "rejection refused",
+    "rollback-drill": "rollback drill failed",
 }
 """How each command names a gate's or a verification's "no"; the others say "refused"."""
 
@@ -88,6 +89,7 @@ app.add_typer(audit.app, name="audit")
 app.command()(releases.demo)
 app.command()(releases.evaluate)
 app.command()(check.check)
+app.command("rollback-drill")(drill.rollback_drill)
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ def deployed(prefect_server: str) -> dict[str, dict[str, Any]]:
         "retrain/nightly",
         "retrain/on-drift",
         "drift-monitor/scheduled",
+        "rollback-drill/weekly",
         "release/gpu",
     }
     return {d["name"]: d for d in api.post(f"{prefect_server}/deployments/filter", {})}
