@@ -240,7 +240,7 @@ def _create_token(lib: Any, key: TokenKey, so_pin: str, pin: str) -> int:
     ]
     if not free:
         raise BadInputError(f"no free PKCS#11 slot in {module_path()} to create the token {key.token!r}")
-    lib.initToken(free[0], so_pin, key.token)
+    lib.initToken(free[0], so_pin, key.token.ljust(32))  # space-padded, as PKCS#11 labels are
     slot = _slot(lib, key.token)
     if slot is None:
         raise BadInputError(f"the PKCS#11 token {key.token!r} was initialised but cannot be found")

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -53,10 +53,15 @@ __all__ = ["KeySpec", "Signer", "signer_for"]
 class Signer(Protocol):
     """A private key that signs statements (DSSE) and release bundles (model-signing)."""
 
-    key_id: str
-    """``sha256:`` of the public key's DER (`attestflow.keys.key_id`)."""
-    public_key: Path
-    """The PEM public half, the one verification trusts."""
+    @property
+    def key_id(self) -> str:
+        """``sha256:`` of the public key's DER (`attestflow.keys.key_id`)."""
+        ...
+
+    @property
+    def public_key(self) -> Path:
+        """The PEM public half, the one verification trusts."""
+        ...
 
     def sign_dsse(self, stmt: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -200,6 +205,18 @@ def signer_for(spec: KeySpec, workspace_root: Path) -> Signer:
     return _file_signer(spec, workspace_root)
 
 
+def check_key(spec: KeySpec, workspace_root: Path) -> None:
+    """What can be checked of `spec` without its secret, before any stage: half a pair, unreadable keys, a bad URI."""
+    if spec.secret_block is not None or spec.pkcs11_uri is not None:
+        load_public_key(_required_public(spec, "secret_block" if spec.secret_block else "pkcs11_uri"))
+        if spec.pkcs11_uri is not None:
+            pkcs11.parse_uri(spec.pkcs11_uri)
+        return
+    private, public = spec.private_key, spec.public_key
+    if private is None or public is None or not _creatable(private, public, workspace_root):
+        configured_keypair(private, public)
+
+
 def _file_signer(spec: KeySpec, workspace_root: Path) -> FileSigner:
     """The configured key file pair; created if both halves are absent under the workspace; else the workspace's."""
     private, public = spec.private_key, spec.public_key
@@ -233,7 +250,8 @@ def _secret_pem(name: str) -> bytes:
     from prefect.blocks.system import Secret
 
     try:
-        value = Secret.load(name).get()
+        block = Secret.load(name, _sync=True)  # type: ignore[call-arg]  # async_dispatch's keyword
+        value = cast(Secret[Any], block).get()
     except ValueError:
         raise BadInputError(
             f"no Prefect Secret block {name!r}: create it with"
