@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ MODULE_ENV = "ATTESTFLOW_PKCS11_MODULE"
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 P256_OID_DER = bytes.fromhex("06082a8648ce3d030107")
 """CKA_EC_PARAMS of NIST P-256 (the named curve's object identifier, DER)."""
+TOKEN_LOCK = threading.RLock()
+"""Held while this process is logged in to a token: a PKCS#11 login is shared by all of a process's
+sessions, so one thread's logout would end another's signing."""
 
 
 @dataclass(frozen=True)
@@ -136,21 +140,22 @@ def token_session(key: TokenKey, *, write: bool = False) -> Iterator[Any]:
     import PyKCS11
 
     pin = _pin()
-    lib = _library()
-    slot = _slot(lib, key.token)
-    if slot is None:
-        raise BadInputError(
-            f"no PKCS#11 token labelled {key.token!r} in {module_path()}: {key.how_to_create()}"
-        )
-    flags = PyKCS11.CKF_SERIAL_SESSION | (PyKCS11.CKF_RW_SESSION if write else 0)
-    session = lib.openSession(slot, flags)
-    try:
-        _login(session, pin, key)
-        yield session
-    finally:
-        with suppress(PyKCS11.PyKCS11Error):
-            session.logout()
-        session.closeSession()
+    with TOKEN_LOCK:
+        lib = _library()
+        slot = _slot(lib, key.token)
+        if slot is None:
+            raise BadInputError(
+                f"no PKCS#11 token labelled {key.token!r} in {module_path()}: {key.how_to_create()}"
+            )
+        flags = PyKCS11.CKF_SERIAL_SESSION | (PyKCS11.CKF_RW_SESSION if write else 0)
+        session = lib.openSession(slot, flags)
+        try:
+            _login(session, pin, key)
+            yield session
+        finally:
+            with suppress(PyKCS11.PyKCS11Error):
+                session.logout()
+            session.closeSession()
 
 
 def find_object(session: Any, kind: int, label: str) -> Any | None:

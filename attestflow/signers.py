@@ -135,16 +135,18 @@ class Pkcs11Signer:
         import model_signing
 
         module = pkcs11.module_path()
-        try:
-            signing = model_signing.signing.Config().use_pkcs11_signer(
-                pkcs11_uri=pkcs11.bundle_signer_uri(self.token_key), module_paths=[str(Path(module).parent)]
-            )
-        except Exception as e:  # PyKCS11Error, ValueError: worded without the PIN
-            raise BadInputError(
-                f"model-signing cannot use {self.describe()}: {pkcs11.hide_pin(str(e))}"
-            ) from None
-        sign_bundle_with(bundle_dir, signing)
-        del signing  # closes model-signing's session before the next login to the token
+        with pkcs11.TOKEN_LOCK:
+            try:
+                signing = model_signing.signing.Config().use_pkcs11_signer(
+                    pkcs11_uri=pkcs11.bundle_signer_uri(self.token_key),
+                    module_paths=[str(Path(module).parent)],
+                )
+            except Exception as e:  # PyKCS11Error, ValueError: worded without the PIN
+                raise BadInputError(
+                    f"model-signing cannot use {self.describe()}: {pkcs11.hide_pin(str(e))}"
+                ) from None
+            sign_bundle_with(bundle_dir, signing)
+            del signing  # closes model-signing's session (and login) before the lock is let go
 
     def describe(self) -> str:
         return self.token_key.uri
@@ -208,9 +210,9 @@ def signer_for(spec: KeySpec, workspace_root: Path) -> Signer:
 def check_key(spec: KeySpec, workspace_root: Path) -> None:
     """What can be checked of `spec` without its secret, before any stage: half a pair, unreadable keys, a bad URI."""
     if spec.secret_block is not None or spec.pkcs11_uri is not None:
-        load_public_key(_required_public(spec, "secret_block" if spec.secret_block else "pkcs11_uri"))
         if spec.pkcs11_uri is not None:
             pkcs11.parse_uri(spec.pkcs11_uri)
+        load_public_key(_required_public(spec, "secret_block" if spec.secret_block else "pkcs11_uri"))
         return
     private, public = spec.private_key, spec.public_key
     if private is None or public is None or not _creatable(private, public, workspace_root):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +21,13 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import SSlibKey
 
 from attestflow.audit import AuditLog
-from attestflow.bundle import EVIDENCE, MLFLOW_META, MODEL, SIGNATURE
+from attestflow.bundle import MODEL, SIGNATURE
 from attestflow.config import KeySpec
 from attestflow.dsse import dsse_verify, statement
 from attestflow.errors import BadInputError, exit_code_of
 from attestflow.keys import ensure_keypair, key_id, load_public_key
 from attestflow.signers import check_key, signer_for
-from tests.softhsm import OBJECT, PIN, TOKEN, init_token
+from tests.softhsm import OBJECT, PIN, TOKEN, init_token, upstream_verify
 
 KINDS = ["file", "secret", "pkcs11"]
 
@@ -89,18 +87,6 @@ def _bundle(folder: Path) -> Path:
     return folder
 
 
-def _upstream_verify(bundle: Path, public: Path) -> subprocess.CompletedProcess[str]:
-    """The upstream ``model_signing verify key``, leaving out what the bundle's signature leaves out."""
-    ignored = [a for p in (SIGNATURE, EVIDENCE, MLFLOW_META) for a in ("--ignore-paths", str(bundle / p))]
-    command = [str(Path(sys.executable).with_name("model_signing")), "verify", "key", "--signature"]
-    return subprocess.run(
-        [*command, str(bundle / SIGNATURE), *ignored, "--public_key", str(public), str(bundle)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_signer_makes_envelopes_securesystemslib_verifies_with_its_public_key_alone(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, other_public: Path
@@ -121,9 +107,9 @@ def test_each_signer_makes_bundle_signatures_the_upstream_cli_verifies_and_anoth
     signer = signer_for(_spec(kind, tmp_path, request), tmp_path / "ws")
     bundle = _bundle(tmp_path / "bundle")
     signer.sign_bundle(bundle)
-    verified = _upstream_verify(bundle, signer.public_key)
+    verified = upstream_verify(bundle, signer.public_key)
     assert verified.returncode == 0 and "Verification succeeded" in verified.stdout, verified
-    refused = _upstream_verify(bundle, other_public)
+    refused = upstream_verify(bundle, other_public)
     assert refused.returncode != 0 and "Key mismatch" in refused.stdout + refused.stderr, refused
 
 
