@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from attestflow.errors import BadInputError
+from attestflow.redact import remember
 
 PIN_ENV = "ATTESTFLOW_PKCS11_PIN"
 MODULE_ENV = "ATTESTFLOW_PKCS11_MODULE"
@@ -89,9 +90,11 @@ def use_workspace_softhsm(workspace_root: Path) -> None:
 
 
 def _pin() -> str:
+    """The user PIN, which `attestflow.redact` masks from here on wherever it would be written."""
     pin = os.environ.get(PIN_ENV)
     if not pin:
         raise BadInputError(f"set ${PIN_ENV} to the PIN of the PKCS#11 token (it is never read from config)")
+    remember(pin)
     return pin
 
 

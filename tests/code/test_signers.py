@@ -260,3 +260,11 @@ def test_init_token_is_idempotent_and_refuses_a_wrong_pin_with_exit_2(
     assert wrong.returncode == 2 and wrong.stderr.strip().count("\n") == 0 and "is wrong" in wrong.stderr
     new_token = init_token("no-so-pin", OBJECT, tmp_path / "y.pem", {})
     assert new_token.returncode == 2 and "set its SO PIN" in new_token.stderr
+
+
+def test_redaction_keeps_a_pkcs11_uris_labels_and_masks_its_query() -> None:
+    from attestflow.redact import redact
+
+    shown = "pkcs11:token=attestflow-prod;object=prod-signing"
+    assert redact(f"signed by {shown}") == f"signed by {shown}"
+    assert redact(f"{shown}?module-path=/m.so&pin-value=123456 token=abc") == f"{shown}?*** token=***"
