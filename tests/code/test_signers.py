@@ -30,6 +30,8 @@ from attestflow.signers import check_key, signer_for
 from tests.softhsm import OBJECT, PIN, TOKEN, init_token, upstream_verify
 
 KINDS = ["file", "secret", "pkcs11"]
+BLOCK_NAME = "absent-block"
+"""A Secret block name no test saves."""
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +198,7 @@ def test_a_token_or_secret_without_its_public_key_is_refused(tmp_path: Path) -> 
     uri = "pkcs11:token=t;object=o"
     assert "sign.public_key is not" in _refusal(KeySpec(pkcs11_uri=uri), tmp_path)
     with pytest.raises(BadInputError, match=r"sign\.secret_block is set but sign\.public_key is not"):
-        check_key(KeySpec(secret_block="prod-key"), tmp_path)
+        check_key(KeySpec(secret_block=BLOCK_NAME), tmp_path)
     with pytest.raises(BadInputError, match="query attributes"):
         check_key(KeySpec(pkcs11_uri=uri + "?module-path=/x.so", public_key=tmp_path / "p.pem"), tmp_path)
 
@@ -205,8 +207,8 @@ def test_a_secret_block_that_is_missing_or_does_not_pair_is_refused(
     prefect_api: None, tmp_path: Path, other_public: Path
 ) -> None:
     pair = ensure_keypair(tmp_path / "keys")
-    assert "no Prefect Secret block 'absent-block'" in _refusal(
-        KeySpec(secret_block="absent-block", public_key=pair.public_key), tmp_path
+    assert f"no Prefect Secret block {BLOCK_NAME!r}" in _refusal(
+        KeySpec(secret_block=BLOCK_NAME, public_key=pair.public_key), tmp_path
     )
     name = _secret_block(pair.private_key)
     assert "does not pair with the public key" in _refusal(
