@@ -121,11 +121,6 @@ def configured_keypair(private_key: Path | None, public_key: Path | None) -> Key
     return keypair_from(private_key, public_key)
 
 
-def release_keypair(private_key: Path | None, public_key: Path | None, workspace_root: Path) -> KeyPair:
-    """The key pair that signs a workspace's evidence: the configured one, else the workspace's."""
-    return configured_keypair(private_key, public_key) or ensure_keypair(workspace_root / "keys")
-
-
 def trusted_public_key(configured: Path | None, workspace_root: Path) -> Path:
     """The public key that verification trusts: the configured one, else the workspace's."""
     path = configured or workspace_root / "keys" / "signing-key.pub.pem"
