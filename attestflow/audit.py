@@ -8,8 +8,8 @@ embedded default, the Prefect server's concurrency limit otherwise), which also 
 promotions; the store (`attestflow.audit_store`: a file, or an S3 object written by
 conditional puts) never loses a line whatever the lock. The log says who and what, never
 secrets: every text in it passes `attestflow.redact.redact` first. Each append re-signs the
-head with the release key (`attestflow.audit_head`, through `attestflow.signers`), so appending to the log takes
-the key and verifying it takes the trusted public key. An append to a file killed mid-write
+head with the release key (`attestflow.audit_head`, `attestflow.signers`), so appending to the
+log takes the key and verifying it takes the trusted public key. An append to a file killed mid-write
 can leave a torn last line (no newline, never under a signed head): readers leave it out, and
 the next append cuts it off into ``audit.jsonl.torn`` and audits that (`TORN`); whole lines
 that no head signed (killed between the line and its head) are named by the next append
@@ -35,6 +35,7 @@ from attestflow.keys import trusted_public_key
 from attestflow.lineage import actor
 from attestflow.promotion_lock import promotion_lock
 from attestflow.redact import redact
+from attestflow.signers import signer_for
 
 if TYPE_CHECKING:
     from attestflow.config import ReleaseConfig
@@ -153,14 +154,9 @@ class AuditLog:
     workspace: Path
     """The workspace whose release key signs the head (and whose file lock serves the embedded default)."""
     key: KeySpec = field(default_factory=KeySpec)
-    """The release key that signs the head (the `sign` section's key); no private half: the workspace's."""
+    """The release key (the `sign` section's: a file, Secret block or token); none set: the workspace's."""
     location: str | None = None
     """A folder, a ``.jsonl`` file or ``s3://BUCKET/PREFIX/`` (`audit_location`); None: the workspace's file."""
-
-    @property
-    def public_key(self) -> Path | None:
-        """The configured trusted key (`sign.public_key`); unset: the workspace's."""
-        return self.key.public_key
 
     @classmethod
     def of(
@@ -172,7 +168,6 @@ class AuditLog:
         *,
         key: KeySpec | None = None,
     ) -> AuditLog:
-        """The log at `location`, its head signed with `key` (a Secret block or token too), else the key files."""
         return cls(workspace_root, key or KeySpec(private_key=private_key, public_key=public_key), location)
 
     @classmethod
@@ -216,8 +211,6 @@ class AuditLog:
 
         What an append killed mid-way left in a log file is audited first (`TORN`, `UNSIGNED`).
         """
-        from attestflow.signers import signer_for  # model-signing's and the token's code: only when signing
-
         who = redact(actor(details.pop("actor", None)))
         with self.locked(model):
             signer = signer_for(self.key, self.workspace)
@@ -313,7 +306,7 @@ class AuditLog:
         if head is None:
             return len(lines), f"the signed head {self.store.head_name} is missing"
         try:
-            seq, digest = signed_position(head, trusted_public_key(self.public_key, self.workspace))
+            seq, digest = signed_position(head, trusted_public_key(self.key.public_key, self.workspace))
         except (HeadError, BadInputError) as e:
             return len(lines), str(e)
         if seq < len(lines):
