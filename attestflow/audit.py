@@ -8,8 +8,8 @@ embedded default, the Prefect server's concurrency limit otherwise), which also 
 promotions; the store (`attestflow.audit_store`: a file, or an S3 object written by
 conditional puts) never loses a line whatever the lock. The log says who and what, never
 secrets: every text in it passes `attestflow.redact.redact` first. Each append re-signs the
-head with the workspace's release key (`attestflow.audit_head`), so appending to the log takes
-the key and verifying it takes the trusted public key. An append to a file killed mid-write
+head with the release key (`attestflow.audit_head`, `attestflow.signers`), so appending to the
+log takes the key and verifying it takes the trusted public key. An append to a file killed mid-write
 can leave a torn last line (no newline, never under a signed head): readers leave it out, and
 the next append cuts it off into ``audit.jsonl.torn`` and audits that (`TORN`); whole lines
 that no head signed (killed between the line and its head) are named by the next append
@@ -22,18 +22,20 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attestflow.audit_head import HeadError, signed_head, signed_position
 from attestflow.audit_store import LOG_NAME, FileStore, NextLine, S3Store, audit_location, open_store
+from attestflow.config import KeySpec
 from attestflow.errors import BadInputError
-from attestflow.keys import release_keypair, trusted_public_key
+from attestflow.keys import trusted_public_key
 from attestflow.lineage import actor
 from attestflow.promotion_lock import promotion_lock
 from attestflow.redact import redact
+from attestflow.signers import signer_for
 
 if TYPE_CHECKING:
     from attestflow.config import ReleaseConfig
@@ -151,10 +153,8 @@ class AuditLog:
 
     workspace: Path
     """The workspace whose release key signs the head (and whose file lock serves the embedded default)."""
-    private_key: Path | None = None
-    """The configured release key (`sign.private_key`); unset, or without `public_key`: the workspace's."""
-    public_key: Path | None = None
-    """The configured trusted key (`sign.public_key`); unset: the workspace's."""
+    key: KeySpec = field(default_factory=KeySpec)
+    """The release key (the `sign` section's: a file, Secret block or token); none set: the workspace's."""
     location: str | None = None
     """A folder, a ``.jsonl`` file or ``s3://BUCKET/PREFIX/`` (`audit_location`); None: the workspace's file."""
 
@@ -165,8 +165,10 @@ class AuditLog:
         private_key: Path | None = None,
         public_key: Path | None = None,
         location: str | None = None,
+        *,
+        key: KeySpec | None = None,
     ) -> AuditLog:
-        return cls(workspace_root, private_key, public_key, location)
+        return cls(workspace_root, key or KeySpec(private_key=private_key, public_key=public_key), location)
 
     @classmethod
     def configured(cls, cfg: ReleaseConfig, workspace_root: Path) -> AuditLog:
@@ -176,7 +178,7 @@ class AuditLog:
         """
         location = audit_location(cfg.audit.location)
         open_store(location, workspace_root)
-        return cls.of(workspace_root, cfg.sign.private_key, cfg.sign.public_key, location)
+        return cls.of(workspace_root, location=location, key=cfg.sign.key_spec())
 
     @property
     def store(self) -> FileStore | S3Store:
@@ -211,11 +213,11 @@ class AuditLog:
         """
         who = redact(actor(details.pop("actor", None)))
         with self.locked(model):
-            signing_key = release_keypair(self.private_key, self.public_key, self.workspace).private_key
+            signer = signer_for(self.key, self.workspace)
             store = self.store
 
             def head_of(seq: int, line: str) -> bytes:
-                return json.dumps(signed_head(store.name, seq, _line_hash(line), signing_key)).encode()
+                return json.dumps(signed_head(store.name, seq, _line_hash(line), signer)).encode()
 
             with store.exclusive():
                 for note, about in _interrupted(store):
@@ -304,7 +306,7 @@ class AuditLog:
         if head is None:
             return len(lines), f"the signed head {self.store.head_name} is missing"
         try:
-            seq, digest = signed_position(head, trusted_public_key(self.public_key, self.workspace))
+            seq, digest = signed_position(head, trusted_public_key(self.key.public_key, self.workspace))
         except (HeadError, BadInputError) as e:
             return len(lines), str(e)
         if seq < len(lines):

@@ -12,10 +12,13 @@ verifies by itself; the registry anchors (``audit_head`` tags) catch that once a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from attestflow.dsse import EnvelopeError, dsse_sign, dsse_verify, statement
-from attestflow.keys import load_private_key, load_public_key
+from attestflow.dsse import EnvelopeError, dsse_verify, statement
+from attestflow.keys import load_public_key
+
+if TYPE_CHECKING:
+    from attestflow.signers import Signer
 
 PREDICATE_TYPE = "https://attestflow.dev/audit-head/v1"
 
@@ -24,10 +27,10 @@ class HeadError(Exception):
     """A head file that is not signed by the trusted key, or says something its signature does not."""
 
 
-def signed_head(log_name: str, seq: int, sha256: str, private_key: Path) -> dict[str, Any]:
-    """The head file's content: entry `seq` (line hash `sha256`) is the newest, signed with `private_key`."""
+def signed_head(log_name: str, seq: int, sha256: str, signer: Signer) -> dict[str, Any]:
+    """The head file's content: entry `seq` (line hash `sha256`) is the newest, signed by `signer`."""
     stmt = statement([{"name": log_name, "digest": {"sha256": sha256}}], PREDICATE_TYPE, {"seq": seq})
-    return {"seq": seq, "sha256": sha256, "envelope": dsse_sign(stmt, load_private_key(private_key))}
+    return {"seq": seq, "sha256": sha256, "envelope": signer.sign_dsse(stmt)}
 
 
 def signed_position(head: dict[str, Any], public_key: Path) -> tuple[int, str]:

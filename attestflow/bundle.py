@@ -123,15 +123,21 @@ def hashing_config(bundle_dir: Path) -> Any:
 
 
 def sign_bundle(bundle_dir: Path, private_key: Path) -> None:
-    """Sign every file of the bundle but those `outside_signature` with model-signing."""
+    """Sign every file of the bundle but those `outside_signature` with model-signing and a PEM key file."""
     import model_signing
 
-    (
-        model_signing.signing.Config()
-        .use_elliptic_key_signer(private_key=private_key)
-        .set_hashing_config(hashing_config(bundle_dir))
-        .sign(bundle_dir, bundle_dir / SIGNATURE)
+    from attestflow.keys import key_password
+
+    signing = model_signing.signing.Config().use_elliptic_key_signer(
+        private_key=private_key,
+        password=key_password(),  # type: ignore[arg-type]  # passed on to cryptography, which takes bytes
     )
+    sign_bundle_with(bundle_dir, signing)
+
+
+def sign_bundle_with(bundle_dir: Path, signing: Any) -> None:
+    """Sign every file of the bundle but those `outside_signature` with a model-signing signing config."""
+    signing.set_hashing_config(hashing_config(bundle_dir)).sign(bundle_dir, bundle_dir / SIGNATURE)
 
 
 def signature_manifest(signature: Path) -> dict[str, str]:

@@ -22,11 +22,11 @@ from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
 from attestflow.checks.runner import release_preflight
-from attestflow.config import ReleaseConfig
+from attestflow.config import KeySpec, ReleaseConfig
 from attestflow.environments import release_config
 from attestflow.errors import GateFailedError
 from attestflow.failures import failure_recorded
-from attestflow.keys import configured_keypair, release_keypair, trusted_public_key
+from attestflow.keys import trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.preflight import check_release_data
@@ -44,6 +44,7 @@ from attestflow.records import (
 )
 from attestflow.redact import hide_overrides, redact
 from attestflow.registry import Registry
+from attestflow.signers import Signer, check_key, signer_for
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
 
@@ -83,10 +84,14 @@ class ReleaseContext:
         """The public key verification trusts: resolved at first use, since a first release creates it."""
         return trusted_public_key(self.cfg.sign.public_key, self.ws.root)
 
-    @cached_property
-    def signing_key(self) -> Path:
-        """The release's private key (the `sign` stage's pair), for the evidence signed after the bundle."""
-        return release_keypair(self.cfg.sign.private_key, self.cfg.sign.public_key, self.ws.root).private_key
+    @property
+    def key(self) -> KeySpec:
+        """The release key (the `sign` stage's), as stages that sign are handed it: they build its signer."""
+        return self.cfg.sign.key_spec()
+
+    def signer(self) -> Signer:
+        """The release key's signer, checked to pair with its public key, for signing in the flow itself."""
+        return signer_for(self.key, self.ws.root)
 
     def record(self, rec: Audited, *, version: str | None = None, **details: Any) -> None:
         """Append what `rec` says of itself to the audit log (and the run's log), with `details` added."""
@@ -233,7 +238,7 @@ def _checked_inputs(cfg: ReleaseConfig) -> tuple[ReleaseConfig, GatePolicy]:
     policy = load_policy(cfg.gates.policy)
     check_approvers(cfg.approve, policy)
     require_data_file(cfg.data.path)  # before DVC: `dvc add` of a folder rewrites the tracked .gitignore
-    configured_keypair(cfg.sign.private_key, cfg.sign.public_key)  # half a pair: before any stage runs
+    check_key(cfg.sign.key_spec(), Workspace.at(cfg.workspace).root)  # half a pair: before any stage runs
     cfg = check_release_data(cfg)  # the table read once: columns, classes, missing values, base shape
     return cfg, policy
 

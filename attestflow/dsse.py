@@ -39,7 +39,8 @@ def statement(
     }
 
 
-def _sslib_key(public_key: ec.EllipticCurvePublicKey) -> Any:
+def sslib_key(public_key: ec.EllipticCurvePublicKey) -> Any:
+    """securesystemslib's key for `public_key`, its key id attestflow's (`attestflow.keys.key_id`)."""
     from securesystemslib.signer import SSlibKey
 
     from attestflow.keys import key_id
@@ -49,12 +50,18 @@ def _sslib_key(public_key: ec.EllipticCurvePublicKey) -> Any:
 
 def dsse_sign(stmt: dict[str, Any], private_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
     """A DSSE envelope over the statement's canonical JSON, signed with the EC key (ECDSA/SHA-256)."""
-    from securesystemslib.dsse import Envelope
     from securesystemslib.signer import CryptoSigner
+
+    return dsse_sign_with(stmt, CryptoSigner(private_key, sslib_key(private_key.public_key())))
+
+
+def dsse_sign_with(stmt: dict[str, Any], signer: Any) -> dict[str, Any]:
+    """A DSSE envelope over the statement's canonical JSON, signed by a securesystemslib `Signer`."""
+    from securesystemslib.dsse import Envelope
 
     payload = json.dumps(stmt, sort_keys=True, separators=(",", ":")).encode()
     envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
-    envelope.sign(CryptoSigner(private_key, _sslib_key(private_key.public_key())))
+    envelope.sign(signer)
     return dict(envelope.to_dict())
 
 
@@ -70,7 +77,7 @@ def dsse_verify(envelope: dict[str, Any], public_key: ec.EllipticCurvePublicKey)
     if parsed.payload_type != PAYLOAD_TYPE:
         raise EnvelopeError(f"unexpected payload type {parsed.payload_type!r}")
     try:
-        parsed.verify([_sslib_key(public_key)], 1)
+        parsed.verify([sslib_key(public_key)], 1)
     except VerificationError:
         raise EnvelopeError("no signature in the envelope verifies with the trusted public key") from None
     try:

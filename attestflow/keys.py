@@ -1,9 +1,10 @@
-"""The signing key of the embedded default: an EC P-256 key pair in the workspace.
+"""Key files: the embedded default's EC P-256 key pair in the workspace, and PEM keys as configured.
 
 Created on first use; the private key file is created with mode 0600 and its contents are
 never logged or recorded. Real deployments point `sign.private_key`/`sign.public_key` at
-their own key (a KMS-exported or HSM-backed key through model-signing's PKCS#11 signer is the
-next step). The key id recorded in evidence is the SHA-256 of the public key (DER).
+their own key, or keep the private half in a Prefect Secret block or a PKCS#11 token
+(`attestflow.signers`, where everything that signs gets its key). The key id recorded in
+evidence is the SHA-256 of the public key (DER).
 """
 
 from __future__ import annotations
@@ -45,23 +46,42 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def key_password() -> bytes | None:
+    """The password of encrypted PEM private keys: ``$ATTESTFLOW_KEY_PASSWORD``, if set."""
+    password = os.environ.get("ATTESTFLOW_KEY_PASSWORD")
+    return password.encode() if password else None
+
+
+def private_key_from_pem(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
+    """A PEM EC private key (unencrypted, or with ``ATTESTFLOW_KEY_PASSWORD``); `where` names it in errors."""
+    try:
+        key = serialization.load_pem_private_key(pem, key_password())
+    except (ValueError, TypeError) as e:
+        raise BadInputError(f"cannot read private key {where}: {type(e).__name__}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise BadInputError(f"{where}: not an elliptic-curve private key")
+    return key
+
+
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read a PEM EC private key (unencrypted, or with ``ATTESTFLOW_KEY_PASSWORD``)."""
-    password = os.environ.get("ATTESTFLOW_KEY_PASSWORD")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password.encode() if password else None)
-    except (OSError, ValueError, TypeError) as e:
+        pem = path.read_bytes()
+    except OSError as e:
         raise BadInputError(f"cannot read private key {path}: {type(e).__name__}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise BadInputError(f"{path}: not an elliptic-curve private key")
-    return key
+    return private_key_from_pem(pem, str(path))
 
 
 def ensure_keypair(folder: Path) -> KeyPair:
     """The workspace key pair in `folder`, created (private key mode 0600) if absent."""
-    private, public = folder / "signing-key.pem", folder / "signing-key.pub.pem"
+    return ensure_keypair_at(folder / "signing-key.pem", folder / "signing-key.pub.pem")
+
+
+def ensure_keypair_at(private: Path, public: Path) -> KeyPair:
+    """The key pair at these two paths, created (private key mode 0600) if the private half is absent."""
     if not private.exists():
-        folder.mkdir(parents=True, exist_ok=True)
+        private.parent.mkdir(parents=True, exist_ok=True)
+        public.parent.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -99,11 +119,6 @@ def configured_keypair(private_key: Path | None, public_key: Path | None) -> Key
             "set both halves of the key pair, or neither"
         )
     return keypair_from(private_key, public_key)
-
-
-def release_keypair(private_key: Path | None, public_key: Path | None, workspace_root: Path) -> KeyPair:
-    """The key pair that signs a workspace's evidence: the configured one, else the workspace's."""
-    return configured_keypair(private_key, public_key) or ensure_keypair(workspace_root / "keys")
 
 
 def trusted_public_key(configured: Path | None, workspace_root: Path) -> Path:

@@ -19,7 +19,6 @@ import yaml
 
 from attestflow.config import CanaryConfig, DataConfig, GatesConfig, ReleaseConfig, load_config
 from attestflow.errors import BadInputError
-from attestflow.keys import configured_keypair
 from attestflow.policy import GatePolicy, load_policy
 
 if TYPE_CHECKING:
@@ -92,7 +91,10 @@ def check_config(cfg: ReleaseConfig) -> None:
 
     load_policy(cfg.gates.policy)
     load_adapter(cfg.model)
-    configured_keypair(cfg.sign.private_key, cfg.sign.public_key)
+    from attestflow.signers import check_key
+    from attestflow.workspace import Workspace
+
+    check_key(cfg.sign.key_spec(), Workspace.at(cfg.workspace).root)
     check_task_runner(cfg.gates)
 
 

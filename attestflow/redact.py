@@ -45,6 +45,9 @@ _QUERY = re.compile(
     re.IGNORECASE,
 )
 """Query parameters that carry a credential under a name too common to mask in free text."""
+_PKCS11_URI = re.compile(r"\bpkcs11:(?P<path>[^?\s'\"<>]*)(?P<query>\?[^\s'\"<>]*)?")
+"""An RFC 7512 URI: its path names a token and a key (``token=`` is a label there, not a secret); its
+query is where a PIN travels (``pin-value=``), so the query is masked whole."""
 _SECRET_KEY = re.compile(rf"^{_SECRET_WORD}$", re.IGNORECASE)
 _SECRET_ENV = re.compile(
     r"(?:^|_)(?:PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|SECRET_ACCESS_KEY|SECRET_KEY)$", re.IGNORECASE
@@ -102,13 +105,22 @@ def _secrets_in_environment() -> list[str]:
     return [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET]
 
 
+def _redact_parameters(text: str) -> str:
+    out = _SCHEME_USERINFO.sub(_userinfo, text)
+    out = _PAIR.sub(_pair, out)
+    return _QUERY.sub(_query, out)
+
+
 def redact(text: str) -> str:
     """`text` with every credential in it masked: URI userinfo, secret parameters, known secret values."""
     if not text:
         return text
-    out = _SCHEME_USERINFO.sub(_userinfo, text)
-    out = _PAIR.sub(_pair, out)
-    out = _QUERY.sub(_query, out)
+    out, last = "", 0
+    for uri in _PKCS11_URI.finditer(text):
+        out += _redact_parameters(text[last : uri.start()]) + f"pkcs11:{uri['path']}"
+        out += f"?{MASK}" if uri["query"] else ""
+        last = uri.end()
+    out += _redact_parameters(text[last:])
     with _known_lock:
         known = sorted(_known, key=len, reverse=True)
     for secret in [*known, *_secrets_in_environment()]:

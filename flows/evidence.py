@@ -28,7 +28,8 @@ def attest_evidence(
     record = invoke(attest_task, ctx.cfg.sign)(
         stmt,
         registered,
-        private_key=ctx.signing_key,
+        key=ctx.key,
+        workspace_root=ctx.ws.root,
         tracking_uri=ctx.tracking_uri,
         out_dir=ctx.release_dir,
         attach=attach,

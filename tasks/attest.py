@@ -19,14 +19,14 @@ from typing import Any
 from prefect import task
 
 from attestflow.artifacts import artifact_key
+from attestflow.config import KeySpec
 from attestflow.digests import file_digest
-from attestflow.dsse import dsse_sign
 from attestflow.evidence import EVIDENCE_DIR, VSA, attachment, evidence_name, kind_of, statement_time
-from attestflow.keys import load_private_key
 from attestflow.outcomes import EvidenceRecord
 from attestflow.progress import in_prefect_run
 from attestflow.records import RegistrationRecord, write_json
 from attestflow.registry import INCOMPLETE, Registry
+from attestflow.signers import signer_for
 
 
 def _result(stmt: dict[str, Any]) -> str:
@@ -38,18 +38,19 @@ def attest(
     stmt: dict[str, Any],
     registered: RegistrationRecord,
     *,
-    private_key: Path,
+    key: KeySpec,
+    workspace_root: Path,
     tracking_uri: str,
     out_dir: Path,
     attach: Path | None = None,
 ) -> EvidenceRecord:
-    """Sign `stmt` (DSSE, release key) and add it to `registered`'s evidence and the release folder.
+    """Sign `stmt` (DSSE, the release key `key` names) and add it to `registered`'s evidence and the release folder.
 
     `attach` is the file the statement names by digest (the verdict's ``gates.json``), added beside it.
     """
     kind = kind_of(stmt)
     name = evidence_name(kind, statement_time(stmt))
-    local = write_json(out_dir / EVIDENCE_DIR / name, dsse_sign(stmt, load_private_key(private_key)))
+    local = write_json(out_dir / EVIDENCE_DIR / name, signer_for(key, workspace_root).sign_dsse(stmt))
     with tempfile.TemporaryDirectory(prefix="attestflow-evidence-") as tmp:
         shutil.copy2(local, Path(tmp) / name)
         if attach is not None:

@@ -27,7 +27,6 @@ from attestflow.bundle import (
     PUBLIC_KEY,
     SIGNATURE,
     bundle_digest,
-    sign_bundle,
     signed_files,
 )
 from attestflow.checks.commits import release_commit_signed
@@ -35,8 +34,6 @@ from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY, environment_digest
 from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
 from attestflow.dataset import load_splits
 from attestflow.digests import Digest, file_digest, json_digest
-from attestflow.dsse import dsse_sign
-from attestflow.keys import KeyPair, load_private_key, release_keypair
 from attestflow.lineage import CodeRevision
 from attestflow.provenance import resource, statement
 from attestflow.records import (
@@ -49,6 +46,7 @@ from attestflow.records import (
     to_jsonable,
     write_json,
 )
+from attestflow.signers import Signer, signer_for
 from attestflow.workspace import Workspace
 
 
@@ -63,9 +61,9 @@ def code_inputs(revision: CodeRevision) -> dict[str, str]:
     return {"git_commit": revision.commit, **changes}
 
 
-def keypair(cfg: ReleaseConfig, ws: Workspace) -> KeyPair:
-    """The configured key pair, or the workspace's (created on first use)."""
-    return release_keypair(cfg.sign.private_key, cfg.sign.public_key, ws.root)
+def release_signer(cfg: ReleaseConfig, ws: Workspace) -> Signer:
+    """The configured key (file, Secret block or token), or the workspace's pair (created on first use)."""
+    return signer_for(cfg.sign.key_spec(), ws.root)
 
 
 _CODE_ROOT = Path(__file__).resolve().parents[1]
@@ -162,8 +160,8 @@ def sign(
         {"onnx_validation": to_jsonable(checked), "training": trained.metrics},
     )
 
-    keys = keypair(cfg, ws)
-    shutil.copy2(keys.public_key, bundle / PUBLIC_KEY)
+    signer = release_signer(cfg, ws)
+    shutil.copy2(signer.public_key, bundle / PUBLIC_KEY)
     files = signed_files(bundle)
     folder = bundle_digest(files)
     lock = lock_digest()
@@ -237,12 +235,13 @@ def sign(
         byproducts=[
             resource("mlflow_run", {}, f"runs:/{trained.mlflow_run_id}"),
             resource("checkpoint", {"sha256": trained.checkpoint_digest.value}),
-            resource("signing_key", {"sha256": keys.key_id.removeprefix("sha256:")}),
+            resource(
+                "signing_key", {"sha256": signer.key_id.removeprefix("sha256:")}, signer=signer.describe()
+            ),
         ],
     )
-    envelope = dsse_sign(stmt, load_private_key(keys.private_key))
-    write_json(bundle / PROVENANCE, envelope)
-    sign_bundle(bundle, keys.private_key)
+    write_json(bundle / PROVENANCE, signer.sign_dsse(stmt))
+    signer.sign_bundle(bundle)
     return SignatureRecord(
         bundle_dir=bundle,
         onnx_digest=exported.digest,
@@ -251,7 +250,7 @@ def sign(
         signature_digest=file_digest(bundle / SIGNATURE),
         provenance_path=bundle / PROVENANCE,
         provenance_digest=file_digest(bundle / PROVENANCE),
-        key_id=keys.key_id,
+        key_id=signer.key_id,
         release_key=key,
     )
 

@@ -18,7 +18,8 @@ from attestflow.workspace import quiet_third_parties
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.s3", "tests.stack"]  # `s3`: moto's S3 server; `stack`: the stack of `make stack-up`
+# `s3`: moto's S3 server; `stack`: the stack of `make stack-up`; `softhsm`: a PKCS#11 token in a temp folder
+pytest_plugins = ["tests.s3", "tests.stack", "tests.softhsm"]
 
 quiet_third_parties()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -11,7 +11,9 @@ import pytest
 
 from attestflow.audit import AuditLog, champion_history
 from attestflow.audit_head import signed_head
+from attestflow.config import KeySpec
 from attestflow.keys import ensure_keypair
+from attestflow.signers import signer_for
 
 
 @pytest.fixture
@@ -128,7 +130,8 @@ def test_a_log_and_head_rewritten_together_without_the_key_fail_the_signature(lo
     assert not ok and bad == 4 and "its signature covers" in reason
     # A head signed by a key of the attacker's own does not verify with the trusted key.
     other = ensure_keypair(log.path.parent / "attacker")
-    log.head_path.write_text(json.dumps(signed_head("audit.jsonl", 4, digest, other.private_key)))
+    attacker = signer_for(KeySpec(private_key=other.private_key, public_key=other.public_key), log.workspace)
+    log.head_path.write_text(json.dumps(signed_head("audit.jsonl", 4, digest, attacker)))
     ok, bad, reason = log.verify(anchors=[anchor])
     assert not ok and "verifies with the trusted public key" in reason
     # An unsigned head in the old format is refused too.

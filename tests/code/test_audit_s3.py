@@ -89,7 +89,7 @@ def test_appends_to_an_s3_log_form_a_signed_chain_that_verifies(
     assert len(lines) == 3 and head["seq"] == 3 and "envelope" in head
     assert not (tmp_path / "ws" / "audit.jsonl").exists()  # nothing in the workspace
     # A second workspace with only the location and the public key reads and verifies the same chain.
-    reader = AuditLog.of(tmp_path / "empty", public_key=log.public_key, location=location)
+    reader = AuditLog.of(tmp_path / "empty", public_key=log.key.public_key, location=location)
     assert reader.verify()[0] and len(reader.entries()) == 3
 
 

@@ -64,7 +64,9 @@ def test_a_refusal_already_audited_is_not_recorded_twice(tmp_path: Path) -> None
 
 
 def test_an_audit_log_that_cannot_be_written_never_hides_the_error(tmp_path: Path) -> None:
-    log = AuditLog.of(tmp_path, private_key=tmp_path / "missing.pem", public_key=tmp_path / "missing.pub")
+    log = AuditLog.of(  # key files outside the workspace: not created on first use
+        tmp_path / "ws", private_key=tmp_path / "missing.pem", public_key=tmp_path / "missing.pub"
+    )
     with pytest.raises(IndexError, match="out of bounds"), failure_recorded(log, "m", "a", "r1", lambda: "x"):
         raise IndexError("Target 2 is out of bounds")
     assert log.entries() == []

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from attestflow.audit import AuditLog
+from attestflow.config import KeySpec
 from attestflow.errors import GateFailedError
 from attestflow.evidence import APPROVAL, EVIDENCE_DIR, VSA, approval_statement
 from attestflow.lineage import CodeRevision
@@ -136,7 +137,8 @@ def test_a_canary_rejected_version_is_refused_until_a_new_approval(story: Story,
     attest(
         approval_statement(decision, record, invocation),
         record,
-        private_key=story.repo.workspace / "keys" / "signing-key.pem",
+        key=KeySpec(),  # the workspace's key pair
+        workspace_root=story.repo.workspace,
         tracking_uri=story.uri,
         out_dir=tmp_path,
     )
