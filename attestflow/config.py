@@ -166,8 +166,13 @@ class KeySpec(_Model):
         given = [k for k in ("private_key", "secret_block", "pkcs11_uri") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"set one private half of the key, not {' and '.join(given)}")
-        if self.pkcs11_uri is not None and "pin-value" in self.pkcs11_uri:
-            raise ValueError("a PKCS#11 PIN is never written in config: set ATTESTFLOW_PKCS11_PIN")
+        if self.pkcs11_uri is not None:
+            from attestflow.pkcs11 import parse_uri
+
+            try:
+                parse_uri(self.pkcs11_uri)  # token and object only: never a PIN or a module path
+            except BadInputError as e:
+                raise ValueError(str(e)) from None
         return self
 
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from pydantic import Field, ValidationError
 
@@ -29,6 +28,7 @@ from attestflow.config import (
 )
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.keys import key_id, load_public_key
+from attestflow.pkcs11 import TokenKey, parse_uri
 from attestflow.redact import credentials_in
 from attestflow.yamlfile import read_yaml
 
@@ -164,13 +164,9 @@ def _public_key_id(path: Path | None, env: str) -> str | None:
         raise ConfigError(f"environment {env}: key.public_key: {e}") from None
 
 
-def _pkcs11_object(uri: str | None) -> tuple[str, str, str] | None:
-    """(token, object, id) of a PKCS#11 URI's path (RFC 7512), percent-decoded."""
-    if uri is None:
-        return None
-    path = uri.removeprefix("pkcs11:").split("?", 1)[0]
-    attrs = {k: unquote(v) for k, _, v in (part.partition("=") for part in path.split(";") if part)}
-    return attrs.get("token", ""), attrs.get("object", ""), attrs.get("id", "")
+def _pkcs11_object(uri: str | None) -> TokenKey | None:
+    """The token and object a PKCS#11 URI names (`attestflow.pkcs11.parse_uri`: RFC 7512, percent-decoded)."""
+    return None if uri is None else parse_uri(uri)
 
 
 def _shared_key(a: Environment, b: Environment) -> str | None:

@@ -100,12 +100,15 @@ def test_the_same_pkcs11_token_object_is_refused_however_the_uri_is_written(tmp_
         "public_key": str(tmp_path / "a.pub.pem"),
     }
     raw["prod"]["key"] = {
-        "pkcs11_uri": "pkcs11:object=sign%69ng;token=hsm?module-name=softhsm2",
+        "pkcs11_uri": "pkcs11:object=sign%69ng;token=hsm",
         "public_key": str(tmp_path / "b.pub.pem"),
     }
     assert "staging and prod share a signing key (the same PKCS#11 token object)" in _refused(tmp_path, raw)
     raw["prod"]["key"]["pkcs11_uri"] = "pkcs11:token=hsm;object=prod-signing"
     load_environments(_write(tmp_path, raw))
+    # The module and the PIN come from the environment only: a URI carrying either is refused.
+    raw["prod"]["key"]["pkcs11_uri"] = "pkcs11:token=hsm;object=prod-signing?module-path=/tmp/evil.so"
+    assert "has query attributes" in _refused(tmp_path, raw)
 
 
 def test_two_environments_on_the_workspace_key_are_refused(tmp_path: Path) -> None:
