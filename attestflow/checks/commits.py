@@ -9,7 +9,7 @@ whatever keyring the host has. The commits are those of ``base..HEAD``; with no 
 no change, so nothing to check (`note` says so). Where protected refs are named, HEAD must be
 reachable from one of them: a release builds only what was merged.
 
-Settings: ``allowed_signers`` (default ``configs/allowed_signers``), ``protected_refs`` (default none).
+Settings: `CommitsSettings` (``allowed_signers``, ``protected_refs``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from attestflow.checks.config import CommitsSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.errors import BadInputError
 
 CHECK = "commits"
-ALLOWED_SIGNERS = "configs/allowed_signers"
-"""Default allowed-signers file, relative to the repository root."""
 SSH_SIGNATURE = "-----BEGIN SSH SIGNATURE-----"
 NO_BASE = "no --base given: no commits to check"
 SIGN_FIX = (
@@ -81,9 +80,9 @@ def signer(root: Path, commit: str, signers: Path) -> str:
     return lines[0].strip() if lines else "verified"
 
 
-def _signers_file(ctx: CheckContext) -> Path:
+def _signers_file(root: Path, settings: CommitsSettings) -> Path:
     """The configured allowed-signers file; a missing one is bad input (no one would be trusted)."""
-    path = ctx.root / ctx.settings.get("allowed_signers", ALLOWED_SIGNERS)
+    path = root / settings.allowed_signers
     if not path.is_file():
         raise BadInputError(f"allowed signers file not found: {path} (commits.allowed_signers)")
     return path
@@ -106,8 +105,9 @@ def note(ctx: CheckContext) -> str | None:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each commit of ``base..HEAD`` not signed by an allowed key, and for HEAD outside the protected refs."""
+    settings = CommitsSettings.model_validate(ctx.settings)
     findings = []
-    refs = list(ctx.settings.get("protected_refs") or [])
+    refs = settings.protected_refs
     if refs and not reachable_from(ctx.root, "HEAD", refs):
         findings.append(
             Finding(
@@ -118,7 +118,7 @@ def run(ctx: CheckContext) -> list[Finding]:
         )
     if ctx.base is None:
         return findings
-    signers = _signers_file(ctx)
+    signers = _signers_file(ctx.root, settings)
     rel = signers.relative_to(ctx.root).as_posix() if signers.is_relative_to(ctx.root) else str(signers)
     listed = run_git(ctx.root, "rev-list", "--reverse", f"{ctx.base}..HEAD")
     if listed.returncode != 0:
@@ -137,7 +137,7 @@ def run(ctx: CheckContext) -> list[Finding]:
 
 def release_commit_signed(repo: Path, allowed_signers: Path | None = None) -> tuple[bool, str]:
     """Whether the release's commit (HEAD of `repo`) is signed by an allowed SSH key, and git's word on it."""
-    signers = allowed_signers or repo / ALLOWED_SIGNERS
+    signers = allowed_signers or repo / CommitsSettings().allowed_signers
     if run_git(repo, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
         return False, f"{repo} is not a git work tree with a commit"
     if not signers.is_file():

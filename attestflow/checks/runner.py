@@ -97,10 +97,7 @@ def refresh_advisories(root: Path, config: CheckConfig) -> int:
         if e.name != "attestflow.checks.advisories":
             raise
         raise BadInputError("--update-advisories: the advisories check is not installed here") from None
-    settings = config.settings("advisories")
-    folder = root / str(settings.get("folder", "configs/advisories"))
-    lock = root / str(settings.get("lock", "requirements.lock"))
-    written: int = update(folder, lock)
+    written: int = update(root / config.advisories.folder, root / config.advisories.lock)
     return written
 
 

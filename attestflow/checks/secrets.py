@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from attestflow.checks.config import SecretsSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.gitfiles import added_lines, files_in_scope
 from attestflow.checks.secrets_cache import Found, SecretsCache, scanner_digest
@@ -102,10 +103,10 @@ def accepted(baseline: dict[str, object] | None) -> set[tuple[str, str, str]]:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each secret in scope that the baseline does not accept."""
-    baseline_path = ctx.settings.get("baseline", ".secrets.baseline")
-    baseline = read_baseline(ctx.root / baseline_path)
+    settings = SecretsSettings.model_validate(ctx.settings)
+    baseline = read_baseline(ctx.root / settings.baseline)
     ok = accepted(baseline)
-    exclude = [baseline_path, *ctx.settings.get("exclude", [])]
+    exclude = [settings.baseline, *settings.exclude]
     paths = [p for p in files_in_scope(ctx.root, ctx.base) if not any(fnmatch(p, g) for g in exclude)]
     findings = []
     changed: dict[str, set[int]] = {}

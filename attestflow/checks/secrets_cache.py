@@ -7,8 +7,10 @@ settings; so the cache key is exactly those, and a changed file, or another vers
 setting, is a miss: the cache can skip work, never change a result. A file is remembered only
 when its bytes after the scan are still the bytes hashed before it.
 
-One JSON file in the repository's ``.attestflow/check-cache/`` (a folder that ignores itself
-in git). It holds, per file, the type, line and hash of each finding, as detect-secrets'
+One JSON file per detect-secrets version and settings (``secrets-<digest>.json``) in the
+repository's ``.attestflow/check-cache/``, a folder that ignores itself in git (the templates
+check scans with the default settings, the secrets check with its baseline's; one file each).
+A file not used for `STALE_DAYS` is removed. It holds, per file, the type, line and hash of each finding, as detect-secrets'
 own baseline does: never a secret's value. A missing, unreadable or malformed cache is an
 empty one; it is rewritten atomically. A cache file tracked by git is never used: a commit
 could otherwise ship a cache that declares a file holding a secret clean.
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +30,8 @@ from attestflow.checks.gitfiles import git
 
 CACHE_DIR = Path(".attestflow/check-cache")
 """Relative to the repository root."""
-CACHE_FILE = "secrets.json"
 FORMAT = 1
+STALE_DAYS = 30
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ class SecretsCache:
 
     @property
     def path(self) -> Path:
-        return self.root / CACHE_DIR / CACHE_FILE
+        return self.root / CACHE_DIR / f"secrets-{self.scanner[:16]}.json"
 
     def _load(self) -> dict[str, dict[str, Any]]:
         """The entries of the cache file for this scanner; none where it is missing, corrupt or for another."""
@@ -113,15 +116,16 @@ class SecretsCache:
         self.changed = True
 
     def save(self) -> None:
-        """Write the cache atomically, without the files no longer in the work tree; nothing when unchanged."""
+        """Write the cache atomically, without the files no longer in the work tree; when unchanged, touch it."""
         if not self.usable:
             return
         kept = {p: e for p, e in self.files.items() if (self.root / p).is_file()}
-        if not self.changed and len(kept) == len(self.files):
-            return
         folder = self.path.parent
-        tmp = folder / f"{CACHE_FILE}.{os.getpid()}.tmp"
+        tmp = folder / f"{self.path.name}.{os.getpid()}.tmp"
         try:
+            if not self.changed and len(kept) == len(self.files):
+                os.utime(self.path)  # in use: not stale
+                return
             folder.mkdir(parents=True, exist_ok=True)
             ignore = folder / ".gitignore"
             if not ignore.is_file():
@@ -130,6 +134,9 @@ class SecretsCache:
                 json.dumps({"format": FORMAT, "scanner": self.scanner, "files": kept}, sort_keys=True)
             )
             tmp.replace(self.path)
+            for other in folder.glob("secrets-*.json"):
+                if other != self.path and other.stat().st_mtime < time.time() - STALE_DAYS * 86400:
+                    other.unlink(missing_ok=True)
         except OSError as e:
             log.info("secrets cache not written (%s): the next run scans again", e)
             tmp.unlink(missing_ok=True)

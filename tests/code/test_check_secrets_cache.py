@@ -9,12 +9,17 @@ import pytest
 
 from attestflow.checks.config import CheckConfig
 from attestflow.checks.runner import run_checks
-from attestflow.checks.secrets_cache import CACHE_DIR, CACHE_FILE
+from attestflow.checks.secrets_cache import CACHE_DIR
 from tests.code.gitrepos import aws_key, commit, git, make_repo
 
 
 def _secrets(root: Path) -> list[tuple[str | None, int | None, str]]:
     return [(f.path, f.line, f.message) for f in run_checks(root, None, CheckConfig(), ["secrets"])]
+
+
+def _cache_file(root: Path) -> Path:
+    (only,) = (root / CACHE_DIR).glob("secrets-*.json")
+    return only
 
 
 def _scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -43,7 +48,7 @@ def test_an_unchanged_file_is_not_scanned_again_and_its_secret_is_still_found(
     scanned = _scans(monkeypatch)
     assert _secrets(root) == first
     assert scanned == []
-    cache = (root / CACHE_DIR / CACHE_FILE).read_text()
+    cache = _cache_file(root).read_text()
     assert key not in cache and key[4:] not in cache
     assert git(root, "status", "--porcelain") == ""  # the cache folder ignores itself
 
@@ -54,8 +59,8 @@ def test_an_unchanged_file_is_not_scanned_again_and_its_secret_is_still_found(
 
 def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_repo(tmp_path / "r", {"app.py": f"KEY = '{aws_key()}'\n"})
-    cache = root / CACHE_DIR / CACHE_FILE
-    cache.parent.mkdir(parents=True)
+    assert len(_secrets(root)) == 1
+    cache = _cache_file(root)
     cache.write_text('{"format": 1, "files": {"app.py": ')
     assert len(_secrets(root)) == 1
     assert json.loads(cache.read_text())["files"]["app.py"]["found"][0][1] == 1
@@ -67,7 +72,7 @@ def test_a_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path, monkeypatch: p
 def test_a_cache_committed_to_git_is_not_believed(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {"app.py": f"KEY = '{aws_key()}'\n"})
     assert len(_secrets(root)) == 1
-    cache = root / CACHE_DIR / CACHE_FILE
+    cache = _cache_file(root)
     poisoned = json.loads(cache.read_text())
     poisoned["files"]["app.py"]["found"] = []
     cache.write_text(json.dumps(poisoned))
@@ -82,7 +87,7 @@ def test_a_cache_of_other_detect_secrets_settings_is_a_miss(
 ) -> None:
     root = make_repo(tmp_path / "r", {"app.py": f"KEY = '{aws_key()}'\n"})
     assert len(_secrets(root)) == 1
-    cache = root / CACHE_DIR / CACHE_FILE
+    cache = _cache_file(root)
     other = json.loads(cache.read_text())
     other["scanner"] = "0" * 64
     other["files"]["app.py"]["found"] = []
