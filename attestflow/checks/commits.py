@@ -19,6 +19,7 @@ from pathlib import Path
 
 from attestflow.checks.config import CommitsSettings
 from attestflow.checks.core import CheckContext, Finding
+from attestflow.checks.gitfiles import run_git
 from attestflow.errors import BadInputError
 
 CHECK = "commits"
@@ -29,19 +30,6 @@ SIGN_FIX = (
     "(git config gpg.format ssh; git config user.signingkey KEY; git rebase --exec 'git commit --amend "
     "--no-edit -S' BASE), or add the signer's public key to {signers} in a reviewed change"
 )
-
-
-def run_git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``git <args>`` in `root`, its exit status left to the caller."""
-    try:
-        return subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "-C", str(root), *args],  # noqa: S607 - git from PATH, as a developer runs it
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise BadInputError("git is not installed") from None
 
 
 def _verify(root: Path, commit: str, signers: Path) -> subprocess.CompletedProcess[str]:

@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from attestflow.checks.commits import run_git
 from attestflow.checks.config import PolicySettings
 from attestflow.checks.core import CheckContext, Finding
+from attestflow.checks.gitfiles import run_git
 from attestflow.config import describe_validation_error
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.policy import LOOSER_WHEN_HIGHER, GatePolicy, Threshold
