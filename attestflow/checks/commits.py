@@ -17,9 +17,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from attestflow.checks.config import CommitsSettings
+from attestflow.checks.config import CommitsSettings, load_check_config
 from attestflow.checks.core import CheckContext, Finding
-from attestflow.checks.gitfiles import run_git
+from attestflow.checks.gitfiles import repo_root, run_git
 from attestflow.errors import BadInputError
 
 CHECK = "commits"
@@ -124,11 +124,17 @@ def run(ctx: CheckContext) -> list[Finding]:
 
 
 def release_commit_signed(repo: Path, allowed_signers: Path | None = None) -> tuple[bool, str]:
-    """Whether the release's commit (HEAD of `repo`) is signed by an allowed SSH key, and git's word on it."""
-    signers = allowed_signers or repo / CommitsSettings().allowed_signers
+    """Whether the release's commit (HEAD of `repo`) is signed by an allowed SSH key, and git's word on it.
+
+    The allowed signers are `allowed_signers`, else the file the repository's check config names
+    (``commits.allowed_signers`` in ``configs/check.yaml``, relative to the repository's root).
+    """
     if run_git(repo, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
         return False, f"{repo} is not a git work tree with a commit"
-    if not signers.is_file():
-        return False, f"no allowed signers file ({signers.name})"
-    problem = signature_problem(repo, "HEAD", signers)
-    return (False, f"HEAD {problem}") if problem else (True, signer(repo, "HEAD", signers))
+    if allowed_signers is None:
+        root = repo_root(repo)
+        allowed_signers = root / load_check_config(root).commits.allowed_signers
+    if not allowed_signers.is_file():
+        return False, f"no allowed signers file ({allowed_signers.name})"
+    problem = signature_problem(repo, "HEAD", allowed_signers)
+    return (False, f"HEAD {problem}") if problem else (True, signer(repo, "HEAD", allowed_signers))
