@@ -104,6 +104,18 @@ def test_the_supply_chain_sections_default_to_the_settings_their_checks_document
     )
 
 
+def test_a_check_with_nothing_to_look_at_says_so_and_json_stays_a_list_of_findings(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"README.md": "hi\n"})
+    result = _check(str(root), "--only", "commits,policy")
+    assert result.exit_code == 0, result.output
+    assert "commits: no --base given: no commits to check" in result.output
+    assert "policy: no --base given: no policy change to compare" in result.output
+    base = commit(root, {"a.txt": "a\n"}, "more")
+    assert "no --base given" not in _check(str(root), "--only", "policy", "--base", base).output
+    as_json = _check(str(root), "--only", "commits,policy", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.output) == []
+
+
 def _require_sarif_shape(log: dict[str, Any]) -> None:
     """The properties SARIF 2.1.0 requires (sarif-schema-2.1.0.json), and the ones code scanning reads."""
     assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")
