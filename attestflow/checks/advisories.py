@@ -7,8 +7,7 @@ Every ``name==version`` pin of the lock and every installed distribution is matc
 them with OSV's own semantics (`affects`). An advisory a team has judged harmless goes in the
 allow-list with a reason and an expiry date, so that the judgement is seen again.
 
-Settings: ``folder`` (default ``configs/advisories``), ``lock`` (``requirements.lock``),
-``allow`` (``configs/advisories-allow.yaml``), ``installed`` (true: the running environment too).
+Settings: `AdvisoriesSettings` (``folder``, ``lock``, ``allow``, ``installed``).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from attestflow.checks.config import AdvisoriesSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.lockfile import installed, normalize, parse_lock
 from attestflow.config import describe_validation_error
@@ -169,11 +169,11 @@ class _Target:
     line: int | None
 
 
-def _targets(ctx: CheckContext, lock: Path) -> list[_Target]:
+def _targets(ctx: CheckContext, lock: Path, with_installed: bool) -> list[_Target]:
     """The lock's pins, then the installed distributions the lock does not already name at that version."""
     rel = lock.relative_to(ctx.root).as_posix() if lock.is_relative_to(ctx.root) else str(lock)
     targets = [_Target(p.name, p.version, rel, p.line) for p in parse_lock(lock).values()]
-    if ctx.settings.get("installed", True):
+    if with_installed:
         seen = {(t.package, t.version) for t in targets}
         targets += [
             _Target(d.name, d.version, None, None)
@@ -190,10 +190,10 @@ def _ids(record: dict[str, Any]) -> set[str]:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """Findings for every locked or installed package version an advisory of the mirror affects."""
-    settings = ctx.settings
-    folder = ctx.root / settings.get("folder", "configs/advisories")
-    lock = ctx.root / settings.get("lock", "requirements.lock")
-    allow_path = ctx.root / settings.get("allow", "configs/advisories-allow.yaml")
+    settings = AdvisoriesSettings.model_validate(ctx.settings)
+    folder = ctx.root / settings.folder
+    lock = ctx.root / settings.lock
+    allow_path = ctx.root / settings.allow
     allow = load_allow_list(allow_path)
     today = date.today()
     used: set[AllowEntry] = set()
@@ -204,7 +204,7 @@ def run(ctx: CheckContext) -> list[Finding]:
             normalize(str((a.get("package") or {}).get("name", ""))) for a in record.get("affected") or []
         }:
             by_package.setdefault(name, []).append((path, record))
-    for target in _targets(ctx, lock):
+    for target in _targets(ctx, lock, settings.installed):
         for path, record in by_package.get(target.package, []):
             if not affects(record, target.package, target.version, str(path)):
                 continue

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from attestflow.checks.config import CodeSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.gitfiles import changed_files
 from attestflow.errors import BadInputError
@@ -31,7 +32,8 @@ def ruff_findings(root: Path, paths: list[str], exclude: list[str]) -> list[dict
 
 def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each ``S`` rule violation in the configured paths (with a base: in the change's Python)."""
-    paths: list[str] = list(ctx.settings.get("paths", ["."]))
+    settings = CodeSettings.model_validate(ctx.settings)
+    paths = settings.paths
     if ctx.base:
         prefixes = [p.rstrip("/") for p in paths]
         paths = [
@@ -42,7 +44,7 @@ def run(ctx: CheckContext) -> list[Finding]:
         if not paths:
             return []
     findings = []
-    for d in ruff_findings(ctx.root, paths, list(ctx.settings.get("exclude", ["tests"]))):
+    for d in ruff_findings(ctx.root, paths, settings.exclude):
         location = d.get("location")
         line = location.get("row") if isinstance(location, dict) else None
         path = Path(str(d["filename"])).resolve().relative_to(ctx.root.resolve()).as_posix()

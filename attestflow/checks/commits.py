@@ -9,7 +9,7 @@ whatever keyring the host has. The commits are those of ``base..HEAD``; with no 
 no change, so nothing to check (`note` says so). Where protected refs are named, HEAD must be
 reachable from one of them: a release builds only what was merged.
 
-Settings: ``allowed_signers`` (default ``configs/allowed_signers``), ``protected_refs`` (default none).
+Settings: `CommitsSettings` (``allowed_signers``, ``protected_refs``).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from attestflow.checks.config import CommitsSettings, load_check_config
 from attestflow.checks.core import CheckContext, Finding
+from attestflow.checks.gitfiles import repo_root, run_git
 from attestflow.errors import BadInputError
 
 CHECK = "commits"
-ALLOWED_SIGNERS = "configs/allowed_signers"
-"""Default allowed-signers file, relative to the repository root."""
 SSH_SIGNATURE = "-----BEGIN SSH SIGNATURE-----"
 NO_BASE = "no --base given: no commits to check"
 SIGN_FIX = (
@@ -30,19 +30,6 @@ SIGN_FIX = (
     "(git config gpg.format ssh; git config user.signingkey KEY; git rebase --exec 'git commit --amend "
     "--no-edit -S' BASE), or add the signer's public key to {signers} in a reviewed change"
 )
-
-
-def run_git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``git <args>`` in `root`, its exit status left to the caller."""
-    try:
-        return subprocess.run(  # noqa: S603 - fixed git argv, no shell
-            ["git", "-C", str(root), *args],  # noqa: S607 - git from PATH, as a developer runs it
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise BadInputError("git is not installed") from None
 
 
 def _verify(root: Path, commit: str, signers: Path) -> subprocess.CompletedProcess[str]:
@@ -81,9 +68,9 @@ def signer(root: Path, commit: str, signers: Path) -> str:
     return lines[0].strip() if lines else "verified"
 
 
-def _signers_file(ctx: CheckContext) -> Path:
+def _signers_file(root: Path, settings: CommitsSettings) -> Path:
     """The configured allowed-signers file; a missing one is bad input (no one would be trusted)."""
-    path = ctx.root / ctx.settings.get("allowed_signers", ALLOWED_SIGNERS)
+    path = root / settings.allowed_signers
     if not path.is_file():
         raise BadInputError(f"allowed signers file not found: {path} (commits.allowed_signers)")
     return path
@@ -106,8 +93,9 @@ def note(ctx: CheckContext) -> str | None:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each commit of ``base..HEAD`` not signed by an allowed key, and for HEAD outside the protected refs."""
+    settings = CommitsSettings.model_validate(ctx.settings)
     findings = []
-    refs = list(ctx.settings.get("protected_refs") or [])
+    refs = settings.protected_refs
     if refs and not reachable_from(ctx.root, "HEAD", refs):
         findings.append(
             Finding(
@@ -118,7 +106,7 @@ def run(ctx: CheckContext) -> list[Finding]:
         )
     if ctx.base is None:
         return findings
-    signers = _signers_file(ctx)
+    signers = _signers_file(ctx.root, settings)
     rel = signers.relative_to(ctx.root).as_posix() if signers.is_relative_to(ctx.root) else str(signers)
     listed = run_git(ctx.root, "rev-list", "--reverse", f"{ctx.base}..HEAD")
     if listed.returncode != 0:
@@ -136,11 +124,17 @@ def run(ctx: CheckContext) -> list[Finding]:
 
 
 def release_commit_signed(repo: Path, allowed_signers: Path | None = None) -> tuple[bool, str]:
-    """Whether the release's commit (HEAD of `repo`) is signed by an allowed SSH key, and git's word on it."""
-    signers = allowed_signers or repo / ALLOWED_SIGNERS
+    """Whether the release's commit (HEAD of `repo`) is signed by an allowed SSH key, and git's word on it.
+
+    The allowed signers are `allowed_signers`, else the file the repository's check config names
+    (``commits.allowed_signers`` in ``configs/check.yaml``, relative to the repository's root).
+    """
     if run_git(repo, "rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
         return False, f"{repo} is not a git work tree with a commit"
-    if not signers.is_file():
-        return False, f"no allowed signers file ({signers.name})"
-    problem = signature_problem(repo, "HEAD", signers)
-    return (False, f"HEAD {problem}") if problem else (True, signer(repo, "HEAD", signers))
+    if allowed_signers is None:
+        root = repo_root(repo)
+        allowed_signers = root / load_check_config(root).commits.allowed_signers
+    if not allowed_signers.is_file():
+        return False, f"no allowed signers file ({allowed_signers.name})"
+    problem = signature_problem(repo, "HEAD", allowed_signers)
+    return (False, f"HEAD {problem}") if problem else (True, signer(repo, "HEAD", allowed_signers))

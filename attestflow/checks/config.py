@@ -66,10 +66,44 @@ class TemplatesSettings(Section):
     max_chars: int = Field(default=8000, gt=0)
 
 
-class OpenSection(Section):
-    """A section whose settings its check validates (advisories, lock, commits, policy)."""
+class AdvisoriesSettings(Section):
+    """Known vulnerabilities of the locked and installed packages, from an offline mirror of OSV records."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    folder: str = "configs/advisories"
+    """OSV JSON records, relative to the root; ``attestflow check --update-advisories`` fills it."""
+    lock: str = "requirements.lock"
+    """The lock whose pins are matched."""
+    allow: str = "configs/advisories-allow.yaml"
+    """Accepted advisories, each with a reason and an expiry date."""
+    installed: bool = True
+    """Also match the distributions installed in the running environment."""
+
+
+class LockSettings(Section):
+    """The installed environment equals the lock."""
+
+    lock: str = "requirements.lock"
+    """``requirements-gpu.lock`` on a GPU host."""
+    ignore: list[str] = Field(default_factory=list)
+    """More distribution names left out of the comparison (the installers and the project always are)."""
+
+
+class CommitsSettings(Section):
+    """Every commit of the change signed by an allowed SSH key; HEAD reachable from a protected ref."""
+
+    allowed_signers: str = "configs/allowed_signers"
+    """ssh-keygen's allowed-signers file, relative to the root."""
+    protected_refs: list[str] = Field(default_factory=list)
+    """Refs HEAD must be reachable from; none: not checked."""
+
+
+class PolicySettings(Section):
+    """A loosened gate policy needs a committed approval."""
+
+    policy_glob: str = "configs/gates*.yaml"
+    """The gate policy files, relative to the root."""
+    approvals: str = "configs/policy-approvals"
+    """Folder of ``<sha256 of the policy file>.yaml`` approvals."""
 
 
 class CheckConfig(BaseModel):
@@ -81,10 +115,10 @@ class CheckConfig(BaseModel):
     model_files: ModelFilesSettings = Field(default=ModelFilesSettings(), alias="model-files")
     code: CodeSettings = CodeSettings()
     templates: TemplatesSettings = TemplatesSettings()
-    advisories: OpenSection = OpenSection()
-    lock: OpenSection = OpenSection()
-    commits: OpenSection = OpenSection()
-    policy: OpenSection = OpenSection()
+    advisories: AdvisoriesSettings = AdvisoriesSettings()
+    lock: LockSettings = LockSettings()
+    commits: CommitsSettings = CommitsSettings()
+    policy: PolicySettings = PolicySettings()
     release: list[str] = Field(default_factory=lambda: list(RELEASE_DEFAULT))
     """The checks a release's preflight runs, before any stage."""
 

@@ -16,10 +16,10 @@ from attestflow.errors import BadInputError
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
 
 
-def git(root: Path, *args: str) -> str:
-    """The output of ``git <args>`` in `root`; a failure is `BadInputError` with git's own first line."""
+def run_git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``git <args>`` in `root`, its exit status left to the caller; no git at all is `BadInputError`."""
     try:
-        done = subprocess.run(  # noqa: S603 - fixed git argv, no shell
+        return subprocess.run(  # noqa: S603 - fixed git argv, no shell
             ["git", "-C", str(root), *args],  # noqa: S607 - git from PATH, as a developer runs it
             capture_output=True,
             text=True,
@@ -27,6 +27,11 @@ def git(root: Path, *args: str) -> str:
         )
     except FileNotFoundError:
         raise BadInputError("git is not installed") from None
+
+
+def git(root: Path, *args: str) -> str:
+    """The output of ``git <args>`` in `root`; a failure is `BadInputError` with git's own first line."""
+    done = run_git(root, *args)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["failed"])[0]
         raise BadInputError(f"git {args[0]} in {root}: {reason}")

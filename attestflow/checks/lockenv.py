@@ -8,8 +8,7 @@ be one the lock allows. The installers themselves (pip, setuptools, wheel) and t
 own editable install are not part of the comparison. `environment_digest` is what the
 provenance records beside the lock's digest.
 
-Settings: ``lock`` (default ``requirements.lock``; ``requirements-gpu.lock`` on a GPU host),
-``ignore`` (more distribution names to leave out).
+Settings: `LockSettings` (``lock``: ``requirements-gpu.lock`` on a GPU host; ``ignore``).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from attestflow.checks.config import LockSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.lockfile import Installed, Pin, installed, normalize, parse_lock
 from attestflow.digests import Digest
@@ -108,9 +108,10 @@ def compare(pins: dict[str, Pin], env: dict[str, Installed], lock: str, ignore: 
 
 def run(ctx: CheckContext) -> list[Finding]:
     """Findings for every installed distribution that differs from the lock: missing, extra, version, hash."""
-    lock = ctx.root / ctx.settings.get("lock", "requirements.lock")
+    settings = LockSettings.model_validate(ctx.settings)
+    lock = ctx.root / settings.lock
     rel = lock.relative_to(ctx.root).as_posix() if lock.is_relative_to(ctx.root) else str(lock)
-    ignore = set(INSTALLERS) | {normalize(n) for n in ctx.settings.get("ignore", [])}
+    ignore = set(INSTALLERS) | {normalize(n) for n in settings.ignore}
     project = _project_name(ctx.root)
     if project:
         ignore.add(project)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatch
 
+from attestflow.checks.config import ModelFilesSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.gitfiles import files_in_scope
 from attestflow.formats import PICKLE_BASED, Format, detect_format
@@ -25,8 +26,8 @@ def _is_binary(head: bytes) -> bool:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each tracked model or pickle file, and each binary over ``max_bytes``."""
-    max_bytes = int(ctx.settings.get("max_bytes", 5_000_000))
-    allow = ctx.settings.get("allow", [])
+    settings = ModelFilesSettings.model_validate(ctx.settings)
+    max_bytes, allow = settings.max_bytes, settings.allow
     findings = []
     for path in files_in_scope(ctx.root, ctx.base):
         if any(fnmatch(path, pattern) for pattern in allow):

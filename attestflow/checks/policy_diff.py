@@ -12,7 +12,7 @@ weakened from ``require_approval`` to ``absolute_only``. It stays a finding unle
 is committed: the approval names the exact file it approves, so a later edit needs a new one.
 A policy file new in the change has nothing to loosen.
 
-Settings: ``policy_glob`` (default ``configs/gates*.yaml``), ``approvals`` (``configs/policy-approvals``).
+Settings: `PolicySettings` (``policy_glob``, ``approvals``).
 """
 
 from __future__ import annotations
@@ -24,16 +24,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from attestflow.checks.commits import run_git
+from attestflow.checks.config import PolicySettings
 from attestflow.checks.core import CheckContext, Finding
+from attestflow.checks.gitfiles import run_git
 from attestflow.config import describe_validation_error
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.policy import LOOSER_WHEN_HIGHER, GatePolicy, Threshold
 from attestflow.yamlfile import AliasRefusedError, parse_yaml, read_yaml
 
 CHECK = "policy"
-POLICY_GLOB = "configs/gates*.yaml"
-APPROVALS = "configs/policy-approvals"
 FIRST_RELEASE_STRICTNESS = {"absolute_only": 0, "require_approval": 1}
 """``baseline.first_release`` from lenient to strict."""
 
@@ -151,9 +150,8 @@ def loosenings(old: GatePolicy, new: GatePolicy) -> list[str]:
     return found
 
 
-def _approved(ctx: CheckContext, digest: str) -> bool:
-    """Whether an approval for the policy file of SHA-256 `digest` is committed (in HEAD); a bad one is bad input."""
-    rel = f"{ctx.settings.get('approvals', APPROVALS).rstrip('/')}/{digest}.yaml"
+def _approved(ctx: CheckContext, rel: str) -> bool:
+    """Whether the approval `rel` is committed (in HEAD); a bad one is bad input."""
     if run_git(ctx.root, "cat-file", "-e", f"HEAD:{rel}").returncode != 0:
         return False
     raw = read_yaml(ctx.root / rel, "policy approval") or {}
@@ -173,11 +171,11 @@ def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each loosening of a gate policy file since the base, unless its approval is committed."""
     if ctx.base is None:
         return []
-    glob = ctx.settings.get("policy_glob", POLICY_GLOB)
+    settings = PolicySettings.model_validate(ctx.settings)
     if run_git(ctx.root, "rev-parse", "--verify", "--quiet", f"{ctx.base}^{{commit}}").returncode != 0:
         raise BadInputError(f"--base {ctx.base}: not a commit in {ctx.root}")
     findings = []
-    for path in sorted(ctx.root.glob(glob)):
+    for path in sorted(ctx.root.glob(settings.policy_glob)):
         rel = path.relative_to(ctx.root).as_posix()
         data = path.read_bytes()
         new = _policy(data.decode("utf-8", errors="replace"), rel)
@@ -189,10 +187,9 @@ def run(ctx: CheckContext) -> list[Finding]:
         except ConfigError:
             continue  # invalid under today's schema at the base: no comparable rules
         found = loosenings(old, new)
-        digest = hashlib.sha256(data).hexdigest()
-        if not found or _approved(ctx, digest):
+        approval = f"{settings.approvals.rstrip('/')}/{hashlib.sha256(data).hexdigest()}.yaml"
+        if not found or _approved(ctx, approval):
             continue
-        approval = f"{ctx.settings.get('approvals', APPROVALS).rstrip('/')}/{digest}.yaml"
         fix = f"restore the stricter rule, or commit {approval} with approved_by and reason"
         findings += [Finding(CHECK, f"{rel} loosened since {ctx.base}: {what}", fix, rel) for what in found]
     return findings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from attestflow.checks.config import CheckConfig, load_check_config
@@ -40,10 +40,16 @@ class CheckRun:
     skipped: list[str]
     """Checks whose module is not installed here: nothing was checked."""
     findings: list[Finding]
+    notes: list[str] = field(default_factory=list)
+    """``check: what it did not look at`` (a check's optional ``note(ctx)``), e.g. no commits without a base."""
 
 
-def _check_function(name: str) -> Callable[[CheckContext], list[Finding]] | None:
-    """The `run` of check `name`; None where its module is not installed."""
+RunFunction = Callable[[CheckContext], list[Finding]]
+NoteFunction = Callable[[CheckContext], str | None]
+
+
+def _check_functions(name: str) -> tuple[RunFunction, NoteFunction | None] | None:
+    """The `run` of check `name` and its `note`, if it has one; None where its module is not installed."""
     module_name, _, attr = CHECKS[name].partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -51,8 +57,7 @@ def _check_function(name: str) -> Callable[[CheckContext], list[Finding]] | None
         if e.name != module_name:
             raise
         return None
-    function: Callable[[CheckContext], list[Finding]] = getattr(module, attr)
-    return function
+    return getattr(module, attr), getattr(module, "note", None)
 
 
 def selected(config: CheckConfig, only: list[str] | None) -> list[str]:
@@ -70,16 +75,21 @@ def run_named(root: Path, base: str | None, config: CheckConfig, names: list[str
     root = repo_root(root)
     if base is not None:
         resolve_base(root, base)
-    ran, skipped, findings = [], [], []
+    ran, skipped, findings, notes = [], [], [], []
     for name in names:
-        function = _check_function(name)
-        if function is None:
+        functions = _check_functions(name)
+        if functions is None:
             log.info("check %s is not installed here: skipped", name)
             skipped.append(name)
             continue
-        findings += function(CheckContext(root, base, config.settings(name)))
+        run, note = functions
+        ctx = CheckContext(root, base, config.settings(name))
+        findings += run(ctx)
         ran.append(name)
-    return CheckRun(ran, skipped, findings)
+        said = note(ctx) if note is not None else None
+        if said:
+            notes.append(f"{name}: {said}")
+    return CheckRun(ran, skipped, findings, notes)
 
 
 def run_checks(
@@ -97,10 +107,7 @@ def refresh_advisories(root: Path, config: CheckConfig) -> int:
         if e.name != "attestflow.checks.advisories":
             raise
         raise BadInputError("--update-advisories: the advisories check is not installed here") from None
-    settings = config.settings("advisories")
-    folder = root / str(settings.get("folder", "configs/advisories"))
-    lock = root / str(settings.get("lock", "requirements.lock"))
-    written: int = update(folder, lock)
+    written: int = update(root / config.advisories.folder, root / config.advisories.lock)
     return written
 
 

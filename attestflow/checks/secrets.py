@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from attestflow.checks.config import SecretsSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.gitfiles import added_lines, files_in_scope
+from attestflow.checks.secrets_cache import Found, SecretsCache, scanner_digest
+from attestflow.digests import file_digest
 from attestflow.errors import ConfigError
 
 FIX = (
@@ -39,17 +42,36 @@ class FoundSecret:
 def find_secrets(
     root: Path, paths: list[str], baseline: dict[str, object] | None = None
 ) -> list[FoundSecret]:
-    """The secrets in the files `paths` (relative to `root`), scanned with the baseline's plugins and filters."""
+    """The secrets in the files `paths` (relative to `root`), scanned with the baseline's plugins and filters.
+
+    A file whose bytes, detect-secrets version and settings are those of an earlier scan is not
+    scanned again: what was found then comes from the repository's `SecretsCache`.
+    """
     from detect_secrets import SecretsCollection
-    from detect_secrets.settings import default_settings, transient_settings
+    from detect_secrets.__version__ import VERSION
+    from detect_secrets.settings import default_settings, get_settings, transient_settings
 
     found: list[FoundSecret] = []
     with transient_settings(baseline) if baseline else default_settings():
+        cache = SecretsCache(root, scanner_digest(VERSION, get_settings().json()))
         collection = SecretsCollection(root=str(root))
+        scanned: dict[str, str] = {}
         for path in paths:
-            collection.scan_file(path)  # one process: scan_files forks a pool per core
+            digest = file_digest(root / path).value
+            known = cache.get(path, digest)
+            if known is None:
+                collection.scan_file(path)  # one process: scan_files forks a pool per core
+                scanned[path] = digest
+            else:
+                found += [FoundSecret(kind, path, line, h) for kind, line, h in known]
+        fresh: dict[str, list[Found]] = {path: [] for path in scanned}
         for filename, secret in collection:
-            found.append(FoundSecret(secret.type, filename, secret.line_number, secret.secret_hash))
+            fresh.setdefault(filename, []).append((secret.type, secret.line_number, secret.secret_hash))
+    for path, items in fresh.items():
+        found += [FoundSecret(kind, path, line, h) for kind, line, h in items]
+        if path in scanned and file_digest(root / path).value == scanned[path]:
+            cache.put(path, scanned[path], items)  # unchanged while scanned: what was found is its bytes'
+    cache.save()
     return sorted(found, key=lambda s: (s.path, s.line, s.kind))
 
 
@@ -81,10 +103,10 @@ def accepted(baseline: dict[str, object] | None) -> set[tuple[str, str, str]]:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """A finding for each secret in scope that the baseline does not accept."""
-    baseline_path = ctx.settings.get("baseline", ".secrets.baseline")
-    baseline = read_baseline(ctx.root / baseline_path)
+    settings = SecretsSettings.model_validate(ctx.settings)
+    baseline = read_baseline(ctx.root / settings.baseline)
     ok = accepted(baseline)
-    exclude = [baseline_path, *ctx.settings.get("exclude", [])]
+    exclude = [settings.baseline, *settings.exclude]
     paths = [p for p in files_in_scope(ctx.root, ctx.base) if not any(fnmatch(p, g) for g in exclude)]
     findings = []
     changed: dict[str, set[int]] = {}

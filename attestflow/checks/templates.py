@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from attestflow.checks.config import TemplatesSettings
 from attestflow.checks.core import CheckContext, Finding
 from attestflow.checks.gitfiles import files_in_scope
 from attestflow.checks.secrets import find_secrets
@@ -23,7 +24,7 @@ from attestflow.digests import file_digest
 from attestflow.errors import BadInputError
 from attestflow.yamlfile import read_yaml
 
-SUFFIXES = (".j2", ".jinja", ".jinja2")
+SUFFIXES = tuple(TemplatesSettings().suffixes)
 PII = {
     "an email address": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
     "a phone number": re.compile(r"(?<![\w.])\+?\d{1,3}?[ .-]?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w.])"),
@@ -139,13 +140,11 @@ def _check_one(ctx: CheckContext, path: str, max_chars: int) -> list[Finding]:
 
 def run(ctx: CheckContext) -> list[Finding]:
     """Findings for each template under ``templates.folder`` (with a base: each the change touched)."""
-    folder = str(ctx.settings.get("folder", "prompts"))
-    suffixes = tuple(ctx.settings.get("suffixes", SUFFIXES))
-    paths = templates_in(folder, files_in_scope(ctx.root, ctx.base), suffixes)
+    settings = TemplatesSettings.model_validate(ctx.settings)
+    paths = templates_in(settings.folder, files_in_scope(ctx.root, ctx.base), tuple(settings.suffixes))
     if not paths:
         return []
-    max_chars = int(ctx.settings.get("max_chars", 8000))
-    findings = [f for p in paths for f in _check_one(ctx, p, max_chars)]
+    findings = [f for p in paths for f in _check_one(ctx, p, settings.max_chars)]
     for s in find_secrets(ctx.root, paths):
         findings.append(
             Finding("templates", f"{s.kind} in the template", "take it out and rotate it", s.path, s.line)

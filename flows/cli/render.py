@@ -389,5 +389,7 @@ def check_run(run: CheckRun, seconds: float) -> None:
         console.print(table)
     if run.skipped:
         err.print(f"[yellow]skipped[/] (not installed here): {safe(', '.join(run.skipped))}", highlight=False)
+    for note in run.notes:
+        console.print(f"[dim]{safe(note)}[/]", highlight=False)
     verdict = "[bold red]findings[/]" if run.findings else "[green]clean[/]"
     console.print(f"{verdict}: {safe(', '.join(run.ran))} in {seconds:.1f} s", highlight=False)

@@ -71,6 +71,51 @@ def test_not_a_git_repository_and_a_bad_config_exit_2(tmp_path: Path) -> None:
     assert _check(str(root2)).exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("section", "typo"),
+    [
+        ("advisories", "folders"),
+        ("lock", "ignored"),
+        ("commits", "allowed_signer"),
+        ("policy", "approval"),
+    ],
+)
+def test_an_unknown_key_in_a_supply_chain_section_exits_2(tmp_path: Path, section: str, typo: str) -> None:
+    root = make_repo(tmp_path / "r", {}, check_config={section: {typo: "x"}})
+    result = _check(str(root), "--only", "secrets")
+    assert result.exit_code == 2, result.output
+    assert typo in result.output and "Traceback" not in result.output
+
+
+def test_the_supply_chain_sections_default_to_the_settings_their_checks_document() -> None:
+    config = CheckConfig()
+    assert config.settings("advisories") == {
+        "enabled": True,
+        "folder": "configs/advisories",
+        "lock": "requirements.lock",
+        "allow": "configs/advisories-allow.yaml",
+        "installed": True,
+    }
+    assert config.settings("lock") == {"enabled": True, "lock": "requirements.lock", "ignore": []}
+    assert config.commits.allowed_signers == "configs/allowed_signers" and config.commits.protected_refs == []
+    assert (config.policy.policy_glob, config.policy.approvals) == (
+        "configs/gates*.yaml",
+        "configs/policy-approvals",
+    )
+
+
+def test_a_check_with_nothing_to_look_at_says_so_and_json_stays_a_list_of_findings(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"README.md": "hi\n"})
+    result = _check(str(root), "--only", "commits,policy")
+    assert result.exit_code == 0, result.output
+    assert "commits: no --base given: no commits to check" in result.output
+    assert "policy: no --base given: no policy change to compare" in result.output
+    base = commit(root, {"a.txt": "a\n"}, "more")
+    assert "no --base given" not in _check(str(root), "--only", "policy", "--base", base).output
+    as_json = _check(str(root), "--only", "commits,policy", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.output) == []
+
+
 def _require_sarif_shape(log: dict[str, Any]) -> None:
     """The properties SARIF 2.1.0 requires (sarif-schema-2.1.0.json), and the ones code scanning reads."""
     assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")

@@ -64,6 +64,23 @@ def test_commits_signed_by_an_allowed_key_are_clean(repo: tuple[Path, Path, Path
     assert signed and "alice@example.com" in detail
 
 
+def test_the_release_commit_is_checked_against_the_signers_file_the_check_config_names(
+    repo: tuple[Path, Path, Path],
+) -> None:
+    root, alice, _ = repo
+    (root / "trust").mkdir()
+    git(root, "mv", "configs/allowed_signers", "trust/signers")
+    git(root, "commit", "-q", "-m", "signers moved")
+    commit(root, "signed", alice)
+    assert release_commit_signed(root) == (False, "no allowed signers file (allowed_signers)")
+
+    (root / "configs" / "check.yaml").write_text("commits:\n  allowed_signers: trust/signers\n")
+    git(root, "add", "configs/check.yaml")
+    git(root, "-c", "gpg.format=ssh", "-c", f"user.signingkey={alice}", "commit", "-S", "-q", "-m", "config")
+    signed, detail = release_commit_signed(root)
+    assert signed and "alice@example.com" in detail
+
+
 def test_an_unsigned_commit_is_a_finding(repo: tuple[Path, Path, Path]) -> None:
     root, alice, _ = repo
     commit(root, "signed", alice)
