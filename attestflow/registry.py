@@ -322,6 +322,13 @@ class Registry:
 
         return _version(self._must(create))
 
+    def copy_version(self, source: ModelRef, target_name: str) -> ModelVersion:
+        """``MlflowClient.copy_model_version``: `source` (in this registry) as a new version of `target_name`.
+
+        The copy keeps the source's tags, run and logged model (its artifacts are the source's).
+        """
+        return _version(self._must(lambda c: c.copy_model_version(source.uri, target_name)))
+
     def add_version_artifacts(
         self, model_name: str, version: str, local_dir: Path, artifact_path: str
     ) -> None:
