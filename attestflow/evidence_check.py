@@ -191,7 +191,7 @@ def release_evidence(
     return checks
 
 
-def _evidence_files(folder: Path) -> dict[str, str]:
+def evidence_files(folder: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every plain file under ``evidence/`` (a link or special file: its kind)."""
     root = folder / EVIDENCE_DIR
     if not root.is_dir() or root.is_symlink():
@@ -231,7 +231,7 @@ def _promotion(
     source = dict(statements[-1].predicate.get("source", {}))
     trusted = {key_id(load_public_key(k)) for k in trust.source_keys}
     changed = sorted(
-        set(source.get("evidence", {}).items()).symmetric_difference(_evidence_files(folder).items())
+        set(source.get("evidence", {}).items()).symmetric_difference(evidence_files(folder).items())
     )
     if source.get("bundle", {}).get("sha256") != bundle_digest(signed_files(folder)).value:
         why = "the promotion statement names another release bundle than the one present"
