@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from attestflow.errors import GateFailedError, exit_code_of
-from flows.cli import audit, gates, promotion, releases, render, setup, verification
+from flows.cli import audit, environments, gates, promotion, releases, render, setup, verification
 
 REFUSALS = {
     "run": "release refused",
@@ -24,6 +24,7 @@ REFUSALS = {
     "rollback": "rollback refused",
     "approve": "approval refused",
     "reject": "rejection refused",
+    "promote": "promotion refused",
 }
 """How each command names a gate's or a verification's "no"; the others say "refused"."""
 
@@ -83,6 +84,7 @@ app.command()(verification.verify)
 app.command()(promotion.approve)
 app.command()(promotion.reject)
 app.command()(promotion.rollback)
+app.command()(environments.promote)
 app.command()(verification.lineage)
 app.add_typer(audit.app, name="audit")
 app.command()(releases.demo)

@@ -57,6 +57,7 @@ def deployed(prefect_server: str) -> dict[str, dict[str, Any]]:
         "retrain/on-drift",
         "drift-monitor/scheduled",
         "release/gpu",
+        "env-promote/on-demand",
     }
     return {d["name"]: d for d in api.post(f"{prefect_server}/deployments/filter", {})}
 
