@@ -38,13 +38,11 @@ from attestflow.outcomes import PromotionOutcome
 from attestflow.policy import load_policy
 from attestflow.records import AuditEvent, Invocation, RegistrationRecord, SignatureRecord
 from attestflow.redact import redact
-from attestflow.registry import ModelVersion, Registry, parse_model_uri
+from attestflow.registry import PROMOTED_FROM, ModelVersion, Registry, parse_model_uri
 from attestflow.tracking import tracking_uri
 from attestflow.verify import Check, Verification, download_bundle
 from attestflow.workspace import Workspace
 
-PROMOTED_FROM = "attestflow.promoted_from"
-"""Version tag of a copy in the target registry: ``<env>:<model>/<version>`` it was promoted from."""
 DEFAULT_ENVIRONMENTS = Path("configs/environments.yaml")
 
 

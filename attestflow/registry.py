@@ -44,6 +44,8 @@ FAST_HTTP = {
 INCOMPLETE = "attestflow.incomplete"
 """Version tag of a release not yet finished: set when the version is created, removed once its gate
 verdict is attached; a version still carrying it was left by a release that stopped (or is running)."""
+PROMOTED_FROM = "attestflow.promoted_from"
+"""Version tag of a copy in another environment's model: ``<env>:<model>/<version>`` it was promoted from."""
 ALREADY_EXISTS = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
 _env_lock = threading.Lock()
 _env_users = 0

@@ -4,7 +4,7 @@ When both environments share one tracking server, MLflow's own ``copy_model_vers
 the copy (its tags, run and artifacts are the source's). Otherwise the verified folder, as
 downloaded from the source, is uploaded to the target registry as a logged model of a run in
 the target's experiment and registered there, with the source's tags. Either way the copy is
-tagged `attestflow.env_promotion.PROMOTED_FROM`, by which a re-run of the promotion finds it
+tagged `attestflow.registry.PROMOTED_FROM`, by which a re-run of the promotion finds it
 instead of copying again, and `INCOMPLETE` until the target's gate verdict is attached to it.
 Each promotion also opens an MLflow run in the target's experiment that its gate results are
 logged to, so they never land in the source's training run.
@@ -19,9 +19,9 @@ from pathlib import Path
 from prefect import task
 
 from attestflow.bundle import ENVIRONMENTS, MLFLOW_META
-from attestflow.env_promotion import PROMOTED_FROM, CopyRecord, Source, find_copy
+from attestflow.env_promotion import CopyRecord, Source, find_copy
 from attestflow.records import RegistrationRecord
-from attestflow.registry import INCOMPLETE, ModelRef, ModelVersion, Registry
+from attestflow.registry import INCOMPLETE, PROMOTED_FROM, ModelRef, ModelVersion, Registry
 from attestflow.tracking import client, ensure_experiment, log_bundle
 from attestflow.workspace import Workspace
 

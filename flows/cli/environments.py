@@ -69,5 +69,9 @@ def promote(
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, EXPECTED):
         raise exc
-    render.failed("promotion", exc, "see the Prefect run log")
+    render.failed(
+        "promotion",
+        exc if isinstance(exc, BaseException) else RuntimeError(str(exc)),
+        "see the Prefect run log",
+    )
     raise typer.Exit(1)
