@@ -271,25 +271,29 @@ def find_copy(registry: Registry, model_name: str, source: Source) -> ModelVersi
 
 
 def promotion_statement(
-    p: Promotion,
+    source: Source,
+    env: str,
+    folder: Path,
     signed: SignatureRecord,
     registered: RegistrationRecord,
     approvers: list[str],
+    *,
+    reason: str = "",
     time: str | None = None,
 ) -> dict[str, Any]:
-    """The target's statement binding the source bundle and its evidence to the target version."""
+    """The target `env`'s statement binding the source bundle and its evidence (in `folder`) to the target version."""
     predicate = {
         "source": {
-            "env": p.source.env,
-            "model": p.source.model,
-            "version": p.source.version,
+            "env": source.env,
+            "model": source.model,
+            "version": source.version,
             "bundle": {"sha256": signed.bundle_digest.value},
             "key_id": signed.key_id,
-            "evidence": evidence_files(p.folder),
+            "evidence": evidence_files(folder),
         },
-        "target": {"env": p.env.name, "model": registered.model_name, "version": registered.version},
+        "target": {"env": env, "model": registered.model_name, "version": registered.version},
         "approvers": approvers,
-        "reason": p.reason,
+        "reason": reason,
         "result": "promoted",
         "time": time or now(),
     }

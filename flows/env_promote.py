@@ -104,9 +104,10 @@ def run_env_promotion(p: Promotion, invoke: Invoke) -> EnvPromotionSummary:
     ctx.record(copied)
     registered, under = copied.registered, environment_dir(p.env.name)
 
-    attest_evidence(
-        ctx, invoke, promotion_statement(p, signed, registered, [approval.approver]), registered, under=under
+    promoted = promotion_statement(
+        src, p.env.name, p.folder, signed, registered, [approval.approver], reason=p.reason
     )
+    attest_evidence(ctx, invoke, promoted, registered, under=under)
     gates_json = invoke(publish_gates_task, cfg.gates)(
         gates, registered, out_dir=ctx.release_dir, tracking_uri=ctx.tracking_uri
     )
