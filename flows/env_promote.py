@@ -78,9 +78,8 @@ def run_env_promotion(p: Promotion, invoke: Invoke) -> EnvPromotionSummary:
     if any(not c.ok for c in pre):
         raise refuse("preconditions", [f"{c.name}: {c.detail}" for c in pre if not c.ok])
 
-    gate_cfg = cfg.model_copy(update={"sign": cfg.sign.model_copy(update={"public_key": key})})
     checkpoint = training_checkpoint(parse_model_uri(src.uri), src.tracking_uri, ctx.ws)
-    gates = evaluate(str(p.folder / MODEL), gate_cfg, ctx.policy, checkpoint)
+    gates = evaluate(str(p.folder / MODEL), cfg, ctx.policy, checkpoint, trust=p.trust)
     ctx.record(gates)
     if not gates.passed:
         raise refuse("gates", gates.failures())
@@ -119,7 +118,7 @@ def run_env_promotion(p: Promotion, invoke: Invoke) -> EnvPromotionSummary:
         ctx, invoke, approval_statement(approval, registered, ctx.invocation), registered, under=under
     )
 
-    outcome = move_with_canary(ctx, invoke, registered, signed, approval, [], Placement(under, key, p.trust))
+    outcome = move_with_canary(ctx, invoke, registered, signed, approval, [], Placement(under, p.trust))
     if not outcome.released:
         raise refuse("promotion", outcome.failures)
     seconds = time.perf_counter() - started

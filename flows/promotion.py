@@ -17,7 +17,6 @@ with that environment's trust instead of the release key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from prefect.transactions import Transaction, transaction
 
@@ -41,8 +40,6 @@ class Placement:
 
     under: str = EVIDENCE_DIR
     """The folder of the version's artifacts its statements are added to."""
-    bundle_key: Path | None = None
-    """The public key of the bundle's own signature (the canary's check); None: the context's key."""
     trust: EnvTrust | None = None
     """Set for a version promoted from another environment (every alias move verifies with it)."""
 
@@ -132,8 +129,9 @@ def _canary(
             promotion,
             data=cfg.data,
             tracking_uri=ctx.tracking_uri,
-            public_key=placement.bundle_key or ctx.public_key,
+            public_key=ctx.public_key,
             model=cfg.model,
+            trust=placement.trust,
         )
     except GateFailedError as e:
         txn.set("rollback_reason", "; ".join(e.reasons))

@@ -19,6 +19,7 @@ from attestflow.bundle import MODEL
 from attestflow.config import CanaryConfig, DataConfig, ModelConfig
 from attestflow.dataset import load_splits, read_table
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.evidence_check import EnvTrust
 from attestflow.outcomes import CanaryRecord, PromotionRecord
 from attestflow.verify import verify_model_uri
 
@@ -64,8 +65,12 @@ def canary(
     tracking_uri: str,
     public_key: Path,
     model: ModelConfig | None = None,
+    trust: EnvTrust | None = None,
 ) -> CanaryRecord:
-    """Compare the new champion with the previous one; raise `GateFailedError` if it is worse."""
+    """Compare the new champion with the previous one; raise `GateFailedError` if it is worse.
+
+    `trust`: both were promoted from another environment (`attestflow.verify.verify_model_uri`).
+    """
     model_name, version, previous_version = (
         promotion.model_name,
         promotion.version,
@@ -80,7 +85,7 @@ def canary(
         def use(folder: Path) -> None:
             sessions[label] = session(folder / MODEL, "auto")
 
-        result = verify_model_uri(f"models:/{model_name}/{v}", tracking_uri, public_key, use=use)
+        result = verify_model_uri(f"models:/{model_name}/{v}", tracking_uri, public_key, use=use, trust=trust)
         if not result.ok:
             raise GateFailedError(
                 [f"canary: {result.target} failed verification: {f}" for f in result.failures]
