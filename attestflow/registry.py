@@ -87,6 +87,8 @@ class ModelVersion:
     aliases: tuple[str, ...]
     model_id: str | None = None
     """The MLflow 3 logged model whose artifacts the version serves (None for a version made from a run)."""
+    copied_from: str | None = None
+    """``models:/NAME/VERSION`` of the version this one is a ``copy_model_version`` of, if it is one."""
 
     @property
     def uri(self) -> str:
@@ -115,6 +117,7 @@ def _version(mv: Any) -> ModelVersion:
         mv.run_id or None,
         tuple(mv.aliases or ()),
         getattr(mv, "model_id", None) or _logged_model_id(str(mv.source or "")),
+        str(mv.source) if re.fullmatch(r"models:/[^/@]+/\d+", str(mv.source or "")) else None,
     )
 
 
@@ -336,6 +339,8 @@ class Registry:
     ) -> None:
         """Add the files of `local_dir` under `artifact_path` to what the model version serves."""
         found = self.version(ModelRef(model_name, version, None))
+        while found is not None and found.model_id is None and found.copied_from is not None:
+            found = self.version(found.copied_from)  # a copy serves its source's logged model
         if found is None or found.model_id is None:
             raise BadInputError(f"models:/{model_name}/{version} has no logged model to add artifacts to")
         model_id = found.model_id
