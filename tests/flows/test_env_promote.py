@@ -18,6 +18,7 @@ from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
 from tasks.generate_data import generate
 from tests.conftest import ExampleRepo
+from tests.flows import api
 from tests.flows.test_approval import ATTESTFLOW, _env, _paused_run, _wait_event
 
 
@@ -117,6 +118,9 @@ def test_a_staging_release_reaches_prod_with_a_human_approval_and_a_failed_stagi
     print(f"promotion: {seconds:.1f} s wall, of which {answered - waited:.1f} s answering the approval")
     assert proc.returncode == 0, out[-4000:]
 
+    (run,) = [r for r in api.post(f"{prefect_server}/flow_runs/filter", {}) if r["id"] == run_id]
+    assert run["name"] == "promote tiny-credit v1 staging -> prod"
+    assert {"env:prod", "promote_from:staging"} <= set(run["tags"])
     uri = Workspace.at(example_repo.workspace).mlflow_uri
     client = MlflowClient(uri, uri)
     assert str(client.get_model_version_by_alias("tiny-credit-prod", "champion").version) == "1"
