@@ -162,6 +162,8 @@ def test_a_staging_release_reaches_prod_with_a_human_approval_and_a_failed_stagi
     approval = next(e for e in prod_audit.entries() if e["event"] == "approval")
     assert approval["actor"] == "user:alice" and approval["details"]["digest"] == digest
     assert prod_audit.verify()[0]
+    done = next(e for e in prod_audit.entries() if e["event"] == "env_promotion_completed")
+    print(f"promotion flow, approval wait included: {done['details']['seconds']} s")
 
     shown = _run(
         prefect_server, "alice", "lineage", "models:/tiny-credit-prod/1", "--config", str(config), "--json"
