@@ -34,13 +34,16 @@ def promote(
     Exit 1 when a step says no (reasons printed, audited in ENV's log), 2 bad input, 3 unreachable.
     """
     from attestflow.config import default_config_path
-    from attestflow.env_promotion import environments_path
+    from attestflow.env_promotion import environments_path, load_environments, target_env
     from attestflow.errors import UnavailableError
+    from attestflow.registry import parse_model_uri
     from attestflow.workspace import Workspace
     from flows.cli.releases import EXPECTED, _quiet_expected_failures
 
     started = time.perf_counter()
     config = config or default_config_path()
+    parse_model_uri(model_uri)
+    target_env(load_environments(environments_path(environments)), to)  # bad input before any flow run
     Workspace.at(config_of(config).workspace).activate()
     from flows.env_promote import env_promote
 
