@@ -12,7 +12,9 @@ several, leave one champion and a consistent log. Each move's
 audit head is mirrored as a tag on the registered model, an anchor outside the log file. A
 rollback refuses while an alias was moved outside attestflow (`attestflow.alias_drift`), and
 undoing a promotion puts the previous alias back too, so that it never names the version
-that was just refused.
+that was just refused. In an environment that takes versions promoted from another (`EnvTrust`),
+each move verifies with that environment's trust: the source's keys for the bundle and its
+``evidence/``, the environment's own key for what it signed under ``environments/<env>/``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from attestflow.alias_drift import RESTORED, refuse_on_drift
 from attestflow.audit import AUDIT_LOG_TAG, AuditLog, log_identity
 from attestflow.errors import BadInputError, GateFailedError
-from attestflow.evidence_check import REQUIREMENTS
+from attestflow.evidence_check import REQUIREMENTS, EnvTrust
 from attestflow.outcomes import PromotionRecord
 from attestflow.registry import Registry
 from attestflow.verify import verify_model_uri
@@ -38,13 +40,14 @@ def move_alias(
     tracking_uri: str,
     public_key: Path,
     audit: AuditLog,
+    trust: EnvTrust | None = None,
     **details: str | None,
 ) -> PromotionRecord:
     """Verify `version` and its evidence, point `alias` at it and `previous_alias` at the old one; audit it."""
     registry = Registry(tracking_uri)
     with audit.locked(model_name):
         uri = f"models:/{model_name}/{version}"
-        result = verify_model_uri(uri, tracking_uri, public_key, require=REQUIREMENTS)
+        result = verify_model_uri(uri, tracking_uri, public_key, require=REQUIREMENTS, trust=trust)
         if not result.ok:
             audit.append(f"{event}_refused", model=model_name, version=version, failures=result.failures)
             raise GateFailedError([f"{event} to {result.target} refused: {f}" for f in result.failures])
@@ -97,6 +100,7 @@ def restore_previous(
     audit: AuditLog,
     previous_alias: str,
     reason: str,
+    trust: EnvTrust | None = None,
 ) -> None:
     """Put the champion before `record` back, and `previous_alias`; clear the alias if there was none.
 
@@ -124,6 +128,7 @@ def restore_previous(
                     tracking_uri=tracking_uri,
                     public_key=public_key,
                     audit=audit,
+                    trust=trust,
                     reason=reason,
                 )
             except GateFailedError as e:
@@ -158,6 +163,7 @@ def rollback(
     public_key: Path,
     audit: AuditLog,
     reason: str,
+    trust: EnvTrust | None = None,
 ) -> PromotionRecord:
     """Point `alias` back at `to_version`, or at the `previous_alias` version, after verifying it.
 
@@ -187,5 +193,6 @@ def rollback(
             tracking_uri=tracking_uri,
             public_key=public_key,
             audit=audit,
+            trust=trust,
             reason=reason,
         )

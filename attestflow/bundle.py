@@ -4,7 +4,8 @@ A bundle is the folder that is registered, downloaded and loaded: the complete M
 (``MLmodel``, ``model.onnx``, environment files, input example) plus ``attestation/``
 (config, data manifest, metrics, public key, provenance and the signature). The model
 signature covers every file of it but itself, so that nothing a loader reads is unsigned;
-``evidence/`` holds statements added after registration, each signed on its own, and MLflow
+``evidence/`` holds statements added after registration, each signed on its own (and
+``environments/<env>/`` those of the environments it was promoted into), and MLflow
 adds a label of its own that nothing loads (`MLFLOW_META`). The signing
 stage writes the bundle and every verifier reads it, so the layout is defined once, here.
 
@@ -30,6 +31,9 @@ MLMODEL = "MLmodel"
 ATTESTATION = "attestation"
 EVIDENCE = "evidence"
 """Folder of separately signed statements attached after registration (not model-signed)."""
+ENVIRONMENTS = "environments"
+"""Folder of the statements each environment a version was promoted into signed with its own key
+(``environments/<env>/``: the promotion, that environment's gate verdict, approval and canary)."""
 MLFLOW_META = "registered_model_meta"
 """MLflow writes this label (model name and version) into a local registered folder whenever it
 loads it through ``models:/``; nothing reads it back, so the signature leaves it out."""
@@ -79,8 +83,8 @@ def list_bundle(folder: Path) -> Listing:
 
 
 def outside_signature(rel: str) -> bool:
-    """Whether the model signature leaves `rel` out: itself, ``evidence/`` and MLflow's label."""
-    return rel in (SIGNATURE, MLFLOW_META) or rel.startswith(EVIDENCE + "/")
+    """Whether the model signature leaves `rel` out: itself, ``evidence/``, ``environments/`` and MLflow's label."""
+    return rel in (SIGNATURE, MLFLOW_META) or rel.startswith((EVIDENCE + "/", ENVIRONMENTS + "/"))
 
 
 def unsafe_path(rel: str) -> bool:
@@ -118,7 +122,12 @@ def hashing_config(bundle_dir: Path) -> Any:
     import model_signing
 
     return model_signing.hashing.Config().set_ignored_paths(
-        paths=[bundle_dir / SIGNATURE, bundle_dir / EVIDENCE, bundle_dir / MLFLOW_META]
+        paths=[
+            bundle_dir / SIGNATURE,
+            bundle_dir / EVIDENCE,
+            bundle_dir / ENVIRONMENTS,
+            bundle_dir / MLFLOW_META,
+        ]
     )
 
 

@@ -40,12 +40,14 @@ EVIDENCE_DIR = EVIDENCE
 VSA = "https://slsa.dev/verification_summary/v1"
 APPROVAL = APPROVAL_PREDICATE
 CANARY = "https://attestflow.dev/canary/v1"
+PROMOTION = "https://attestflow.dev/promotion/v1"
+"""A version copied into another environment: its source evidence bound to the target version."""
 GATES_KEY = "https://attestflow.dev/gates/v1"
 """Key of the VSA predicate's project-specific fields: model, gates.json digest, each gate's outcome."""
 VERIFIER_ID = "https://attestflow.dev/verifiers/gate-suite@v1"
 PASSED_LEVEL = "ATTESTFLOW_GATES_PASSED"
 """The VSA's ``verifiedLevels`` entry for a version that passed every gate (not SLSA_: a custom level)."""
-KINDS = {"verification_summary": VSA, "approval": APPROVAL, "canary": CANARY}
+KINDS = {"verification_summary": VSA, "approval": APPROVAL, "canary": CANARY, "promotion": PROMOTION}
 """File name prefix of each kind of evidence -> its predicate type."""
 
 ENVELOPE = ".dsse.json"
@@ -71,7 +73,7 @@ def evidence_name(kind: str, time: str, suffix: str = ENVELOPE) -> str:
 
 
 def attachment(stmt: dict[str, Any]) -> str | None:
-    """The path (under `EVIDENCE_DIR`) of the file a statement names by digest and stores beside it."""
+    """The path (under `EVIDENCE_DIR` or an environment's folder) of the file a statement names by digest."""
     if stmt.get("predicateType") != VSA:
         return None
     return str(stmt["predicate"][GATES_KEY]["gatesJson"]["uri"])
@@ -93,10 +95,12 @@ def verification_summary(
     *,
     policy_uri: str,
     time: str | None = None,
+    under: str = EVIDENCE_DIR,
 ) -> dict[str, Any]:
-    """The gate verdict as a SLSA VSA v1 statement about the gated ``model.onnx``, naming `gates_json`."""
+    """The gate verdict as a SLSA VSA v1 statement about the gated ``model.onnx``, naming `gates_json`
+    (stored beside it in the folder `under`)."""
     passed, time = gates.passed, time or now()
-    gates_file = f"{EVIDENCE_DIR}/{evidence_name('verification_summary', time, GATES_JSON)}"
+    gates_file = f"{under}/{evidence_name('verification_summary', time, GATES_JSON)}"
     predicate = {
         "verifier": {"id": VERIFIER_ID},
         "timeVerified": time,

@@ -13,34 +13,41 @@ folder's `EVIDENCE_DIR` and requires, with the trusted public key:
 Every file in the folder is verified on its own: one that does not verify with the trusted
 key, that is about another model, or that no signed statement names, fails the check it
 belongs to (a forged, copied or added file is never skipped). `verify_release` adds these checks to `verify_bundle`'s.
+
+A version promoted into another environment (`attestflow.env_promotion`) carries two sets of
+evidence: the source environment's, unchanged, under ``evidence/`` (verified with one of the
+keys the target trusts for its source, `EnvTrust.source_keys`), and the target's own under
+``environments/<env>/``, signed with the target's key (`promoted_evidence`): a promotion
+statement binding this ``model.onnx``, the source bundle and every source evidence file's
+digest to this target version, and the target's gate verdict and approval, read by the same
+`_gate_verdict` and `_approval` as the source's.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from attestflow.approval import BUNDLE_SUBJECT
-from attestflow.bundle import MODEL, PROVENANCE, bundle_digest, signed_files
+from attestflow.bundle import ENVIRONMENTS, MODEL, PROVENANCE, bundle_digest, signed_files
 from attestflow.digests import file_digest
 from attestflow.dsse import EnvelopeError, dsse_verify
 from attestflow.errors import BadInputError
-from attestflow.evidence import (
-    APPROVAL,
-    CANARY,
-    ENVELOPE,
-    EVIDENCE_DIR,
-    GATES_KEY,
-    KINDS,
-    VSA,
-    parse_time,
-    statement_time,
+from attestflow.evidence import APPROVAL, CANARY, EVIDENCE_DIR, GATES_KEY, PROMOTION, VSA
+from attestflow.evidence_read import (
+    APPROVAL_CHECK,
+    GATE_CHECK,
+    PROMOTED_CHECK_OF,
+    PROMOTION_CHECK,
+    Evidence,
+    Statement,
+    check_named,
+    read_evidence,
 )
-from attestflow.keys import load_public_key
+from attestflow.keys import key_id, load_public_key
 from attestflow.verify import Check, Verification, verify_bundle
 
 PROVENANCE_CHECKS = "provenance"
@@ -48,18 +55,22 @@ GATES = "gates"
 APPROVED = "approval"
 REQUIREMENTS = (PROVENANCE_CHECKS, GATES, APPROVED)
 """What `attestflow verify --require` can ask for; every alias move requires all of them."""
-MAX_EVIDENCE_BYTES = 1 << 20
-GATE_CHECK, APPROVAL_CHECK = "gate verdict", "approval"
-_CHECK_OF = {VSA: GATE_CHECK, APPROVAL: APPROVAL_CHECK, CANARY: APPROVAL_CHECK}
 
 
 @dataclass(frozen=True)
 class EnvTrust:
-    """The keys that verify a version promoted into an environment: its own, and its source's."""
+    """What a version promoted into `environment` is verified with."""
 
     environment: str
     key: Path
+    """The environment's public key: its promotion statement, gate verdict, approval and canary."""
     source_keys: tuple[Path, ...]
+    """Public keys accepted for the source environment's signature, provenance and ``evidence/``."""
+
+
+def environment_dir(environment: str) -> str:
+    """The folder of a version's artifacts holding what `environment` signed about it."""
+    return f"{ENVIRONMENTS}/{environment}"
 
 
 def parse_requirements(text: str) -> tuple[str, ...]:
@@ -71,107 +82,7 @@ def parse_requirements(text: str) -> tuple[str, ...]:
     return asked
 
 
-@dataclass(frozen=True)
-class _Statement:
-    """A statement from the evidence folder whose signature verified."""
-
-    path: str
-    predicate_type: str
-    subject: dict[str, str]
-    """Subject name -> its SHA-256."""
-    predicate: dict[str, Any]
-    time: datetime
-
-
-@dataclass
-class _Evidence:
-    """The folder's statements that verified, and what is wrong with the others, by check."""
-
-    statements: list[_Statement] = field(default_factory=list)
-    problems: dict[str, list[str]] = field(default_factory=dict)
-    attachments: dict[str, Path] = field(default_factory=dict)
-    """Files beside the statements that some statement names by digest (``gates.json``), by path."""
-
-    def refuse(self, check: str, problem: str) -> None:
-        self.problems.setdefault(check, []).append(problem)
-
-    def of(self, predicate_type: str) -> list[_Statement]:
-        """Statements of one type, newest last."""
-        return sorted(
-            (s for s in self.statements if s.predicate_type == predicate_type), key=lambda s: s.time
-        )
-
-
-def _check_for(file_name: str) -> str:
-    """The check a file of the evidence folder belongs to, by its kind prefix (unknown: the gate verdict)."""
-    return _CHECK_OF.get(KINDS.get(file_name.split("-", 1)[0], ""), GATE_CHECK)
-
-
-def _read(folder: Path, public_key: Path) -> _Evidence:
-    """Verify every file of the evidence folder with the trusted key (never following links)."""
-    found = _Evidence()
-    root = folder / EVIDENCE_DIR
-    if not root.is_dir() or root.is_symlink():
-        return found
-    key = load_public_key(public_key)
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_dir() and not path.is_symlink():
-            continue
-        check = _check_for(path.name)
-        if path.is_symlink() or not path.is_file():
-            found.refuse(check, f"{rel} is not a regular file")
-            continue
-        if path.stat().st_size > MAX_EVIDENCE_BYTES:
-            found.refuse(check, f"{rel} is larger than {MAX_EVIDENCE_BYTES} bytes")
-            continue
-        if not path.name.endswith(ENVELOPE):
-            found.attachments[rel] = path
-            continue
-        try:
-            stmt = dsse_verify(json.loads(path.read_bytes()), key)
-            parsed = _parse(rel, stmt)
-        except (EnvelopeError, ValueError, KeyError, TypeError, AttributeError) as e:
-            found.refuse(check, f"{rel}: {e}")
-            continue
-        if KINDS.get(path.name.split("-", 1)[0]) != parsed.predicate_type:
-            found.refuse(check, f"{rel}: a {parsed.predicate_type} statement under another kind's name")
-            continue
-        found.statements.append(parsed)
-    named = {_named(s)[0] for s in found.statements if s.predicate_type == VSA}
-    for rel in sorted(found.attachments.keys() - named):
-        found.refuse(_check_for(Path(rel).name), f"{rel} is not named by any signed statement")
-    return found
-
-
-def _named(s: _Statement) -> tuple[str, str]:
-    """(path, SHA-256) of the ``gates.json`` a verification summary names."""
-    gates_json = s.predicate.get(GATES_KEY, {}).get("gatesJson", {})
-    return str(gates_json.get("uri")), str(gates_json.get("digest", {}).get("sha256"))
-
-
-def _check_named(ev: _Evidence, s: _Statement) -> str | None:
-    """Why the ``gates.json`` a verification summary names is not the one beside it, or None."""
-    rel, digest = _named(s)
-    path = ev.attachments.get(rel)
-    if path is None:
-        return f"{rel}, named by {s.path}, is missing"
-    if file_digest(path).value != digest:
-        return f"{rel} does not match the SHA-256 signed in {s.path}"
-    return None
-
-
-def _parse(rel: str, stmt: dict[str, Any]) -> _Statement:
-    predicate_type = stmt.get("predicateType")
-    if predicate_type not in _CHECK_OF:
-        raise ValueError(f"predicate type {predicate_type!r} is not evidence attestflow reads")
-    subject = {str(s["name"]): str(s["digest"]["sha256"]) for s in stmt["subject"]}
-    return _Statement(
-        rel, str(predicate_type), subject, dict(stmt["predicate"]), parse_time(statement_time(stmt))
-    )
-
-
-def _about(s: _Statement) -> dict[str, Any]:
+def _about(s: Statement) -> dict[str, Any]:
     """The model a statement names (``{name, version}``)."""
     model = (
         s.predicate.get(GATES_KEY, {}).get("model") if s.predicate_type == VSA else s.predicate.get("model")
@@ -179,7 +90,7 @@ def _about(s: _Statement) -> dict[str, Any]:
     return dict(model or {})
 
 
-def _foreign(s: _Statement, subject: str, digest: str, model_name: str, version: str | None) -> str | None:
+def _foreign(s: Statement, subject: str, digest: str, model_name: str, version: str | None) -> str | None:
     """Why a verified statement is not about this model, or None when it is."""
     if s.subject != {subject: digest}:
         return f"{s.path} is about another {subject} than the one present"
@@ -192,13 +103,11 @@ def _foreign(s: _Statement, subject: str, digest: str, model_name: str, version:
 
 
 def _gate_verdict(
-    ev: _Evidence, onnx: str, model_name: str, version: str | None, policy_digest: str | None
+    ev: Evidence, onnx: str, model_name: str, version: str | None, policy_digest: str | None
 ) -> Check:
     summaries = ev.of(VSA)
     problems = ev.problems.get(GATE_CHECK, []) + [
-        why
-        for s in summaries
-        if (why := _foreign(s, MODEL, onnx, model_name, version) or _check_named(ev, s))
+        why for s in summaries if (why := _foreign(s, MODEL, onnx, model_name, version) or check_named(ev, s))
     ]
     if problems:
         return Check(GATE_CHECK, False, "; ".join(problems))
@@ -229,7 +138,7 @@ def _gate_verdict(
     )
 
 
-def _approval(ev: _Evidence, onnx: str, bundle: str, model_name: str, version: str | None) -> Check:
+def _approval(ev: Evidence, onnx: str, bundle: str, model_name: str, version: str | None) -> Check:
     approvals, canaries = ev.of(APPROVAL), ev.of(CANARY)
     problems = (
         ev.problems.get(APPROVAL_CHECK, [])
@@ -293,7 +202,7 @@ def release_evidence(
     require: Collection[str] = (GATES, APPROVED),
 ) -> list[Check]:
     """The ``gate verdict`` and ``approval`` checks (those in `require`) on a model folder."""
-    ev = _read(folder, public_key)
+    ev = read_evidence(folder, public_key)
     onnx = file_digest(folder / MODEL).value if (folder / MODEL).is_file() else "missing"
     checks = []
     if GATES in require:
@@ -301,6 +210,108 @@ def release_evidence(
     if APPROVED in require:
         checks.append(_approval(ev, onnx, bundle_digest(signed_files(folder)).value, model_name, version))
     return checks
+
+
+def evidence_files(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every plain file under ``evidence/`` (a link or special file: its kind)."""
+    root = folder / EVIDENCE_DIR
+    if not root.is_dir() or root.is_symlink():
+        return {}
+    return {
+        p.relative_to(folder).as_posix(): file_digest(p).value
+        if p.is_file() and not p.is_symlink()
+        else "not a plain file"
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink() or not p.is_dir()
+    }
+
+
+def _promotion(
+    ev: Evidence, folder: Path, trust: EnvTrust, onnx: str, model_name: str | None, version: str | None
+) -> tuple[Check, dict[str, Any] | None]:
+    """The promotion check, and the source (``env``, ``model``, ``version``) of a statement about this target."""
+    statements, env = ev.of(PROMOTION), trust.environment
+    problems = list(ev.problems.get(PROMOTION_CHECK, []))
+    for s in statements:
+        to = s.predicate.get("target", {})
+        if s.subject != {MODEL: onnx}:
+            problems.append(f"{s.path} is about another {MODEL} than the one present")
+        elif to.get("env") != env or (model_name is not None and to.get("model") != model_name):
+            problems.append(
+                f"{s.path} promotes into {to.get('env')}:{to.get('model')}, not {env}:{model_name}"
+            )
+        elif version is not None and str(to.get("version")) != version:
+            problems.append(f"{s.path} is about version {to.get('version')}, not {version}")
+    if problems:
+        return Check(PROMOTION_CHECK, False, "; ".join(problems)), None
+    if not statements:
+        where = environment_dir(env)
+        return Check(
+            PROMOTION_CHECK, False, f"no promotion statement signed with {env}'s key in {where}/"
+        ), None
+    source = dict(statements[-1].predicate.get("source", {}))
+    trusted = {key_id(load_public_key(k)) for k in trust.source_keys}
+    changed = sorted(
+        set(source.get("evidence", {}).items()).symmetric_difference(evidence_files(folder).items())
+    )
+    if source.get("bundle", {}).get("sha256") != bundle_digest(signed_files(folder)).value:
+        why = "the promotion statement names another release bundle than the one present"
+    elif source.get("key_id") not in trusted:
+        why = f"the promotion names source key {source.get('key_id')}, not one {env} trusts"
+    elif changed:
+        why = f"{changed[0][0]} differs from what the promotion recorded (changed, added or removed since)"
+    else:
+        named = f"{source.get('env')}:{source.get('model')}/{source.get('version')}"
+        return Check(PROMOTION_CHECK, True, f"promoted from {named}, signed with {env}'s key"), source
+    return Check(PROMOTION_CHECK, False, why), source
+
+
+def promoted_evidence(
+    folder: Path,
+    trust: EnvTrust,
+    *,
+    model_name: str | None,
+    version: str | None,
+    policy_digest: str | None = None,
+) -> list[Check]:
+    """The checks of what `trust.environment` signed about a version promoted into it (``environments/<env>/``).
+
+    A promotion statement about this ``model.onnx`` and this target model and version, naming
+    a trusted source key and exactly the files now in ``evidence/``; the environment's own gate
+    verdict PASSED (under `policy_digest`, when given) and its approval, not undone by its
+    canary. Every statement is verified with `trust.key`.
+    """
+    return _promoted(folder, trust, model_name, version, policy_digest)[0]
+
+
+def _promoted(
+    folder: Path, trust: EnvTrust, model_name: str | None, version: str | None, policy_digest: str | None
+) -> tuple[list[Check], dict[str, Any] | None]:
+    ev = read_evidence(folder, trust.key, environment_dir(trust.environment), PROMOTED_CHECK_OF)
+    onnx = file_digest(folder / MODEL).value if (folder / MODEL).is_file() else "missing"
+    promotion, source = _promotion(ev, folder, trust, onnx, model_name, version)
+    # Offline (no model name given): the target the environment's own signed promotion names.
+    name = model_name or next((str(s.predicate["target"].get("model")) for s in ev.of(PROMOTION)), "")
+    checks = [
+        promotion,
+        _gate_verdict(ev, onnx, name, version, policy_digest),
+        _approval(ev, onnx, bundle_digest(signed_files(folder)).value, name, version),
+    ]
+    env = trust.environment
+    return [replace(c, name=f"{env} {c.name}") for c in checks], source
+
+
+def first_verifying(
+    keys: Iterable[Path], attempt: Callable[[Path], Verification]
+) -> tuple[Verification, Path | None]:
+    """The first of `keys` with which `attempt` verifies, and its result; else the first key's result and None."""
+    first: Verification | None = None
+    for key in keys:
+        result = attempt(key)
+        if result.ok:
+            return result, key
+        first = first or result
+    return first or Verification("", [Check("signature", False, "no trusted source key")]), None
 
 
 def built_model_name(folder: Path, public_key: Path) -> str | None:
@@ -323,9 +334,30 @@ def verify_release(
     model_name: str | None = None,
     version: str | None = None,
     policy_digest: str | None = None,
+    trust: EnvTrust | None = None,
 ) -> Verification:
-    """`verify_bundle`'s checks (``provenance``) and the evidence checks, as `require` asks."""
+    """`verify_bundle`'s checks (``provenance``) and the evidence checks, as `require` asks.
+
+    With `trust` (a version promoted into ``trust.environment``), those checks run on the
+    source's model, version and evidence with the first of `trust.source_keys` that verifies,
+    and `promoted_evidence` must hold too (`policy_digest` then applies to the target's verdict).
+    """
     require = tuple(require)
+    if trust is not None:
+        promoted, source = _promoted(folder, trust, model_name, version, policy_digest)
+        base, _ = first_verifying(
+            trust.source_keys,
+            lambda key: verify_release(
+                folder,
+                key,
+                require=require,
+                tags=tags,
+                check_data=check_data,
+                model_name=source.get("model") if source else None,
+                version=str(source["version"]) if source and "version" in source else None,
+            ),
+        )
+        return Verification(target or str(folder), base.checks + promoted)
     checks: list[Check] = []
     if PROVENANCE_CHECKS in require:
         checks += verify_bundle(

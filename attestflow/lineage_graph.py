@@ -4,6 +4,12 @@ The chain runs: data snapshot (DVC md5, manifest) -> validation -> training run 
 device, checkpoints) -> ONNX digest -> signature and provenance -> gate decisions ->
 approval -> promotions. It can start from whatever the user has: a model URI, an ONNX
 SHA-256, or a Prefect flow run id.
+
+The signed statements the version carries are listed too, by folder: ``evidence/`` (those of
+the environment it was released in) and, for a version promoted from another environment,
+``environments/<env>/`` (the promotion naming the source environment, model and version, and
+that environment's own gate verdict, approval and canary). They are shown as stored, not
+verified: `attestflow verify` is what checks them.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ from typing import Any
 
 from attestflow.audit import AuditLog
 from attestflow.audit_store import audit_location
-from attestflow.bundle import PROVENANCE
+from attestflow.bundle import ENVIRONMENTS, EVIDENCE, PROVENANCE
 from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY
 from attestflow.errors import BadInputError
 from attestflow.provenance import byproduct
-from attestflow.registry import MODEL_URI, Registry
+from attestflow.registry import MODEL_URI, PROMOTED_FROM, Registry
 from attestflow.tracking import fluent_uri
 from attestflow.verify import resolve_version
 
@@ -59,6 +65,43 @@ def _provenance(name: str, version: str, tracking_uri: str) -> dict[str, Any] | 
             return None
         envelope = json.loads(local.read_text())
     return dict(json.loads(base64.b64decode(envelope["payload"])))
+
+
+def _statements(name: str, version: str, tracking_uri: str) -> dict[str, list[dict[str, Any]]]:
+    """Folder (``evidence``, ``environments/<env>``) -> what each signed statement in it says, oldest first."""
+    import mlflow
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, fluent_uri(tracking_uri):
+        for folder in (EVIDENCE, ENVIRONMENTS):
+            try:
+                mlflow.artifacts.download_artifacts(f"models:/{name}/{version}/{folder}", dst_path=tmp)
+            except Exception:  # noqa: S112 - a version without statements in that folder: nothing to list
+                continue
+        for path in sorted(Path(tmp).rglob("*.dsse.json")):
+            try:
+                stmt = json.loads(base64.b64decode(json.loads(path.read_text())["payload"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            where = path.parent.relative_to(tmp).as_posix()
+            found.setdefault(where, []).append(_said(path.name.split("-", 1)[0], stmt.get("predicate", {})))
+    return {k: sorted(v, key=lambda s: str(s["time"])) for k, v in found.items()}
+
+
+def _said(kind: str, p: dict[str, Any]) -> dict[str, Any]:
+    """One statement's kind, time and decision, as lineage shows it."""
+    said: dict[str, Any] = {"kind": kind, "time": p.get("timeVerified") or p.get("time")}
+    if kind == "promotion":
+        source, target = p.get("source", {}), p.get("target", {})
+        said["result"] = (
+            f"{source.get('env')}:{source.get('model')}/{source.get('version')} -> "
+            f"{target.get('env')}:{target.get('model')}/{target.get('version')}"
+        )
+        said["by"] = ", ".join(p.get("approvers", []))
+    else:
+        said["result"] = p.get("verificationResult") or p.get("decision") or p.get("result")
+        said["by"] = ", ".join(p.get("approvers") or [p.get("approver") or ""]).strip(", ")
+    return said
 
 
 def lineage(
@@ -155,4 +198,6 @@ def lineage(
             for e in events
             if e["event"] in ("promotion", "rollback", "canary_rollback")
         ],
+        "promoted_from": tags.get(PROMOTED_FROM),
+        "statements": _statements(name, version, tracking_uri),
     }

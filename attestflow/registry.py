@@ -44,6 +44,8 @@ FAST_HTTP = {
 INCOMPLETE = "attestflow.incomplete"
 """Version tag of a release not yet finished: set when the version is created, removed once its gate
 verdict is attached; a version still carrying it was left by a release that stopped (or is running)."""
+PROMOTED_FROM = "attestflow.promoted_from"
+"""Version tag of a copy in another environment's model: ``<env>:<model>/<version>`` it was promoted from."""
 ALREADY_EXISTS = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
 _env_lock = threading.Lock()
 _env_users = 0
@@ -85,6 +87,8 @@ class ModelVersion:
     aliases: tuple[str, ...]
     model_id: str | None = None
     """The MLflow 3 logged model whose artifacts the version serves (None for a version made from a run)."""
+    copied_from: str | None = None
+    """``models:/NAME/VERSION`` of the version this one is a ``copy_model_version`` of, if it is one."""
 
     @property
     def uri(self) -> str:
@@ -113,6 +117,7 @@ def _version(mv: Any) -> ModelVersion:
         mv.run_id or None,
         tuple(mv.aliases or ()),
         getattr(mv, "model_id", None) or _logged_model_id(str(mv.source or "")),
+        str(mv.source) if re.fullmatch(r"models:/[^/@]+/\d+", str(mv.source or "")) else None,
     )
 
 
@@ -322,11 +327,20 @@ class Registry:
 
         return _version(self._must(create))
 
+    def copy_version(self, source: ModelRef, target_name: str) -> ModelVersion:
+        """``MlflowClient.copy_model_version``: `source` (in this registry) as a new version of `target_name`.
+
+        The copy keeps the source's tags, run and logged model (its artifacts are the source's).
+        """
+        return _version(self._must(lambda c: c.copy_model_version(source.uri, target_name)))
+
     def add_version_artifacts(
         self, model_name: str, version: str, local_dir: Path, artifact_path: str
     ) -> None:
         """Add the files of `local_dir` under `artifact_path` to what the model version serves."""
         found = self.version(ModelRef(model_name, version, None))
+        while found is not None and found.model_id is None and found.copied_from is not None:
+            found = self.version(found.copied_from)  # a copy serves its source's logged model
         if found is None or found.model_id is None:
             raise BadInputError(f"models:/{model_name}/{version} has no logged model to add artifacts to")
         model_id = found.model_id

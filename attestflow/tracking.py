@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,3 +66,16 @@ def fluent_uri(uri: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def log_bundle(uri: str, run_id: str, folder: Path) -> str:
+    """Upload `folder` as the artifacts of a new logged model of run `run_id`; returns its model id."""
+    import mlflow
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+    with fluent_uri(uri), mlflow.start_run(run_id=run_id):
+        logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id)
+        client(uri).log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        client(uri).log_model_artifacts(logged.model_id, str(folder))
+        mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return str(logged.model_id)

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attestflow.bundle import (
     MODEL,
@@ -45,6 +45,9 @@ from attestflow.keys import load_public_key
 from attestflow.onnx_check import check_onnx
 from attestflow.provenance import PREDICATE_TYPE, STATEMENT_TYPE
 from attestflow.registry import Registry, first_line, parse_model_uri
+
+if TYPE_CHECKING:
+    from attestflow.evidence_check import EnvTrust
 
 ALLOWED_ONNX_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml"})
 
@@ -324,12 +327,15 @@ def verify_model_uri(
     use: Callable[[Path], object] | None = None,
     require: Collection[str] = ("provenance",),
     policy_digest: str | None = None,
+    trust: EnvTrust | None = None,
 ) -> Verification:
     """Download the model version `uri` and verify it; `use` then runs on the verified folder.
 
     `require` names what must hold (`attestflow.evidence_check.REQUIREMENTS`): ``provenance``
     is `verify_bundle`'s checks; ``gates`` and ``approval`` the signed evidence, about this
-    model version (and, with `policy_digest`, gated under that policy).
+    model version (and, with `policy_digest`, gated under that policy). With `trust`, the
+    version was promoted into ``trust.environment``: `public_key` is not used; see
+    `attestflow.evidence_check.verify_release`.
     """
     from attestflow.evidence_check import verify_release
 
@@ -348,6 +354,7 @@ def verify_model_uri(
             model_name=name,
             version=version,
             policy_digest=policy_digest,
+            trust=trust,
         )
         if result.ok and use is not None:
             use(local)

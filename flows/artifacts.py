@@ -14,6 +14,7 @@ from attestflow.artifacts import artifact_key
 from attestflow.outcomes import ReleaseSummary
 from attestflow.progress import in_prefect_run
 from attestflow.redact import redact
+from attestflow.verify import Check
 
 
 def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
@@ -74,4 +75,18 @@ def publish_lineage(summary: ReleaseSummary, outcome: str) -> None:
         key=artifact_key(summary.model_name, "lineage"),
         markdown=redact(lineage_markdown(summary, outcome)),
         description=f"lineage of {summary.registration.model_uri}",
+    )
+
+
+def publish_checks(model_name: str, title: str, checks: list[Check]) -> None:
+    """A table of checks (``ok``/``NO``, name, detail) on the run page, keyed per model."""
+    if not in_prefect_run():
+        return
+    from prefect.artifacts import create_table_artifact
+
+    rows = [{"result": "ok" if c.ok else "NO", "check": c.name, "detail": redact(c.detail)} for c in checks]
+    create_table_artifact(
+        table=rows or [{"result": "ok", "check": "(none)", "detail": "nothing to check"}],
+        key=artifact_key(model_name, "checks"),
+        description=redact(title),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from attestflow.bundle import MODEL
 from attestflow.config import ReleaseConfig
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.evidence_check import EnvTrust
 from attestflow.keys import trusted_public_key
 from attestflow.policy import GatePolicy
 from attestflow.records import GateReport
@@ -27,9 +28,16 @@ from tasks.validate_data import validate_data
 
 
 def evaluate(
-    model: str, cfg: ReleaseConfig, policy: GatePolicy, checkpoint: Path | None = None
+    model: str,
+    cfg: ReleaseConfig,
+    policy: GatePolicy,
+    checkpoint: Path | None = None,
+    trust: EnvTrust | None = None,
 ) -> GateReport:
-    """Run every gate of `policy` on `model` (an ONNX file or a ``models:/`` URI) and the config's data."""
+    """Run every gate of `policy` on `model` (an ONNX file or a ``models:/`` URI) and the config's data.
+
+    `trust`: the champion (the regression gate's baseline) was promoted from another environment.
+    """
     ws = Workspace.at(cfg.workspace)
     uri = tracking_uri(cfg.register.tracking_uri, ws)
     model_name = cfg.model_name
@@ -68,4 +76,5 @@ def evaluate(
             model_label=model,
             public_key=public_key,
             model=cfg.model,
+            trust=trust,
         )

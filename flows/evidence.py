@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attestflow.context import ReleaseContext
+from attestflow.evidence import EVIDENCE_DIR
 from attestflow.outcomes import EvidenceRecord
 from attestflow.records import RegistrationRecord
 from flows.stages import Invoke
@@ -23,8 +24,9 @@ def attest_evidence(
     stmt: dict[str, Any],
     registered: RegistrationRecord,
     attach: Path | None = None,
+    under: str = EVIDENCE_DIR,
 ) -> EvidenceRecord:
-    """Sign `stmt` about `registered` with the release key, add it to the version's evidence, audit it."""
+    """Sign `stmt` about `registered` with the release key, add it to the version's evidence (`under`), audit it."""
     record = invoke(attest_task, ctx.cfg.sign)(
         stmt,
         registered,
@@ -33,6 +35,7 @@ def attest_evidence(
         tracking_uri=ctx.tracking_uri,
         out_dir=ctx.release_dir,
         attach=attach,
+        under=under,
     )
     ctx.record(record)
     return record

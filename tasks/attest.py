@@ -43,14 +43,16 @@ def attest(
     tracking_uri: str,
     out_dir: Path,
     attach: Path | None = None,
+    under: str = EVIDENCE_DIR,
 ) -> EvidenceRecord:
     """Sign `stmt` (DSSE, the release key `key` names) and add it to `registered`'s evidence and the release folder.
 
-    `attach` is the file the statement names by digest (the verdict's ``gates.json``), added beside it.
+    `attach` is the file the statement names by digest (the verdict's ``gates.json``), added beside it;
+    `under` is the folder of the version's artifacts it goes in (an environment's: ``environments/<env>``).
     """
     kind = kind_of(stmt)
     name = evidence_name(kind, statement_time(stmt))
-    local = write_json(out_dir / EVIDENCE_DIR / name, signer_for(key, workspace_root).sign_dsse(stmt))
+    local = write_json(out_dir / under / name, signer_for(key, workspace_root).sign_dsse(stmt))
     with tempfile.TemporaryDirectory(prefix="attestflow-evidence-") as tmp:
         shutil.copy2(local, Path(tmp) / name)
         if attach is not None:
@@ -59,7 +61,7 @@ def attest(
                 raise ValueError(f"a {kind} statement names no file to attach")
             shutil.copy2(attach, Path(tmp) / Path(named).name)
         registry = Registry(tracking_uri)
-        registry.add_version_artifacts(registered.model_name, registered.version, Path(tmp), EVIDENCE_DIR)
+        registry.add_version_artifacts(registered.model_name, registered.version, Path(tmp), under)
     if (
         stmt.get("predicateType") == VSA
     ):  # the release has recorded its decision: the version is no longer incomplete
@@ -69,7 +71,7 @@ def attest(
         registered.version,
         kind,
         _result(stmt),
-        f"{EVIDENCE_DIR}/{name}",
+        f"{under}/{name}",
         local,
         file_digest(local),
     )

@@ -22,6 +22,7 @@ from attestflow.bundle import MODEL
 from attestflow.config import CanaryConfig, DataConfig, ModelConfig
 from attestflow.dataset import encode_labels, load_splits, read_table
 from attestflow.errors import BadInputError, GateFailedError
+from attestflow.evidence_check import EnvTrust
 from attestflow.outcomes import CanaryRecord, PromotionRecord
 from attestflow.policy import RegressionMetric, RegressionPolicy, binary_only
 from attestflow.preflight import check_canary_labels
@@ -101,11 +102,13 @@ def canary(
     public_key: Path,
     model: ModelConfig | None = None,
     regression: RegressionPolicy | None = None,
+    trust: EnvTrust | None = None,
 ) -> CanaryRecord:
     """Compare the new champion with the previous one; raise `GateFailedError` if it is worse.
 
     With ``cfg.quality`` the labelled rows are also scored by the regression gate's comparison
-    under `regression` (the gate policy's section; unset: `QUALITY_RULES`).
+    under `regression` (the gate policy's section; unset: `QUALITY_RULES`). `trust`: both were
+    promoted from another environment (`attestflow.verify.verify_model_uri`).
     """
     model_name, version, previous_version = (
         promotion.model_name,
@@ -121,7 +124,7 @@ def canary(
         def use(folder: Path) -> None:
             sessions[label] = session(folder / MODEL, "auto")
 
-        result = verify_model_uri(f"models:/{model_name}/{v}", tracking_uri, public_key, use=use)
+        result = verify_model_uri(f"models:/{model_name}/{v}", tracking_uri, public_key, use=use, trust=trust)
         if not result.ok:
             raise GateFailedError(
                 [f"canary: {result.target} failed verification: {f}" for f in result.failures]

@@ -19,6 +19,7 @@ from prefect.transactions import get_transaction
 from attestflow.alias_drift import refuse_on_drift
 from attestflow.aliases import move_alias, restore_previous
 from attestflow.audit import AuditLog
+from attestflow.evidence_check import EnvTrust
 from attestflow.outcomes import PromotionRecord
 from attestflow.registry import Registry
 
@@ -32,8 +33,12 @@ def promote(
     public_key: Path,
     audit: AuditLog,
     flow_run_id: str,
+    trust: EnvTrust | None = None,
 ) -> PromotionRecord:
-    """Promote a gated and approved version; inside a transaction, a later failure undoes it."""
+    """Promote a gated and approved version; inside a transaction, a later failure undoes it.
+
+    `trust`: the version was promoted from another environment (`attestflow.aliases`).
+    """
     registry = Registry(tracking_uri)
     with audit.locked(model_name):
         refuse_on_drift(
@@ -54,13 +59,14 @@ def promote(
             tracking_uri=tracking_uri,
             public_key=public_key,
             audit=audit,
+            trust=trust,
             flow_run_id=flow_run_id,
         )
     record = replace(moved, previous_alias_version=before)
     txn = get_transaction()
     if txn is not None:
         txn.set("promotion", record)
-        txn.set("undo", (tracking_uri, str(public_key), audit, previous_alias))
+        txn.set("undo", (tracking_uri, str(public_key), audit, previous_alias, trust))
     return record
 
 
@@ -70,6 +76,6 @@ promote_task = task(name="promote")(promote)
 @promote_task.on_rollback
 def _undo_promotion(txn: object) -> None:
     record: PromotionRecord = txn.get("promotion")  # type: ignore[attr-defined]
-    uri, key, audit, previous_alias = txn.get("undo")  # type: ignore[attr-defined]
+    uri, key, audit, previous_alias, trust = txn.get("undo")  # type: ignore[attr-defined]
     reason = txn.get("rollback_reason", "a later step of the promotion failed")  # type: ignore[attr-defined]
-    restore_previous(record, uri, Path(key), audit, previous_alias, reason)
+    restore_previous(record, uri, Path(key), audit, previous_alias, reason, trust)

@@ -25,7 +25,7 @@ from prefect import task
 from attestflow.errors import GateFailedError
 from attestflow.records import OnnxValidationRecord, RegistrationRecord, SignatureRecord, TrainingRecord
 from attestflow.registry import INCOMPLETE, Registry
-from attestflow.tracking import client, fluent_uri
+from attestflow.tracking import fluent_uri, log_bundle
 
 
 def register(
@@ -39,7 +39,6 @@ def register(
 ) -> RegistrationRecord:
     """Register the signed bundle as a new model version (or return the one these inputs already made)."""
     import mlflow
-    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
     run_id = trained.mlflow_run_id
     registry = Registry(tracking_uri)
@@ -64,16 +63,12 @@ def register(
             INCOMPLETE in old_tags,
         )
 
-    c = client(tracking_uri)
     with fluent_uri(tracking_uri), mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"onnx_{k}": v for k, v in validation.metrics.items()})
         mlflow.log_metric("onnx_latency_ms_p50", validation.latency_ms_p50)
-        logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id)
-        c.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        c.log_model_artifacts(logged.model_id, str(signed.bundle_dir))
-        mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    model_id = log_bundle(tracking_uri, run_id, signed.bundle_dir)
     pending = f"no gate verdict attached yet (flow run {tags.get('prefect_flow_run_id', 'unknown')})"
-    created = registry.create_version(model_name, logged.model_id, run_id, {**tags, INCOMPLETE: pending})
+    created = registry.create_version(model_name, model_id, run_id, {**tags, INCOMPLETE: pending})
     return RegistrationRecord(model_name, created.version, created.uri, run_id, dict(tags))
 
 

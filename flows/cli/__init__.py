@@ -16,7 +16,18 @@ import typer
 from typer.core import TyperGroup
 
 from attestflow.errors import GateFailedError, exit_code_of
-from flows.cli import audit, check, drill, gates, promotion, releases, render, setup, verification
+from flows.cli import (
+    audit,
+    check,
+    drill,
+    environments,
+    gates,
+    promotion,
+    releases,
+    render,
+    setup,
+    verification,
+)
 
 REFUSALS = {
     "run": "release refused",
@@ -25,6 +36,7 @@ REFUSALS = {
     "approve": "approval refused",
     "reject": "rejection refused",
     "rollback-drill": "rollback drill failed",
+    "promote": "promotion refused",
 }
 """How each command names a gate's or a verification's "no"; the others say "refused"."""
 
@@ -84,6 +96,7 @@ app.command()(verification.verify)
 app.command()(promotion.approve)
 app.command()(promotion.reject)
 app.command()(promotion.rollback)
+app.command()(environments.promote)
 app.command()(verification.lineage)
 app.add_typer(audit.app, name="audit")
 app.command()(releases.demo)

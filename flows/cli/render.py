@@ -235,6 +235,13 @@ def lineage(graph: dict[str, Any], as_json: bool) -> None:
     moves = tree.add("promotions")
     for p in graph["promotions"]:
         moves.add(e(f"{p['event']} at {p['time'][:19]} by {p['actor']} (previous v{p['previous']})"))
+    if graph.get("promoted_from"):
+        tree.add(e(f"promoted from {graph['promoted_from']}"))
+    for folder, said in graph.get("statements", {}).items():
+        signed_here = tree.add(e(f"signed statements in {folder}/"))
+        for st in said:
+            by = f" by {st['by']}" if st.get("by") else ""
+            signed_here.add(e(f"{st['kind']} at {str(st['time'])[:19]}: {st['result']}{by}"))
     r, code = graph["run"], graph["code"]
     tree.add(e(f"run: Prefect flow run {r['prefect_flow_run_id']} triggered by {r['triggered_by']}"))
     tree.add(

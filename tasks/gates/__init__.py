@@ -29,6 +29,7 @@ from attestflow.adapters import Inputs, load_adapter
 from attestflow.config import DataConfig, ModelConfig
 from attestflow.dataset import read_table, split_table
 from attestflow.digests import file_digest
+from attestflow.evidence_check import EnvTrust
 from attestflow.policy import GatePolicy
 from attestflow.records import DataValidationRecord, GateDecision, GateReport
 from tasks.gates import data, fairness, performance, regression, resources, robustness
@@ -124,11 +125,13 @@ def run_gates(
     public_key: Path | None = None,
     model: ModelConfig | None = None,
     task_runner: TaskRunner[Any] | None = None,
+    trust: EnvTrust | None = None,
 ) -> GateReport:
     """Evaluate the candidate once and return the decision of every gate the policy lists.
 
     `task_runner` runs the gates as Prefect task runs side by side (see `decide`); it needs a
-    Prefect flow or task run around it.
+    Prefect flow or task run around it. `trust`: the champion is verified as a version promoted
+    from another environment.
     """
     started = time.perf_counter()
     adapter = load_adapter(model or ModelConfig())
@@ -137,7 +140,7 @@ def run_gates(
     base = None
     if "regression" in policy.run:
         base = champion(
-            model_name, policy.baseline.alias, tracking_uri, held_out.inputs, provider, public_key
+            model_name, policy.baseline.alias, tracking_uri, held_out.inputs, provider, public_key, trust
         )
     ev = evaluation(
         onnx_path,

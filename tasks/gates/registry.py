@@ -13,6 +13,7 @@ from pathlib import Path
 from attestflow.adapters import Inputs
 from attestflow.bundle import MODEL
 from attestflow.errors import BadInputError, RegistryUnavailableError
+from attestflow.evidence_check import EnvTrust
 from attestflow.registry import ModelRef, Registry
 from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
@@ -20,9 +21,18 @@ from tasks.gates.evaluation import Baseline, ModelRun, run_model
 
 
 def champion(
-    model_name: str, alias: str, tracking_uri: str, inputs: Inputs, provider: str, public_key: Path | None
+    model_name: str,
+    alias: str,
+    tracking_uri: str,
+    inputs: Inputs,
+    provider: str,
+    public_key: Path | None,
+    trust: EnvTrust | None = None,
 ) -> Baseline:
-    """The model `alias` points at, verified and run on `inputs`; a baseline that cannot be trusted or run says why."""
+    """The model `alias` points at, verified and run on `inputs`; a baseline that cannot be trusted or run says why.
+
+    `trust`: the champion was promoted from another environment (`attestflow.verify.verify_model_uri`).
+    """
     try:
         version = Registry(tracking_uri).alias_version(model_name, alias)
     except RegistryUnavailableError as e:  # a broken registry must not look like a first release
@@ -35,7 +45,11 @@ def champion(
     runs: list[ModelRun] = []
     try:
         checked = verify_model_uri(
-            uri, tracking_uri, public_key, use=lambda f: runs.append(run_model(f / MODEL, provider, inputs))
+            uri,
+            tracking_uri,
+            public_key,
+            use=lambda f: runs.append(run_model(f / MODEL, provider, inputs)),
+            trust=trust,
         )
     except (BadInputError, RegistryUnavailableError) as e:
         return Baseline(alias, uri, problem=str(e))

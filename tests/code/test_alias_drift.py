@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 import yaml
@@ -20,7 +21,14 @@ from flows.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "credit"
-ALIASES = {"alias": "champion", "previous_alias": "previous"}
+
+
+class _Aliases(TypedDict):
+    alias: str
+    previous_alias: str
+
+
+ALIASES: _Aliases = {"alias": "champion", "previous_alias": "previous"}
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,7 @@ def deployed(prefect_server: str) -> dict[str, dict[str, Any]]:
         "drift-monitor/scheduled",
         "rollback-drill/weekly",
         "release/gpu",
+        "env-promote/on-demand",
     }
     return {d["name"]: d for d in api.post(f"{prefect_server}/deployments/filter", {})}
 
