@@ -22,12 +22,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestflow.config import ApproveConfig
 from attestflow.dsse import EnvelopeError, dsse_sign, dsse_verify, statement
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.keys import key_id, load_public_key
 from attestflow.lineage import actor
 from attestflow.policy import GatePolicy
+from attestflow.settings import ApproveConfig
 
 APPROVAL_PREDICATE = "https://attestflow.dev/approval/v1"
 BUNDLE_SUBJECT = "release-bundle"

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from attestflow.audit_head import HeadError, signed_head, signed_position
 from attestflow.audit_store import LOG_NAME, FileStore, NextLine, S3Store, audit_location, open_store
-from attestflow.config import KeySpec
 from attestflow.errors import BadInputError
 from attestflow.keys import trusted_public_key
 from attestflow.lineage import actor
 from attestflow.promotion_lock import promotion_lock
 from attestflow.redact import redact
+from attestflow.settings import KeySpec
 from attestflow.signers import signer_for
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
 from attestflow.checks.runner import release_preflight
-from attestflow.config import KeySpec, ReleaseConfig
+from attestflow.config import ReleaseConfig
 from attestflow.environments import release_config
 from attestflow.errors import GateFailedError
 from attestflow.failures import failure_recorded
@@ -44,6 +44,7 @@ from attestflow.records import (
 )
 from attestflow.redact import hide_overrides, redact
 from attestflow.registry import Registry
+from attestflow.settings import KeySpec
 from attestflow.signers import Signer, check_key, signer_for
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace

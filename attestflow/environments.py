@@ -17,19 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
-from attestflow.config import (
-    ApproveConfig,
-    CanaryConfig,
-    KeySpec,
-    ReleaseConfig,
-    _Model,
-    describe_validation_error,
-    load_config,
-)
+from attestflow.config import CanaryConfig, ReleaseConfig, describe_validation_error, load_config
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.keys import key_id, load_public_key
 from attestflow.pkcs11 import TokenKey, parse_uri
 from attestflow.redact import credentials_in
+from attestflow.settings import ApproveConfig, KeySpec, Settings
 from attestflow.yamlfile import read_yaml
 
 if TYPE_CHECKING:
@@ -38,7 +31,7 @@ if TYPE_CHECKING:
 ENV_NAME = r"^[a-z][a-z0-9_-]*$"
 
 
-class EnvGates(_Model):
+class EnvGates(Settings):
     """The gates an environment re-runs on a version promoted into it, on its own labelled data."""
 
     policy: Path
@@ -46,7 +39,7 @@ class EnvGates(_Model):
     """A DVC-tracked table of recent labelled data (same columns as the release data)."""
 
 
-class MonitoringRequirement(_Model):
+class MonitoringRequirement(Settings):
     """What "monitoring is on" means for a promotion into this environment."""
 
     deployment: str
@@ -55,7 +48,7 @@ class MonitoringRequirement(_Model):
     """Also require enabled notification automations on drift and on a canary roll-back."""
 
 
-class Preconditions(_Model):
+class Preconditions(Settings):
     """What must hold in an environment before a version may be promoted into it."""
 
     monitoring: MonitoringRequirement | None = None
@@ -65,7 +58,7 @@ class Preconditions(_Model):
     """The version must have been approved in the source environment at least this long ago."""
 
 
-class Environment(_Model):
+class Environment(Settings):
     """One environment: where its versions live, who signs them, who approves, what it requires."""
 
     name: str = Field("", pattern=r"^$|" + ENV_NAME)
@@ -89,7 +82,7 @@ class Environment(_Model):
     preconditions: Preconditions = Preconditions()
 
 
-class Environments(_Model):
+class Environments(Settings):
     """The whole file: environment name -> environment."""
 
     environments: dict[str, Environment]

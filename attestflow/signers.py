@@ -34,7 +34,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestflow import pkcs11
 from attestflow.bundle import sign_bundle, sign_bundle_with
-from attestflow.config import KeySpec
 from attestflow.dsse import dsse_sign, dsse_sign_with, sslib_key
 from attestflow.errors import BadInputError
 from attestflow.keys import (
@@ -46,6 +45,7 @@ from attestflow.keys import (
     load_public_key,
     private_key_from_pem,
 )
+from attestflow.settings import KeySpec
 
 __all__ = ["KeySpec", "Signer", "signer_for"]
 

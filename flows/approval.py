@@ -33,8 +33,8 @@ from prefect.input import RunInput
 from attestflow.approval import Answer, ApprovalRequest, Verdict, check_answer, utc_now
 from attestflow.approval_channel import pause_key, publish_outcome, publish_request
 from attestflow.audit import AuditLog
-from attestflow.config import ApproveConfig
 from attestflow.outcomes import ApprovalRecord
+from attestflow.settings import ApproveConfig
 
 
 class Approval(RunInput):

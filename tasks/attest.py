@@ -19,13 +19,13 @@ from typing import Any
 from prefect import task
 
 from attestflow.artifacts import artifact_key
-from attestflow.config import KeySpec
 from attestflow.digests import file_digest
 from attestflow.evidence import EVIDENCE_DIR, VSA, attachment, evidence_name, kind_of, statement_time
 from attestflow.outcomes import EvidenceRecord
 from attestflow.progress import in_prefect_run
 from attestflow.records import RegistrationRecord, write_json
 from attestflow.registry import INCOMPLETE, Registry
+from attestflow.settings import KeySpec
 from attestflow.signers import signer_for
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from attestflow.approval import Answer, ApprovalRequest
 from attestflow.audit import AuditLog
-from attestflow.config import ApproveConfig
 from attestflow.keys import KeyPair, ensure_keypair
 from attestflow.outcomes import ApprovalRecord
 from attestflow.records import Invocation
+from attestflow.settings import ApproveConfig
 from tests.code.test_evidence import Bundle
 
 DIGEST = "cd" * 32

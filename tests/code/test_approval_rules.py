@@ -24,11 +24,11 @@ from attestflow.approval import (
     utc_now,
 )
 from attestflow.audit import AuditLog
-from attestflow.config import ApproveConfig
 from attestflow.dsse import dsse_sign
 from attestflow.errors import ConfigError
 from attestflow.keys import key_id
 from attestflow.policy import BaselinePolicy, GatePolicy
+from attestflow.settings import ApproveConfig
 
 DIGEST = "ab" * 32
 REQUEST = ApprovalRequest("credit", "3", DIGEST, "run-1", "user:scheduler")

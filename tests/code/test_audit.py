@@ -11,8 +11,8 @@ import pytest
 
 from attestflow.audit import AuditLog, champion_history
 from attestflow.audit_head import signed_head
-from attestflow.config import KeySpec
 from attestflow.keys import ensure_keypair
+from attestflow.settings import KeySpec
 from attestflow.signers import signer_for
 
 

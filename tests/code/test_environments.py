@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from attestflow.config import ApproveConfig, load_config
+from attestflow.config import load_config
 from attestflow.environments import (
     apply_environment,
     environment_trust,
@@ -20,6 +20,7 @@ from attestflow.environments import (
 from attestflow.errors import BadInputError, ConfigError
 from attestflow.evidence_check import EnvTrust
 from attestflow.keys import ensure_keypair
+from attestflow.settings import ApproveConfig
 from flows.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]

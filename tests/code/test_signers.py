@@ -23,10 +23,10 @@ from securesystemslib.signer import SSlibKey
 
 from attestflow.audit import AuditLog
 from attestflow.bundle import MODEL, SIGNATURE
-from attestflow.config import KeySpec
 from attestflow.dsse import dsse_verify, statement
 from attestflow.errors import BadInputError, exit_code_of
 from attestflow.keys import ensure_keypair, key_id, load_public_key
+from attestflow.settings import KeySpec
 from attestflow.signers import check_key, signer_for
 from tests.softhsm import OBJECT, PIN, TOKEN, init_token, upstream_verify
 

@@ -12,9 +12,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from attestflow.audit import AuditLog
-from attestflow.config import KeySpec
 from attestflow.evidence_check import REQUIREMENTS, EnvTrust
 from attestflow.keys import KeyPair, ensure_keypair
+from attestflow.settings import KeySpec
 from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
 from tasks.generate_data import generate

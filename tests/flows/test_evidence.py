@@ -20,12 +20,12 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from attestflow.audit import AuditLog
-from attestflow.config import KeySpec
 from attestflow.errors import GateFailedError
 from attestflow.evidence import APPROVAL, EVIDENCE_DIR, VSA, approval_statement
 from attestflow.lineage import CodeRevision
 from attestflow.outcomes import ApprovalRecord, ReleaseSummary
 from attestflow.records import Invocation, RegistrationRecord
+from attestflow.settings import KeySpec
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from flows.cli import app
