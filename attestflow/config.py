@@ -146,6 +146,9 @@ class SignConfig(StageConfig, KeySpec):
 
     allow_dirty: bool = False
     """Release from a work tree with uncommitted changes (recorded in the provenance)."""
+    require_signed_commit: bool = False
+    """Refuse a release whose commit is not signed by an allowed SSH key (`attestflow check`'s
+    ``commits.allowed_signers``): set by an environment's ``require_signed_commits``."""
     builder_id: str = "https://attestflow.dev/builders/prefect-release-flow@v1"
 
     def key_spec(self) -> KeySpec:

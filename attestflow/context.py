@@ -21,6 +21,7 @@ from attestflow.alias_drift import refuse_on_drift
 from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
+from attestflow.checks.commits import release_commit_signed
 from attestflow.checks.runner import release_preflight
 from attestflow.config import ReleaseConfig
 from attestflow.environments import release_config
@@ -211,7 +212,9 @@ def open_release(
     who = redact(actor())
     stage = "preflight"
     with failure_recorded(audit, cfg.model_name, who, flow_run_id, stage=lambda: stage):
-        checked = release_preflight(cfg.snapshot.repo)  # `attestflow check`'s release checks: before any work
+        checked = release_preflight(
+            cfg.snapshot.repo, CODE_ROOT
+        )  # `attestflow check`'s release checks: before any work
         _run_logger().info("preflight: %s", checked.summary())
         stage = "start"
         cfg, policy = _checked_inputs(cfg)
@@ -252,6 +255,13 @@ def _committed_code(cfg: ReleaseConfig) -> CodeRevision:
         raise GateFailedError(
             [f"the code at {CODE_ROOT} {state}; commit first, or set sign.allow_dirty=true"]
         )
+    if cfg.sign.require_signed_commit:
+        signed, detail = release_commit_signed(CODE_ROOT)
+        if not signed:
+            where = f"environment {cfg.environment}" if cfg.environment else "sign.require_signed_commit"
+            raise GateFailedError(
+                [f"{where} takes releases from signed commits only, and this one is not: {detail}"]
+            )
     return revision
 
 

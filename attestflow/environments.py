@@ -80,6 +80,9 @@ class Environment(Settings):
     gates: EnvGates | None = None
     canary: CanaryConfig | None = None
     preconditions: Preconditions = Preconditions()
+    require_signed_commits: bool = False
+    """A protected environment: its releases must come from a commit signed by an allowed SSH key
+    (``sign.require_signed_commit``)."""
 
 
 class Environments(Settings):
@@ -239,6 +242,8 @@ def apply_environment(cfg: ReleaseConfig, env: Environment) -> ReleaseConfig:
         raw["approve"] = env.approve.model_dump()
     if "alias" in env.model_fields_set:
         raw["promote"]["alias"] = env.alias
+    if env.require_signed_commits:
+        raw["sign"]["require_signed_commit"] = True
     if env.canary is not None:
         raw["canary"].update(env.canary.model_dump(include=env.canary.model_fields_set))
     try:

@@ -30,7 +30,7 @@ from attestflow.bundle import (
     signed_files,
 )
 from attestflow.checks.commits import release_commit_signed
-from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY, environment_digest
+from attestflow.checks.lockenv import ENVIRONMENT_DEPENDENCY, code_lock, environment_digest
 from attestflow.config import DataConfig, ModelConfig, ReleaseConfig
 from attestflow.dataset import load_splits
 from attestflow.digests import Digest, file_digest, json_digest
@@ -71,8 +71,8 @@ _CODE_ROOT = Path(__file__).resolve().parents[1]
 
 def lock_digest() -> Digest | None:
     """SHA-256 of the dependency lock this code was installed from, when it is beside the code."""
-    lock = _CODE_ROOT / "requirements.lock"
-    return file_digest(lock) if lock.is_file() else None
+    lock = code_lock(_CODE_ROOT)
+    return file_digest(lock) if lock is not None else None
 
 
 def _save_mlflow_model(

@@ -56,10 +56,10 @@ class PreflightRecord:
 
     checks: list[str]
     skipped: list[str]
-    """Checks named in ``release:`` whose module is not installed: nothing was checked."""
+    """Checks named in ``release:`` that had nothing to check (`note` says why)."""
     clean: bool
     note: str | None = None
-    """Why nothing was checked, where nothing could be."""
+    """Why a check, or everything, was not run."""
 
     template_digests: dict[str, str] = field(default_factory=dict)
     """SHA-256 of each prompt template (and its declaration) under ``templates.folder``, by relative path."""
@@ -69,7 +69,11 @@ class PreflightRecord:
 
     def summary(self) -> str:
         """One line for the run's log."""
-        if self.note:
-            return f"nothing checked: {self.note}"
-        skipped = f" (not installed, skipped: {', '.join(self.skipped)})" if self.skipped else ""
-        return f"{', '.join(self.checks) or 'no checks'} clean{skipped}"
+        if not self.checks:
+            return f"nothing checked: {self.note}" if self.note else "no checks"
+        skipped = (
+            f" (skipped: {', '.join(self.skipped)}{': ' + self.note if self.note else ''})"
+            if self.skipped
+            else ""
+        )
+        return f"{', '.join(self.checks)} clean{skipped}"

@@ -106,13 +106,33 @@ def compare(pins: dict[str, Pin], env: dict[str, Installed], lock: str, ignore: 
     return findings
 
 
+def code_lock(code_root: Path) -> Path | None:
+    """The lock the code at `code_root` was installed from (its check config's ``lock.lock``), if it is there.
+
+    What a release's preflight compares the environment with, and what its provenance names.
+    """
+    from attestflow.checks.config import load_check_config
+
+    lock = code_root / load_check_config(code_root).lock.lock
+    return lock if lock.is_file() else None
+
+
 def run(ctx: CheckContext) -> list[Finding]:
     """Findings for every installed distribution that differs from the lock: missing, extra, version, hash."""
     settings = LockSettings.model_validate(ctx.settings)
     lock = ctx.root / settings.lock
     rel = lock.relative_to(ctx.root).as_posix() if lock.is_relative_to(ctx.root) else str(lock)
+    if not lock.is_file():
+        return [
+            Finding(
+                CHECK,
+                f"no lock file {rel}: nothing shows that this environment is the one a lock describes",
+                "make a hash-locked requirements file (`uv pip compile --generate-hashes`, `make lock` here) "
+                "and name it in configs/check.yaml lock.lock, or set lock.enabled: false",
+                path=rel,
+            )
+        ]
     ignore = set(INSTALLERS) | {normalize(n) for n in settings.ignore}
-    project = _project_name(ctx.root)
-    if project:
-        ignore.add(project)
+    # The project the lock belongs to is installed from its own tree, not from the lock.
+    ignore |= {name for name in (_project_name(ctx.root), _project_name(lock.parent)) if name}
     return compare(parse_lock(lock), installed(), rel, ignore)

@@ -111,12 +111,15 @@ def refresh_advisories(root: Path, config: CheckConfig) -> int:
     return written
 
 
-def release_preflight(repo: Path) -> PreflightRecord:
+def release_preflight(repo: Path, code_root: Path) -> PreflightRecord:
     """Run the checks ``release:`` names on the git work tree holding `repo`; any finding refuses the release.
 
     A repository outside git has no tracked files to check: recorded as such, not refused.
+    The ``lock`` check compares the environment with the lock of the code that runs the release
+    (`code_root`, the lock its provenance names); without one there, it is skipped and says so.
     The record also carries the digests of the repository's prompt templates, for the provenance.
     """
+    from attestflow.checks.lockenv import code_lock
     from attestflow.checks.templates import template_digests
 
     try:
@@ -124,8 +127,19 @@ def release_preflight(repo: Path) -> PreflightRecord:
     except BadInputError:
         return PreflightRecord(checks=[], skipped=[], clean=True, note=f"{repo} is not in a git repository")
     config = load_check_config(root)
-    done = run_named(root, None, config, config.release)
+    names, note = list(config.release), None
+    if "lock" in names:
+        lock = code_lock(code_root)
+        if lock is None:
+            names.remove("lock")
+            note = f"no lock beside the code at {code_root}: the environment was not compared with one"
+        else:
+            config = config.model_copy(update={"lock": config.lock.model_copy(update={"lock": str(lock)})})
+    done = run_named(root, None, config, names)
     if done.findings:
         raise GateFailedError([f"preflight: {f.line_text()}" for f in done.findings])
     templates = template_digests(root / config.templates.folder, tuple(config.templates.suffixes))
-    return PreflightRecord(checks=done.ran, skipped=done.skipped, clean=True, template_digests=templates)
+    skipped = [*done.skipped, *([] if note is None else ["lock"])]
+    return PreflightRecord(
+        checks=done.ran, skipped=skipped, clean=True, note=note, template_digests=templates
+    )

@@ -204,7 +204,7 @@ def test_a_release_preflight_refuses_a_planted_secret_without_showing_it(tmp_pat
     key = aws_key()
     root = make_repo(tmp_path / "r", {"app.py": f"K = '{key}'\n"}, check_config={"release": ["secrets"]})
     with pytest.raises(GateFailedError) as refused:
-        release_preflight(root / "configs")
+        release_preflight(root / "configs", root)
     (reason,) = refused.value.reasons
     assert reason.startswith("preflight: secrets app.py:1: AWS Access Key in the file")
     assert key not in reason
@@ -213,14 +213,33 @@ def test_a_release_preflight_refuses_a_planted_secret_without_showing_it(tmp_pat
 def test_a_clean_release_preflight_records_its_checks_and_template_digests(tmp_path: Path) -> None:
     files = {"prompts/a.j2": "{{ q }}", "prompts/a.yaml": "variables: [q]\n"}
     root = make_repo(tmp_path / "r", files, check_config={"release": ["secrets", "model-files", "templates"]})
-    record = release_preflight(root)
+    record = release_preflight(root, root)
     assert record.checks == ["secrets", "model-files", "templates"] and record.clean
     assert sorted(record.template_digests) == ["a.j2", "a.yaml"]
     commit(root, {"w.txt": pickle.dumps(1)}, "a pickle")
     with pytest.raises(GateFailedError, match=r"model-files w\.txt"):
-        release_preflight(root)
+        release_preflight(root, root)
 
 
 def test_a_release_outside_git_checks_nothing_and_says_so(tmp_path: Path) -> None:
-    record = release_preflight(tmp_path)
+    record = release_preflight(tmp_path, tmp_path)
     assert record.checks == [] and record.note and "not in a git repository" in record.note
+
+
+def test_a_release_compares_the_environment_with_the_lock_beside_its_code(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"app.py": "x = 1\n"}, check_config={"release": ["lock"]})
+    code_root = Path(__file__).resolve().parents[2]  # this checkout: its venv was installed from its lock
+    record = release_preflight(root, code_root)
+    assert record.checks == ["lock"] and record.skipped == [] and record.clean
+    elsewhere = release_preflight(root, tmp_path)  # code installed without a lock beside it (a wheel)
+    assert elsewhere.checks == [] and elsewhere.skipped == ["lock"]
+    assert elsewhere.note and "no lock beside the code" in elsewhere.note
+
+
+def test_checking_a_repository_without_its_lock_file_is_a_finding(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"app.py": "x = 1\n"})
+    result = _check(str(root), "--only", "lock", "--json")
+    assert result.exit_code == 1
+    (finding,) = json.loads(result.output)
+    assert finding["check"] == "lock" and finding["path"] == "requirements.lock"
+    assert "no lock file" in finding["message"]

@@ -11,6 +11,7 @@ import pytest
 from attestflow.checks.commits import NO_BASE, note, release_commit_signed, run
 from attestflow.checks.core import CheckContext
 from attestflow.errors import BadInputError
+from tests.conftest import ExampleRepo
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
 
@@ -132,3 +133,26 @@ def test_an_unknown_base_or_protected_ref_or_a_missing_signers_file_is_bad_input
         run(CheckContext(root=root, settings={"protected_refs": ["gone"]}))
     with pytest.raises(BadInputError, match="allowed signers file not found"):
         run(CheckContext(root=root, base="base", settings={"allowed_signers": "missing"}))
+
+
+def test_a_protected_environment_takes_releases_from_signed_commits_only(
+    repo: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, example_repo: ExampleRepo
+) -> None:
+    import attestflow.context as context_module
+    from attestflow.audit import AuditLog
+    from attestflow.errors import GateFailedError
+
+    root, alice, mallory = repo
+    monkeypatch.setattr(context_module, "CODE_ROOT", root)
+    config = example_repo.write_config(
+        "protected.yaml", sign={"allow_dirty": True, "require_signed_commit": True}
+    )
+    for key in (None, mallory):  # unsigned, then signed by a key that is not an allowed signer
+        commit(root, f"by {key}", key)
+        with pytest.raises(GateFailedError, match="signed commits only"):
+            context_module.open_release(config, [], flow_run_id="r1")
+    failed = [e for e in AuditLog.of(example_repo.workspace).entries() if e["event"] == "release_failed"]
+    assert len(failed) == 2 and all("signed commits only" in e["details"]["reason"] for e in failed)
+
+    commit(root, "by alice", alice)
+    context_module.open_release(config, [], flow_run_id="r2")  # an allowed signer's commit opens the release
