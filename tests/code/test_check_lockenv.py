@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from attestflow.checks.core import CheckContext
 from attestflow.checks.lockenv import compare, environment_digest, run
 from attestflow.checks.lockfile import Installed, parse_lock
+from attestflow.errors import GateFailedError
+from tests.conftest import ExampleRepo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +27,7 @@ def lock_of_this_environment(tmp_path: Path, drop: str | None = None, change: st
         if change and line.startswith(f"{change}=="):
             line = re.sub(r"==\S+", "==0.0.1", line, count=1)
         lines.append(line)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "requirements.lock").write_text("\n".join(lines) + "\n")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "attestflow"\n')
     return tmp_path
@@ -71,3 +77,22 @@ def test_the_environment_digest_is_sha256_over_the_installed_list_and_stable() -
     digest = environment_digest()
     assert digest.algorithm == "sha256" and len(digest.value) == 64
     assert environment_digest() == digest
+
+
+def test_a_release_from_an_environment_that_differs_from_its_lock_is_refused_before_any_work(
+    tmp_path: Path, example_repo: ExampleRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import attestflow.context as context_module
+    from attestflow.audit import AuditLog
+
+    subprocess.run(
+        ["git", "init", "-q", str(example_repo.root)], check=True
+    )  # the preflight checks git work trees
+    code_root = lock_of_this_environment(tmp_path / "code", change="packaging")
+    monkeypatch.setattr(context_module, "CODE_ROOT", code_root)
+    config = example_repo.write_config("drifted.yaml", sign={"allow_dirty": True})
+    with pytest.raises(GateFailedError, match=r"preflight: lock .*packaging .* the lock pins 0\.0\.1"):
+        context_module.open_release(config, [], flow_run_id="r1")
+    (failed,) = AuditLog.of(example_repo.workspace).entries()
+    assert failed["event"] == "release_failed" and failed["details"]["stage"] == "preflight"
+    assert not (example_repo.workspace / "releases").exists()  # no stage ran, nothing was written
