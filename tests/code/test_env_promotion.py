@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestflow.bundle import ATTESTATION
+from attestflow.bundle import ATTESTATION, sign_bundle
 from attestflow.digests import Digest
 from attestflow.dsse import dsse_sign
 from attestflow.env_promotion import Source, promotion_statement
 from attestflow.evidence import (
+    VSA,
     approval_statement,
     attachment,
     canary_statement,
@@ -28,6 +29,7 @@ from attestflow.evidence_check import (
     GATES,
     EnvTrust,
     environment_dir,
+    environment_signature,
     promoted_evidence,
     verify_release,
 )
@@ -38,6 +40,7 @@ from attestflow.records import GateDecision, GateReport, Invocation, Registratio
 from tests.code.test_evidence import POLICY, Bundle
 
 PROD = environment_dir("prod")
+PROD_SIGNATURE = environment_signature("prod")
 SOURCE = Source("staging", "credit", "2", "sqlite:///unused.db")
 
 
@@ -55,14 +58,29 @@ class Promoted:
         path = self.b.root / PROD / evidence_name(kind_of(stmt), statement_time(stmt))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(dsse_sign(stmt, key or load_private_key(self.prod.private_key))))
-        if (named := attachment(stmt)) is not None:
+        if (named := attachment(stmt)) is not None and stmt["predicateType"] == VSA:
             shutil.copy(self.b.root.parent / "gates.json", self.b.root / named)
         return path
 
-    def promotion(self, version: str = "1") -> dict[str, Any]:
+    @property
+    def signature(self) -> Path:
+        """Prod's own model signature of the bundle, where the promotion names it."""
+        return self.b.root / PROD_SIGNATURE
+
+    def promotion(self, version: str = "1", signed_with: Path | None = None) -> dict[str, Any]:
+        """Prod's model signature (made with `signed_with`, default prod's key) and the promotion naming it."""
+        self.signature.parent.mkdir(parents=True, exist_ok=True)
+        sign_bundle(self.b.root, signed_with or self.prod.private_key, self.signature)
         target = RegistrationRecord("credit-prod", version, f"models:/credit-prod/{version}", "run")
         return promotion_statement(
-            SOURCE, "prod", self.b.root, self.signed, target, ["user:alice"], time=self.b.tick()
+            SOURCE,
+            "prod",
+            self.b.root,
+            self.signed,
+            target,
+            ["user:alice"],
+            signature=self.signature,
+            time=self.b.tick(),
         )
 
     def verdict(self) -> dict[str, Any]:
@@ -139,7 +157,7 @@ def promoted(tmp_path: Path, staging: KeyPair, prod: KeyPair) -> Promoted:
 def test_a_promoted_version_with_both_environments_evidence_holds(promoted: Promoted) -> None:
     checks = promoted.checks()
     assert all(ok for ok, _ in checks.values()), checks
-    assert set(checks) == {"prod promotion", "prod gate verdict", "prod approval"}
+    assert set(checks) == {"prod promotion", "prod model signature", "prod gate verdict", "prod approval"}
     assert "promoted from staging:credit/2" in checks["prod promotion"][1]
     result = verify_release(
         promoted.b.root,
@@ -243,3 +261,41 @@ def test_a_version_without_any_promotion_statement_is_refused(
     )
     assert not checks["prod gate verdict"][0] and not checks["prod approval"][0]
     assert (bundle.root / ATTESTATION).is_dir()
+
+
+def test_a_promoted_version_without_prods_own_model_signature_is_refused(promoted: Promoted) -> None:
+    promoted.signature.unlink()
+    ok, detail = promoted.checks()["prod model signature"]
+    assert not ok and f"{PROD_SIGNATURE}, named by" in detail and "is missing" in detail
+
+
+def test_a_prod_model_signature_made_with_the_source_key_is_refused(
+    tmp_path: Path, staging: KeyPair, prod: KeyPair
+) -> None:
+    bundle = Bundle(tmp_path / "model", staging)
+    promoted = Promoted(bundle, prod)
+    promoted.add(promoted.promotion(signed_with=staging.private_key))  # named by digest, signed by prod
+    promoted.add(promoted.verdict())
+    promoted.add(promoted.approval())
+    checks = promoted.checks()
+    assert checks["prod promotion"][0], checks
+    ok, detail = checks["prod model signature"]
+    assert not ok and "model-signing verification failed" in detail
+
+
+def test_a_file_changed_after_prod_signed_the_bundle_breaks_prods_model_signature(promoted: Promoted) -> None:
+    assert promoted.checks()["prod model signature"][0]
+    config = promoted.b.root / ATTESTATION / "config.json"
+    config.write_text('{"changed": true}')
+    ok, detail = promoted.checks()["prod model signature"]
+    assert not ok and "attestation/config.json" in detail
+
+
+def test_a_prod_model_signature_other_than_the_one_the_promotion_names_is_refused(
+    promoted: Promoted,
+) -> None:
+    sign_bundle(
+        promoted.b.root, promoted.prod.private_key, promoted.signature
+    )  # valid, but not the named one
+    ok, detail = promoted.checks()["prod model signature"]
+    assert not ok and "does not match the SHA-256 signed in" in detail
