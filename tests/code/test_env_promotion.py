@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mlflow.tracking import MlflowClient
 
-from attestflow.bundle import ATTESTATION, sign_bundle
+from attestflow.bundle import ATTESTATION, ENVIRONMENTS, MLFLOW_META, MODEL, sign_bundle, signed_files
 from attestflow.digests import Digest
 from attestflow.dsse import dsse_sign
-from attestflow.env_promotion import Source, promotion_statement
+from attestflow.env_promotion import CopyRecord, Source, promotion_statement
 from attestflow.evidence import (
     VSA,
     approval_statement,
@@ -33,10 +34,16 @@ from attestflow.evidence_check import (
     promoted_evidence,
     verify_release,
 )
+from attestflow.evidence_read import evidence_files
 from attestflow.keys import KeyPair, ensure_keypair, key_id, load_private_key, load_public_key
 from attestflow.lineage import CodeRevision
 from attestflow.outcomes import ApprovalRecord
 from attestflow.records import GateDecision, GateReport, Invocation, RegistrationRecord
+from attestflow.registry import INCOMPLETE, PROMOTED_FROM, ModelRef, Registry
+from attestflow.tracking import log_bundle
+from attestflow.verify import download_bundle
+from attestflow.workspace import Workspace
+from tasks.copy_version import copy_version
 from tests.code.test_evidence import POLICY, Bundle
 
 PROD = environment_dir("prod")
@@ -299,3 +306,62 @@ def test_a_prod_model_signature_other_than_the_one_the_promotion_names_is_refuse
     )  # valid, but not the named one
     ok, detail = promoted.checks()["prod model signature"]
     assert not ok and "does not match the SHA-256 signed in" in detail
+
+
+def _registry_with_a_version(root: Path, folder: Path) -> str:
+    """The URI of a SQLite registry (its own artifact store) holding `folder` as ``credit`` version 1."""
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri, uri)
+    experiment = client.create_experiment("releases", artifact_location=(root / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    Registry(uri).create_version("credit", log_bundle(uri, run_id, folder), run_id, {"onnx_sha256": "o1"})
+    return uri
+
+
+def test_a_version_copied_into_another_registry_lands_there_with_its_files_intact_and_is_found_again(
+    tmp_path: Path,
+) -> None:
+    released = tmp_path / "released"
+    (released / ATTESTATION).mkdir(parents=True)
+    (released / MODEL).write_bytes(b"onnx bytes")
+    (released / ATTESTATION / "config.json").write_text("{}")
+    (released / "evidence").mkdir()
+    (released / "evidence" / "approval-1.dsse.json").write_text("{}")
+    staging_uri = _registry_with_a_version(tmp_path / "staging", released)
+    verified = tmp_path / "verified"  # the source version as downloaded and verified, plus what is not copied
+    shutil.copytree(released, verified)
+    (verified / ENVIRONMENTS / "staging").mkdir(parents=True)
+    (verified / ENVIRONMENTS / "staging" / "x.dsse.json").write_text("{}")
+    (verified / MLFLOW_META).write_text("name: credit")
+    source = Source("staging", "credit", "1", staging_uri)
+    prod_uri = f"sqlite:///{tmp_path}/prod.db"
+    ws = Workspace.at(tmp_path / "prod-workspace")
+
+    def copy() -> CopyRecord:
+        return copy_version(
+            source,
+            verified,
+            model_name="credit-prod",
+            tracking_uri=prod_uri,
+            experiment="promotions",
+            ws=ws,
+            flow_run_id="flow-run",
+        )
+
+    first = copy()
+    assert (first.method, first.reused) == ("download and register", False)
+    prod = Registry(prod_uri)
+    found = prod.version(ModelRef("credit-prod", first.registered.version, None))
+    assert found is not None and found.tags[PROMOTED_FROM] == "staging:credit/1"
+    assert found.tags["onnx_sha256"] == "o1" and INCOMPLETE in found.tags
+    assert Registry(staging_uri).version(ModelRef("credit-prod", "1", None)) is None
+
+    landed = download_bundle("credit-prod", first.registered.version, prod_uri, tmp_path / "download")
+    assert isinstance(landed, Path), landed
+    assert signed_files(landed) == signed_files(released)
+    assert evidence_files(landed) == evidence_files(released)
+    assert not (landed / ENVIRONMENTS).exists() and not (landed / MLFLOW_META).exists()
+
+    again = copy()
+    assert again.reused and again.registered.version == first.registered.version
+    assert [v.version for v in prod.find_versions("credit-prod")] == [first.registered.version]
