@@ -131,7 +131,7 @@ def hashing_config(bundle_dir: Path) -> Any:
     )
 
 
-def sign_bundle(bundle_dir: Path, private_key: Path) -> None:
+def sign_bundle(bundle_dir: Path, private_key: Path, signature: Path | None = None) -> None:
     """Sign every file of the bundle but those `outside_signature` with model-signing and a PEM key file."""
     import model_signing
 
@@ -141,12 +141,19 @@ def sign_bundle(bundle_dir: Path, private_key: Path) -> None:
         private_key=private_key,
         password=key_password(),  # type: ignore[arg-type]  # passed on to cryptography, which takes bytes
     )
-    sign_bundle_with(bundle_dir, signing)
+    sign_bundle_with(bundle_dir, signing, signature)
 
 
-def sign_bundle_with(bundle_dir: Path, signing: Any) -> None:
-    """Sign every file of the bundle but those `outside_signature` with a model-signing signing config."""
-    signing.set_hashing_config(hashing_config(bundle_dir)).sign(bundle_dir, bundle_dir / SIGNATURE)
+def sign_bundle_with(bundle_dir: Path, signing: Any, signature: Path | None = None) -> None:
+    """Sign every file of the bundle but those `outside_signature` with a model-signing signing config.
+
+    The signature is written to `signature` (default: the bundle's own, `SIGNATURE`); another
+    key's signature over the same files (an environment's, ``environments/<env>/model.sig``)
+    is made with the same hashing settings, so each verifies over exactly the same files.
+    """
+    signing.set_hashing_config(hashing_config(bundle_dir)).sign(
+        bundle_dir, signature or bundle_dir / SIGNATURE
+    )
 
 
 def signature_manifest(signature: Path) -> dict[str, str]:

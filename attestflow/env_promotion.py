@@ -5,8 +5,10 @@ MLflow's answer to environments is one registered model per environment and
 came from. Here the version is verified in its source environment with a key the target
 trusts for it (its signature, provenance, PASSED gate verdict and approval), the target re-runs
 its own gates on its own labelled data and asks its own approvers, and then signs, with the
-target's key, a promotion statement that binds the source bundle and every file of its
-``evidence/`` to the target version (`promotion_statement`). The one evidence check reads it
+target's key, the bundle itself (its own model signature of the same files, so that serving in
+the target needs only the target's public key) and a promotion statement that binds that
+signature, the source bundle and every file of its ``evidence/`` to the target version
+(`promotion_statement`). The one evidence check reads it
 back (`attestflow.evidence_check.promoted_evidence`). The flow that composes these steps is
 `flows.env_promote`; this module holds what it composes, without Prefect.
 """
@@ -37,8 +39,14 @@ from attestflow.environments import (
 )
 from attestflow.errors import BadInputError
 from attestflow.evidence import APPROVAL, PROMOTION, now
-from attestflow.evidence_check import REQUIREMENTS, EnvTrust, evidence_files, first_verifying, verify_release
-from attestflow.evidence_read import read_evidence
+from attestflow.evidence_check import (
+    REQUIREMENTS,
+    EnvTrust,
+    environment_signature,
+    first_verifying,
+    verify_release,
+)
+from attestflow.evidence_read import evidence_files, read_evidence
 from attestflow.keys import key_id, load_public_key
 from attestflow.lineage import actor, code_revision
 from attestflow.outcomes import PromotionOutcome
@@ -231,10 +239,16 @@ def promotion_statement(
     registered: RegistrationRecord,
     approvers: list[str],
     *,
+    signature: Path,
     reason: str = "",
     time: str | None = None,
 ) -> dict[str, Any]:
-    """The target `env`'s statement binding the source bundle and its evidence (in `folder`) to the target version."""
+    """The target `env`'s statement binding the source bundle and its evidence (in `folder`) to the target version.
+
+    It names, by digest, `signature`: the target's own model signature of the same bundle, stored
+    beside it as ``environments/<env>/model.sig``.
+    """
+    named = {"uri": environment_signature(env), "digest": {"sha256": file_digest(signature).value}}
     predicate = {
         "source": {
             "env": source.env,
@@ -244,7 +258,12 @@ def promotion_statement(
             "key_id": signed.key_id,
             "evidence": evidence_files(folder),
         },
-        "target": {"env": env, "model": registered.model_name, "version": registered.version},
+        "target": {
+            "env": env,
+            "model": registered.model_name,
+            "version": registered.version,
+            "signature": named,
+        },
         "approvers": approvers,
         "reason": reason,
         "result": "promoted",

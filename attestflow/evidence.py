@@ -72,11 +72,25 @@ def evidence_name(kind: str, time: str, suffix: str = ENVELOPE) -> str:
     return f"{kind}-{stamp}{suffix}"
 
 
+def named_by(predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:
+    """The file a statement names by digest (``{uri, digest: {sha256}}``), or ``{}``.
+
+    A verdict names its ``gates.json``; a promotion names the target environment's own model
+    signature of the bundle (``target.signature``). Each is stored beside the statement.
+    """
+    if predicate_type == VSA:
+        named = predicate.get(GATES_KEY, {}).get("gatesJson")
+    elif predicate_type == PROMOTION:
+        named = predicate.get("target", {}).get("signature")
+    else:
+        named = None
+    return dict(named) if isinstance(named, dict) else {}
+
+
 def attachment(stmt: dict[str, Any]) -> str | None:
     """The path (under `EVIDENCE_DIR` or an environment's folder) of the file a statement names by digest."""
-    if stmt.get("predicateType") != VSA:
-        return None
-    return str(stmt["predicate"][GATES_KEY]["gatesJson"]["uri"])
+    uri = named_by(str(stmt.get("predicateType")), stmt.get("predicate", {})).get("uri")
+    return None if uri is None else str(uri)
 
 
 def _finite(value: float | None) -> float | None:

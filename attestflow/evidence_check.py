@@ -19,7 +19,8 @@ evidence: the source environment's, unchanged, under ``evidence/`` (verified wit
 keys the target trusts for its source, `EnvTrust.source_keys`), and the target's own under
 ``environments/<env>/``, signed with the target's key (`promoted_evidence`): a promotion
 statement binding this ``model.onnx``, the source bundle and every source evidence file's
-digest to this target version, and the target's gate verdict and approval, read by the same
+digest to this target version, the target's own model signature of the same files (which it
+names by digest), and the target's gate verdict and approval, read by the same
 `_gate_verdict` and `_approval` as the source's.
 """
 
@@ -32,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from attestflow.approval import BUNDLE_SUBJECT
-from attestflow.bundle import ENVIRONMENTS, MODEL, PROVENANCE, bundle_digest, signed_files
+from attestflow.bundle import ENVIRONMENTS, MODEL, PROVENANCE, SIGNATURE, bundle_digest, signed_files
 from attestflow.digests import file_digest
 from attestflow.dsse import EnvelopeError, dsse_verify
 from attestflow.errors import BadInputError
-from attestflow.evidence import APPROVAL, CANARY, EVIDENCE_DIR, GATES_KEY, PROMOTION, VSA
+from attestflow.evidence import APPROVAL, CANARY, GATES_KEY, PROMOTION, VSA
 from attestflow.evidence_read import (
     APPROVAL_CHECK,
     GATE_CHECK,
@@ -45,16 +46,19 @@ from attestflow.evidence_read import (
     Evidence,
     Statement,
     check_named,
+    evidence_files,
+    named_file,
     read_evidence,
 )
 from attestflow.keys import key_id, load_public_key
-from attestflow.verify import Check, Verification, verify_bundle
+from attestflow.verify import Check, Verification, check_model_signature, verify_bundle
 
 PROVENANCE_CHECKS = "provenance"
 GATES = "gates"
 APPROVED = "approval"
 REQUIREMENTS = (PROVENANCE_CHECKS, GATES, APPROVED)
 """What `attestflow verify --require` can ask for; every alias move requires all of them."""
+MODEL_SIGNATURE_CHECK = "model signature"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ class EnvTrust:
 def environment_dir(environment: str) -> str:
     """The folder of a version's artifacts holding what `environment` signed about it."""
     return f"{ENVIRONMENTS}/{environment}"
+
+
+def environment_signature(environment: str) -> str:
+    """Where `environment`'s own model-signing signature of a version's bundle lies (its promotion names it)."""
+    return f"{environment_dir(environment)}/{Path(SIGNATURE).name}"
 
 
 def parse_requirements(text: str) -> tuple[str, ...]:
@@ -212,20 +221,6 @@ def release_evidence(
     return checks
 
 
-def evidence_files(folder: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of every plain file under ``evidence/`` (a link or special file: its kind)."""
-    root = folder / EVIDENCE_DIR
-    if not root.is_dir() or root.is_symlink():
-        return {}
-    return {
-        p.relative_to(folder).as_posix(): file_digest(p).value
-        if p.is_file() and not p.is_symlink()
-        else "not a plain file"
-        for p in sorted(root.rglob("*"))
-        if p.is_symlink() or not p.is_dir()
-    }
-
-
 def _promotion(
     ev: Evidence, folder: Path, trust: EnvTrust, onnx: str, model_name: str | None, version: str | None
 ) -> tuple[Check, dict[str, Any] | None]:
@@ -266,6 +261,20 @@ def _promotion(
     return Check(PROMOTION_CHECK, False, why), source
 
 
+def _model_signature(ev: Evidence, folder: Path, trust: EnvTrust) -> Check:
+    """The environment's own model signature: the one its newest promotion names, verifying with its key."""
+    promotions, where = ev.of(PROMOTION), environment_signature(trust.environment)
+    if not promotions:
+        return Check(MODEL_SIGNATURE_CHECK, False, f"no promotion statement names {where}")
+    named, _ = named_file(promotions[-1])
+    if named != where:
+        return Check(MODEL_SIGNATURE_CHECK, False, f"{promotions[-1].path} names {named}, not {where}")
+    problem = check_named(ev, promotions[-1])
+    if problem is not None:
+        return Check(MODEL_SIGNATURE_CHECK, False, problem)
+    return check_model_signature(folder, trust.key, where, MODEL_SIGNATURE_CHECK)
+
+
 def promoted_evidence(
     folder: Path,
     trust: EnvTrust,
@@ -277,9 +286,10 @@ def promoted_evidence(
     """The checks of what `trust.environment` signed about a version promoted into it (``environments/<env>/``).
 
     A promotion statement about this ``model.onnx`` and this target model and version, naming
-    a trusted source key and exactly the files now in ``evidence/``; the environment's own gate
-    verdict PASSED (under `policy_digest`, when given) and its approval, not undone by its
-    canary. Every statement is verified with `trust.key`.
+    a trusted source key and exactly the files now in ``evidence/``; the environment's model
+    signature it names, over exactly the bundle's files; the environment's own gate verdict
+    PASSED (under `policy_digest`, when given) and its approval, not undone by its canary.
+    Every statement and the signature are verified with `trust.key`.
     """
     return _promoted(folder, trust, model_name, version, policy_digest)[0]
 
@@ -294,6 +304,7 @@ def _promoted(
     name = model_name or next((str(s.predicate["target"].get("model")) for s in ev.of(PROMOTION)), "")
     checks = [
         promotion,
+        _model_signature(ev, folder, trust),
         _gate_verdict(ev, onnx, name, version, policy_digest),
         _approval(ev, onnx, bundle_digest(signed_files(folder)).value, name, version),
     ]

@@ -21,10 +21,10 @@ from attestflow.evidence import (
     CANARY,
     ENVELOPE,
     EVIDENCE_DIR,
-    GATES_KEY,
     KINDS,
     PROMOTION,
     VSA,
+    named_by,
     parse_time,
     statement_time,
 )
@@ -107,20 +107,20 @@ def read_evidence(
             found.refuse(check, f"{rel}: a {parsed.predicate_type} statement under another kind's name")
             continue
         found.statements.append(parsed)
-    named = {named_file(s)[0] for s in found.statements if s.predicate_type == VSA}
+    named = {named_file(s)[0] for s in found.statements if named_by(s.predicate_type, s.predicate)}
     for rel in sorted(found.attachments.keys() - named):
         found.refuse(check_for(Path(rel).name, check_of), f"{rel} is not named by any signed statement")
     return found
 
 
 def named_file(s: Statement) -> tuple[str, str]:
-    """(path, SHA-256) of the ``gates.json`` a verification summary names."""
-    gates_json = s.predicate.get(GATES_KEY, {}).get("gatesJson", {})
-    return str(gates_json.get("uri")), str(gates_json.get("digest", {}).get("sha256"))
+    """(path, SHA-256) of the file a statement names (`attestflow.evidence.named_by`)."""
+    named = named_by(s.predicate_type, s.predicate)
+    return str(named.get("uri")), str(named.get("digest", {}).get("sha256"))
 
 
 def check_named(ev: Evidence, s: Statement) -> str | None:
-    """Why the ``gates.json`` a verification summary names is not the one beside it, or None."""
+    """Why the file a statement names (a verdict's ``gates.json``, ...) is not the one beside it, or None."""
     rel, digest = named_file(s)
     path = ev.attachments.get(rel)
     if path is None:
@@ -138,3 +138,17 @@ def parse_statement(rel: str, stmt: dict[str, Any], check_of: dict[str, str]) ->
     return Statement(
         rel, str(predicate_type), subject, dict(stmt["predicate"]), parse_time(statement_time(stmt))
     )
+
+
+def evidence_files(folder: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every plain file under ``evidence/`` (a link or special file: its kind)."""
+    root = folder / EVIDENCE_DIR
+    if not root.is_dir() or root.is_symlink():
+        return {}
+    return {
+        p.relative_to(folder).as_posix(): file_digest(p).value
+        if p.is_file() and not p.is_symlink()
+        else "not a plain file"
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink() or not p.is_dir()
+    }

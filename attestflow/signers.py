@@ -65,7 +65,9 @@ class Signer(Protocol):
 
     def sign_dsse(self, stmt: dict[str, Any]) -> dict[str, Any]: ...
 
-    def sign_bundle(self, bundle_dir: Path) -> None: ...
+    def sign_bundle(self, bundle_dir: Path, signature: Path | None = None) -> None:
+        """The bundle's model-signing signature, written to `signature` (default: the bundle's own)."""
+        ...
 
     def describe(self) -> str: ...
 
@@ -82,9 +84,9 @@ class FileSigner:
         """A DSSE envelope of `stmt` signed with the key file."""
         return dsse_sign(stmt, load_private_key(self.private_key))
 
-    def sign_bundle(self, bundle_dir: Path) -> None:
+    def sign_bundle(self, bundle_dir: Path, signature: Path | None = None) -> None:
         """The bundle's model-signing signature, made from the key file."""
-        sign_bundle(bundle_dir, self.private_key)
+        sign_bundle(bundle_dir, self.private_key, signature)
 
     def describe(self) -> str:
         return "file"
@@ -103,7 +105,7 @@ class SecretBlockSigner:
         """A DSSE envelope of `stmt` signed with the block's key."""
         return dsse_sign(stmt, self.key)
 
-    def sign_bundle(self, bundle_dir: Path) -> None:
+    def sign_bundle(self, bundle_dir: Path, signature: Path | None = None) -> None:
         """The bundle's model-signing signature; model-signing reads the key from a memory file."""
         pem = self.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -112,7 +114,7 @@ class SecretBlockSigner:
             import model_signing
 
             signing = model_signing.signing.Config().use_elliptic_key_signer(private_key=path)
-        sign_bundle_with(bundle_dir, signing)
+        sign_bundle_with(bundle_dir, signing, signature)
 
     def describe(self) -> str:
         return f"prefect-secret:{self.block}"
@@ -130,7 +132,7 @@ class Pkcs11Signer:
         """A DSSE envelope of `stmt` (securesystemslib's Envelope and PAE) signed inside the token."""
         return dsse_sign_with(stmt, _TokenSslibSigner(self.token_key, load_public_key(self.public_key)))
 
-    def sign_bundle(self, bundle_dir: Path) -> None:
+    def sign_bundle(self, bundle_dir: Path, signature: Path | None = None) -> None:
         """The bundle's model-signing signature through model-signing's own PKCS#11 signer."""
         import model_signing
 
@@ -145,7 +147,7 @@ class Pkcs11Signer:
                 raise BadInputError(
                     f"model-signing cannot use {self.describe()}: {pkcs11.hide_pin(str(e))}"
                 ) from None
-            sign_bundle_with(bundle_dir, signing)
+            sign_bundle_with(bundle_dir, signing, signature)
             del signing  # closes model-signing's session (and login) before the lock is let go
 
     def describe(self) -> str:

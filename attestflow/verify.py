@@ -20,7 +20,7 @@ import json
 import re
 import tempfile
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,32 +110,32 @@ def _signing_failure(e: BaseException) -> str:
     return (text.splitlines() or [type(e).__name__])[0][:300]
 
 
-def _check_signature(bundle: Path, listing: Listing, public_key: Path) -> Check:
+def _check_signature(bundle: Path, listing: Listing, public_key: Path, signature: str = SIGNATURE) -> Check:
     """model-signing over the whole folder: a file it does not list fails, as does one it lists and lacks."""
     import model_signing
 
-    if SIGNATURE not in listing.files:
-        return Check("signature", False, f"{SIGNATURE} is missing")
+    if signature not in listing.files:
+        return Check("signature", False, f"{signature} is missing")
     try:
         (
             model_signing.verifying.Config()
             .use_elliptic_key_verifier(public_key=public_key)
             .set_hashing_config(hashing_config(bundle))
-            .verify(bundle, bundle / SIGNATURE)
+            .verify(bundle, bundle / signature)
         )
     except Exception as e:  # model-signing raises ValueError and others
         return Check("signature", False, f"model-signing verification failed: {_signing_failure(e)}")
     return Check("signature", True, "model-signing signature over every file verifies with the trusted key")
 
 
-def _check_files(bundle: Path, listing: Listing) -> Check:
+def _check_files(bundle: Path, listing: Listing, signature: str = SIGNATURE) -> Check:
     """Every plain file is listed by the signature and has its digest; manifest paths are never opened as given."""
-    if SIGNATURE not in listing.files:
-        return Check("files", False, f"{SIGNATURE} is missing")
+    if signature not in listing.files:
+        return Check("files", False, f"{signature} is missing")
     try:
-        expected = signature_manifest(bundle / SIGNATURE)
+        expected = signature_manifest(bundle / signature)
     except (ValueError, KeyError, TypeError, AttributeError):
-        return Check("files", False, f"{SIGNATURE} is not a model-signing bundle")
+        return Check("files", False, f"{signature} is not a model-signing bundle")
     outside = sorted(rel for rel in expected if unsafe_path(rel))
     if outside:
         return Check(
@@ -156,6 +156,30 @@ def _check_files(bundle: Path, listing: Listing) -> Check:
         if file_digest(bundle / rel).value != digest:
             return Check("files", False, f"{rel} does not match its signed SHA-256")
     return Check("files", True, f"{len(expected)} signed files re-hashed, all match, none unsigned")
+
+
+def check_model_signature(bundle: Path, public_key: Path, signature: str, name: str) -> Check:
+    """Another model-signing signature in the folder (`signature`, relative) over exactly the bundle's files.
+
+    An environment a version was promoted into signs the same files with its own key
+    (`attestflow.evidence_check`); it is checked as the release's own signature is, the
+    folder listed first and a special file refused unopened, and said in one line `name`.
+    """
+    try:
+        listing = list_bundle(bundle)
+    except OSError as e:
+        return Check(name, False, f"cannot list {bundle}: {e.strerror or e}")
+    if listing.refused:
+        return replace(_refused(listing)[1], name=name)
+    for check in (
+        _check_signature(bundle, listing, public_key, signature),
+        _check_files(bundle, listing, signature),
+    ):
+        if not check.ok:
+            return replace(check, name=name)
+    return Check(
+        name, True, f"model-signing signature {signature} over every signed file verifies with the key"
+    )
 
 
 def _check_format(bundle: Path, listing: Listing) -> Check:

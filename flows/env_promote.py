@@ -6,8 +6,9 @@ a key the target trusts (signature, provenance, PASSED gate verdict, approval); 
 target's preconditions hold; 3. the target's gates, re-run on its own labelled data against
 its own champion (`flows.evaluate`), pass; 4. the target's approvers approve the source
 bundle; 5. the version is copied into the target's model (`tasks.copy_version`); 6. the
-promotion statement, the target's gate verdict and approval are signed with the target's key
-under ``environments/<env>/``; 7. the alias moves with the canary in one transaction
+bundle (`tasks.sign_environment`), the promotion statement naming that signature, the
+target's gate verdict and approval are signed with the target's key under
+``environments/<env>/``; 7. the alias moves with the canary in one transaction
 (`flows.promotion.move_with_canary`), rolled back when the canary says no. This module only
 composes; what it composes is `attestflow.env_promotion`.
 """
@@ -45,6 +46,7 @@ from flows.stages import Invoke, stage
 from tasks.copy_version import copy_version_task
 from tasks.gates.registry import training_checkpoint
 from tasks.gates.report import publish_gates_task
+from tasks.sign_environment import sign_environment_task
 
 
 def run_env_promotion(p: Promotion, invoke: Invoke) -> EnvPromotionSummary:
@@ -103,6 +105,15 @@ def run_env_promotion(p: Promotion, invoke: Invoke) -> EnvPromotionSummary:
     ctx.record(copied)
     registered, under = copied.registered, environment_dir(p.env.name)
 
+    model_signature = invoke(sign_environment_task, cfg.sign)(
+        p.folder,
+        registered,
+        environment=p.env.name,
+        key=ctx.key,
+        workspace_root=ctx.ws.root,
+        out_dir=ctx.release_dir,
+    )
+    ctx.record(model_signature)
     promoted = promotion_statement(
         src,
         p.env.name,
@@ -110,9 +121,10 @@ def run_env_promotion(p: Promotion, invoke: Invoke) -> EnvPromotionSummary:
         signed,
         registered,
         list(approval.approvers or (approval.approver,)),
+        signature=model_signature.local_path,
         reason=p.reason,
     )
-    attest_evidence(ctx, invoke, promoted, registered, under=under)
+    attest_evidence(ctx, invoke, promoted, registered, attach=model_signature.local_path, under=under)
     gates_json = invoke(publish_gates_task, cfg.gates)(
         gates, registered, out_dir=ctx.release_dir, tracking_uri=ctx.tracking_uri
     )

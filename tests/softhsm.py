@@ -4,7 +4,8 @@ The `softhsm_key` fixture points ``SOFTHSM2_CONF`` at a fresh config and token f
 the user PIN in ``$ATTESTFLOW_PKCS11_PIN`` and creates the token and an EC P-256 key pair
 inside it with ``python -m attestflow.signers init-token`` (the command users run), which
 also exports the public key. It yields the key's PKCS#11 URI and that public key's path.
-`upstream_verify` checks a bundle signature with the upstream ``model_signing`` command line.
+`upstream_verify` checks a bundle signature (the release's, or an environment's over the same
+files) with the upstream ``model_signing`` command line.
 """
 
 from __future__ import annotations
@@ -40,14 +41,25 @@ def init_token(
     )
 
 
-def upstream_verify(bundle: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
-    """The upstream ``model_signing verify key``, leaving out what the bundle's signature leaves out."""
-    from attestflow.bundle import EVIDENCE, MLFLOW_META, SIGNATURE
+def upstream_verify(
+    bundle: Path, public_key: Path, signature: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The upstream ``model_signing verify key`` of the bundle's signature (or another over the same
+    files, `signature`: an environment's), leaving out what every such signature leaves out."""
+    from attestflow.bundle import ENVIRONMENTS, EVIDENCE, MLFLOW_META, SIGNATURE
 
-    ignored = [a for p in (SIGNATURE, EVIDENCE, MLFLOW_META) for a in ("--ignore-paths", str(bundle / p))]
+    left_out = (SIGNATURE, EVIDENCE, ENVIRONMENTS, MLFLOW_META)
+    ignored = [a for p in left_out for a in ("--ignore-paths", str(bundle / p))]
     command = [str(Path(sys.executable).with_name("model_signing")), "verify", "key", "--signature"]
     return subprocess.run(
-        [*command, str(bundle / SIGNATURE), *ignored, "--public_key", str(public_key), str(bundle)],
+        [
+            *command,
+            str(bundle / (signature or SIGNATURE)),
+            *ignored,
+            "--public_key",
+            str(public_key),
+            str(bundle),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mlflow.tracking import MlflowClient
 
-from attestflow.bundle import ATTESTATION
+from attestflow.bundle import ATTESTATION, ENVIRONMENTS, MLFLOW_META, MODEL, sign_bundle, signed_files
 from attestflow.digests import Digest
 from attestflow.dsse import dsse_sign
-from attestflow.env_promotion import Source, promotion_statement
+from attestflow.env_promotion import CopyRecord, Source, promotion_statement
 from attestflow.evidence import (
+    VSA,
     approval_statement,
     attachment,
     canary_statement,
@@ -28,16 +30,24 @@ from attestflow.evidence_check import (
     GATES,
     EnvTrust,
     environment_dir,
+    environment_signature,
     promoted_evidence,
     verify_release,
 )
+from attestflow.evidence_read import evidence_files
 from attestflow.keys import KeyPair, ensure_keypair, key_id, load_private_key, load_public_key
 from attestflow.lineage import CodeRevision
 from attestflow.outcomes import ApprovalRecord
 from attestflow.records import GateDecision, GateReport, Invocation, RegistrationRecord
+from attestflow.registry import INCOMPLETE, PROMOTED_FROM, ModelRef, Registry
+from attestflow.tracking import log_bundle
+from attestflow.verify import download_bundle
+from attestflow.workspace import Workspace
+from tasks.copy_version import copy_version
 from tests.code.test_evidence import POLICY, Bundle
 
 PROD = environment_dir("prod")
+PROD_SIGNATURE = environment_signature("prod")
 SOURCE = Source("staging", "credit", "2", "sqlite:///unused.db")
 
 
@@ -55,14 +65,29 @@ class Promoted:
         path = self.b.root / PROD / evidence_name(kind_of(stmt), statement_time(stmt))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(dsse_sign(stmt, key or load_private_key(self.prod.private_key))))
-        if (named := attachment(stmt)) is not None:
+        if (named := attachment(stmt)) is not None and stmt["predicateType"] == VSA:
             shutil.copy(self.b.root.parent / "gates.json", self.b.root / named)
         return path
 
-    def promotion(self, version: str = "1") -> dict[str, Any]:
+    @property
+    def signature(self) -> Path:
+        """Prod's own model signature of the bundle, where the promotion names it."""
+        return self.b.root / PROD_SIGNATURE
+
+    def promotion(self, version: str = "1", signed_with: Path | None = None) -> dict[str, Any]:
+        """Prod's model signature (made with `signed_with`, default prod's key) and the promotion naming it."""
+        self.signature.parent.mkdir(parents=True, exist_ok=True)
+        sign_bundle(self.b.root, signed_with or self.prod.private_key, self.signature)
         target = RegistrationRecord("credit-prod", version, f"models:/credit-prod/{version}", "run")
         return promotion_statement(
-            SOURCE, "prod", self.b.root, self.signed, target, ["user:alice"], time=self.b.tick()
+            SOURCE,
+            "prod",
+            self.b.root,
+            self.signed,
+            target,
+            ["user:alice"],
+            signature=self.signature,
+            time=self.b.tick(),
         )
 
     def verdict(self) -> dict[str, Any]:
@@ -139,7 +164,7 @@ def promoted(tmp_path: Path, staging: KeyPair, prod: KeyPair) -> Promoted:
 def test_a_promoted_version_with_both_environments_evidence_holds(promoted: Promoted) -> None:
     checks = promoted.checks()
     assert all(ok for ok, _ in checks.values()), checks
-    assert set(checks) == {"prod promotion", "prod gate verdict", "prod approval"}
+    assert set(checks) == {"prod promotion", "prod model signature", "prod gate verdict", "prod approval"}
     assert "promoted from staging:credit/2" in checks["prod promotion"][1]
     result = verify_release(
         promoted.b.root,
@@ -243,3 +268,100 @@ def test_a_version_without_any_promotion_statement_is_refused(
     )
     assert not checks["prod gate verdict"][0] and not checks["prod approval"][0]
     assert (bundle.root / ATTESTATION).is_dir()
+
+
+def test_a_promoted_version_without_prods_own_model_signature_is_refused(promoted: Promoted) -> None:
+    promoted.signature.unlink()
+    ok, detail = promoted.checks()["prod model signature"]
+    assert not ok and f"{PROD_SIGNATURE}, named by" in detail and "is missing" in detail
+
+
+def test_a_prod_model_signature_made_with_the_source_key_is_refused(
+    tmp_path: Path, staging: KeyPair, prod: KeyPair
+) -> None:
+    bundle = Bundle(tmp_path / "model", staging)
+    promoted = Promoted(bundle, prod)
+    promoted.add(promoted.promotion(signed_with=staging.private_key))  # named by digest, signed by prod
+    promoted.add(promoted.verdict())
+    promoted.add(promoted.approval())
+    checks = promoted.checks()
+    assert checks["prod promotion"][0], checks
+    ok, detail = checks["prod model signature"]
+    assert not ok and "model-signing verification failed" in detail
+
+
+def test_a_file_changed_after_prod_signed_the_bundle_breaks_prods_model_signature(promoted: Promoted) -> None:
+    assert promoted.checks()["prod model signature"][0]
+    config = promoted.b.root / ATTESTATION / "config.json"
+    config.write_text('{"changed": true}')
+    ok, detail = promoted.checks()["prod model signature"]
+    assert not ok and "attestation/config.json" in detail
+
+
+def test_a_prod_model_signature_other_than_the_one_the_promotion_names_is_refused(
+    promoted: Promoted,
+) -> None:
+    sign_bundle(
+        promoted.b.root, promoted.prod.private_key, promoted.signature
+    )  # valid, but not the named one
+    ok, detail = promoted.checks()["prod model signature"]
+    assert not ok and "does not match the SHA-256 signed in" in detail
+
+
+def _registry_with_a_version(root: Path, folder: Path) -> str:
+    """The URI of a SQLite registry (its own artifact store) holding `folder` as ``credit`` version 1."""
+    uri = f"sqlite:///{root}/mlflow.db"
+    client = MlflowClient(uri, uri)
+    experiment = client.create_experiment("releases", artifact_location=(root / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    Registry(uri).create_version("credit", log_bundle(uri, run_id, folder), run_id, {"onnx_sha256": "o1"})
+    return uri
+
+
+def test_a_version_copied_into_another_registry_lands_there_with_its_files_intact_and_is_found_again(
+    tmp_path: Path,
+) -> None:
+    released = tmp_path / "released"
+    (released / ATTESTATION).mkdir(parents=True)
+    (released / MODEL).write_bytes(b"onnx bytes")
+    (released / ATTESTATION / "config.json").write_text("{}")
+    (released / "evidence").mkdir()
+    (released / "evidence" / "approval-1.dsse.json").write_text("{}")
+    staging_uri = _registry_with_a_version(tmp_path / "staging", released)
+    verified = tmp_path / "verified"  # the source version as downloaded and verified, plus what is not copied
+    shutil.copytree(released, verified)
+    (verified / ENVIRONMENTS / "staging").mkdir(parents=True)
+    (verified / ENVIRONMENTS / "staging" / "x.dsse.json").write_text("{}")
+    (verified / MLFLOW_META).write_text("name: credit")
+    source = Source("staging", "credit", "1", staging_uri)
+    prod_uri = f"sqlite:///{tmp_path}/prod.db"
+    ws = Workspace.at(tmp_path / "prod-workspace")
+
+    def copy() -> CopyRecord:
+        return copy_version(
+            source,
+            verified,
+            model_name="credit-prod",
+            tracking_uri=prod_uri,
+            experiment="promotions",
+            ws=ws,
+            flow_run_id="flow-run",
+        )
+
+    first = copy()
+    assert (first.method, first.reused) == ("download and register", False)
+    prod = Registry(prod_uri)
+    found = prod.version(ModelRef("credit-prod", first.registered.version, None))
+    assert found is not None and found.tags[PROMOTED_FROM] == "staging:credit/1"
+    assert found.tags["onnx_sha256"] == "o1" and INCOMPLETE in found.tags
+    assert Registry(staging_uri).version(ModelRef("credit-prod", "1", None)) is None
+
+    landed = download_bundle("credit-prod", first.registered.version, prod_uri, tmp_path / "download")
+    assert isinstance(landed, Path), landed
+    assert signed_files(landed) == signed_files(released)
+    assert evidence_files(landed) == evidence_files(released)
+    assert not (landed / ENVIRONMENTS).exists() and not (landed / MLFLOW_META).exists()
+
+    again = copy()
+    assert again.reused and again.registered.version == first.registered.version
+    assert [v.version for v in prod.find_versions("credit-prod")] == [first.registered.version]

@@ -1,29 +1,41 @@
-"""Staging to prod end to end: a staging release, `attestflow promote --to prod` with a human approval."""
+"""Staging to prod end to end: a staging release, `attestflow promote --to prod` with a human approval.
+
+Prod's key lives in a SoftHSM2 token: what prod signs (its statements and its own model signature
+of the bundle) is checked with prod's public key alone, through securesystemslib and the upstream
+``model_signing`` command line, and the token's PIN is written nowhere."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from mlflow.tracking import MlflowClient
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+from securesystemslib.signer import SSlibKey
 
 from attestflow.audit import AuditLog
 from attestflow.evidence_check import REQUIREMENTS, EnvTrust
 from attestflow.keys import KeyPair, ensure_keypair
 from attestflow.settings import KeySpec
-from attestflow.verify import verify_model_uri
+from attestflow.verify import download_bundle, verify_model_uri
 from attestflow.workspace import Workspace
 from tasks.generate_data import generate
 from tests.conftest import ExampleRepo
 from tests.flows import api
 from tests.flows.test_approval import ATTESTFLOW, _env, _paused_run, _wait_event
+from tests.softhsm import PIN, upstream_verify
 
 
-def _environments(repo: ExampleRepo, staging: KeyPair, prod: KeyPair) -> Path:
+def _environments(repo: ExampleRepo, staging: KeyPair, prod: tuple[str, Path]) -> Path:
     recent = repo.root / "data" / "prod-recent.csv"
     generate(1000, seed=5).to_csv(recent, index=False)
     envs: dict[str, Any] = {
@@ -36,7 +48,7 @@ def _environments(repo: ExampleRepo, staging: KeyPair, prod: KeyPair) -> Path:
         "prod": {
             "model_name": "tiny-credit-prod",
             "audit": str(repo.root / "envs" / "prod" / "audit"),
-            "key": {"private_key": str(prod.private_key), "public_key": str(prod.public_key)},
+            "key": {"pkcs11_uri": prod[0], "public_key": str(prod[1])},  # a SoftHSM2 token's key
             "promote_from": "staging",
             "trusts": [str(staging.public_key)],
             "approve": {"mode": "human", "approvers": ["alice", "bob"], "timeout_s": 300},
@@ -54,12 +66,26 @@ def _run(api_url: str, actor: str, *args: str, timeout: float = 600) -> subproce
     )
 
 
+def _verified_by(folder: Path, public_key: Path) -> dict[str, dict[str, Any]]:
+    """Kind -> statement of each DSSE envelope in `folder`, verified by securesystemslib with `public_key` alone."""
+    loaded = serialization.load_pem_public_key(public_key.read_bytes())
+    assert isinstance(loaded, ec.EllipticCurvePublicKey)
+    der = loaded.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = SSlibKey.from_crypto(loaded, keyid="sha256:" + hashlib.sha256(der).hexdigest())
+    found = {}
+    for path in sorted(folder.glob("*.dsse.json")):
+        envelope = Envelope.from_dict(json.loads(path.read_text()))
+        envelope.verify([key], 1)  # raises VerificationError
+        found[path.name.split("-", 1)[0]] = json.loads(envelope.payload)
+    return found
+
+
 def test_a_staging_release_reaches_prod_with_a_human_approval_and_a_failed_staging_verdict_does_not(
-    example_repo: ExampleRepo, prefect_server: str
+    example_repo: ExampleRepo, prefect_server: str, softhsm_key: tuple[str, Path]
 ) -> None:
     staging = ensure_keypair(example_repo.root / "envs" / "staging" / "keys")
-    prod = ensure_keypair(example_repo.root / "envs" / "prod" / "keys")
-    environments = _environments(example_repo, staging, prod)
+    prod_key = softhsm_key[1]  # prod signs inside a SoftHSM2 token; verifiers hold only this public key
+    environments = _environments(example_repo, staging, softhsm_key)
     config = example_repo.write_config(
         "staging.yaml",
         sign={"private_key": str(staging.private_key), "public_key": str(staging.public_key)},
@@ -129,25 +155,41 @@ def test_a_staging_release_reaches_prod_with_a_human_approval_and_a_failed_stagi
     assert copied.tags["attestflow.promoted_from"] == "staging:tiny-credit/1"
     assert "attestflow.incomplete" not in copied.tags
 
-    trust = EnvTrust("prod", prod.public_key, (staging.public_key,))
-    checked = verify_model_uri(
-        "models:/tiny-credit-prod/1", uri, prod.public_key, require=REQUIREMENTS, trust=trust
-    )
+    trust = EnvTrust("prod", prod_key, (staging.public_key,))
+    checked = verify_model_uri("models:/tiny-credit-prod/1", uri, prod_key, require=REQUIREMENTS, trust=trust)
     assert checked.ok, checked.failures
-    assert {"prod promotion", "prod gate verdict", "prod approval", "signature"} <= {
+    assert {"prod promotion", "prod model signature", "prod gate verdict", "prod approval", "signature"} <= {
         c.name for c in checked.checks
     }
+
+    # What prod signed in the token verifies with prod's public key alone, by libraries attestflow did not write.
+    landed = download_bundle("tiny-credit-prod", "1", uri, example_repo.root / "prod-v1")
+    assert isinstance(landed, Path), landed
+    by_prod = _verified_by(landed / "environments" / "prod", prod_key)
+    assert {"promotion", "verification_summary", "approval", "canary"} <= set(by_prod), sorted(by_prod)
+    promotion = by_prod["promotion"]["predicate"]
+    assert (promotion["source"]["env"], promotion["target"]["model"]) == ("staging", "tiny-credit-prod")
+    model_sig = landed / "environments" / "prod" / "model.sig"
+    assert promotion["target"]["signature"] == {
+        "uri": "environments/prod/model.sig",
+        "digest": {"sha256": hashlib.sha256(model_sig.read_bytes()).hexdigest()},
+    }
+    with pytest.raises(VerificationError):
+        _verified_by(landed / "environments" / "prod", staging.public_key)
+    upstream = upstream_verify(landed, prod_key, "environments/prod/model.sig")
+    assert upstream.returncode == 0, upstream
+    assert upstream_verify(landed, staging.public_key, "environments/prod/model.sig").returncode != 0
     untrusted = verify_model_uri(
         "models:/tiny-credit-prod/1",
         uri,
-        prod.public_key,
+        prod_key,
         require=REQUIREMENTS,
-        trust=EnvTrust("prod", staging.public_key, (prod.public_key,)),
+        trust=EnvTrust("prod", staging.public_key, (prod_key,)),
     )
     assert not untrusted.ok
 
     prod_audit = AuditLog.of(
-        example_repo.workspace, prod.private_key, prod.public_key, str(example_repo.root / "envs/prod/audit")
+        example_repo.workspace, public_key=prod_key, location=str(example_repo.root / "envs/prod/audit")
     )
     events = [e["event"] for e in prod_audit.entries()]
     for event in (
@@ -163,6 +205,10 @@ def test_a_staging_release_reaches_prod_with_a_human_approval_and_a_failed_stagi
     approval = next(e for e in prod_audit.entries() if e["event"] == "approval")
     assert approval["actor"] == "user:alice" and approval["details"]["digest"] == digest
     assert prod_audit.verify()[0]
+    artifacts = json.dumps(api.post(f"{prefect_server}/artifacts/filter", {}))
+    written = [landed, example_repo.root / "envs", Workspace.at(example_repo.workspace).releases]
+    texts = [p.read_text(errors="replace") for root in written for p in root.rglob("*") if p.is_file()]
+    assert all(PIN not in text for text in [*texts, artifacts, out]), "the token's PIN was written somewhere"
     done = next(e for e in prod_audit.entries() if e["event"] == "env_promotion_completed")
     print(f"promotion flow, approval wait included: {done['details']['seconds']} s")
 
@@ -221,7 +267,5 @@ def test_a_staging_release_reaches_prod_with_a_human_approval_and_a_failed_stagi
     assert "gate verdict" in refused.stderr and "FAILED" in refused.stderr, refused.stderr
     said_no = [e for e in prod_audit.entries() if e["event"] == "env_promotion_refused"]
     assert said_no and said_no[-1]["details"]["step"] == "verify"
-    again = verify_model_uri(
-        "models:/tiny-credit-prod/1", uri, prod.public_key, require=REQUIREMENTS, trust=trust
-    )
+    again = verify_model_uri("models:/tiny-credit-prod/1", uri, prod_key, require=REQUIREMENTS, trust=trust)
     assert not again.ok
