@@ -98,7 +98,7 @@ def run_drill(
         failures += [f"v{version}: {f}" for f in result.failures]
     if previous is not None and not any(f.startswith(f"v{previous}: ") for f in failures):
         failures += _move_there_and_back(
-            model_name, previous, champion, drill_alias, tracking_uri, (public_key, trust), audit, timings
+            model_name, previous, champion, drill_alias, tracking_uri, public_key, audit, timings, trust=trust
         )
     seconds = round(time.perf_counter() - started, 3)
     record = DrillRecord(model_name, champion, previous, versions, not failures, seconds, failures, timings)
@@ -122,9 +122,11 @@ def _move_there_and_back(
     champion: str,
     drill_alias: str,
     tracking_uri: str,
-    keys: tuple[Path, EnvTrust | None],
+    public_key: Path,
     audit: AuditLog,
     timings: dict[str, float],
+    *,
+    trust: EnvTrust | None,
 ) -> list[str]:
     """Point `drill_alias` at `previous`, then at `champion`, then remove it; the failures, if any."""
     parked = f"{drill_alias}_previous"
@@ -139,9 +141,9 @@ def _move_there_and_back(
                 alias=drill_alias,
                 previous_alias=parked,
                 tracking_uri=tracking_uri,
-                public_key=keys[0],
+                public_key=public_key,
                 audit=audit,
-                trust=keys[1],
+                trust=trust,
             )
             timings[step] = round(time.perf_counter() - t0, 3)
     except GateFailedError as e:
