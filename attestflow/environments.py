@@ -268,6 +268,13 @@ def environment_trust(envs: Environments, name: str) -> EnvTrust | None:
     return EnvTrust(environment=name, key=env.key.public_key, source_keys=trusted)
 
 
+def trust_in(environment: str | None, environments_path: Path | str | None = None) -> EnvTrust | None:
+    """`environment_trust` of `environment` in the file at `environments_path`; None without an environment."""
+    if environment is None:
+        return None
+    return environment_trust(load_environments(Path(environments_path or DEFAULT_PATH)), environment)
+
+
 def release_config(
     config_path: Path | str,
     overrides: list[str] | None = None,

@@ -9,32 +9,20 @@ found as an artifact and fails the run when the drill failed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from attestflow.artifacts import artifact_key
 from attestflow.audit import AuditLog
-from attestflow.config import ReleaseConfig, load_config
+from attestflow.environments import release_config, trust_in
 from attestflow.errors import GateFailedError
 from attestflow.keys import trusted_public_key
 from attestflow.rollback_drill import DrillRecord, run_drill
 from attestflow.tracking import tracking_uri
 from attestflow.workspace import Workspace
+from flows.stages import environment_tags, run_name
 
 ENVIRONMENTS = "configs/environments.yaml"
-
-
-def drill_config(
-    environment: str | None, environments_path: str, config_path: str, overrides: list[str] | None
-) -> ReleaseConfig:
-    """The release config with `environment` applied (None: the config as it is)."""
-    if environment is None:
-        return load_config(Path(config_path), overrides)
-    from attestflow.environments import release_config
-
-    return release_config(config_path, overrides, environment, environments_path)
 
 
 def _markdown(record: DrillRecord) -> str:
@@ -48,7 +36,7 @@ def _markdown(record: DrillRecord) -> str:
     )
 
 
-@flow(name="rollback-drill", flow_run_name="rollback-drill {environment}", log_prints=True)
+@flow(name="rollback-drill", flow_run_name=run_name, log_prints=True)
 def rollback_drill(
     environment: str | None = "prod",
     environments_path: str = ENVIRONMENTS,
@@ -56,7 +44,14 @@ def rollback_drill(
     overrides: list[str] | None = None,
 ) -> DrillRecord:
     """Verify `previous` and the last approved versions, move the drill alias there and back; audit it."""
-    cfg = drill_config(environment, environments_path, config_path, overrides)
+    with environment_tags(environment):
+        return _drill(environment, environments_path, config_path, overrides)
+
+
+def _drill(
+    environment: str | None, environments_path: str, config_path: str, overrides: list[str] | None
+) -> DrillRecord:
+    cfg = release_config(config_path, overrides, environment, environments_path)
     ws = Workspace.at(cfg.workspace)
     record = run_drill(
         cfg.model_name,
@@ -65,6 +60,7 @@ def rollback_drill(
         tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
         audit=AuditLog.configured(cfg, ws.root),
+        trust=trust_in(environment, environments_path),
     )
     create_markdown_artifact(
         _markdown(record), key=artifact_key(cfg.model_name, "rollback-drill"), description="rollback drill"

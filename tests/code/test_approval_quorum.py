@@ -80,6 +80,9 @@ def test_one_approval_then_the_timeout_is_a_rejection_audited_with_the_count(
         "policy:timeout",
         "1 of 2 approvals",
     )
+    assert _events(audit) == [("approval_counted", "user:alice"), ("rejection", "policy:timeout")]
+    assert (last["model"], last["version"]) == ("credit-prod", "4")
+    assert last["details"]["approvers"] == ["user:alice"] and last["details"]["digest"] == DIGEST
 
 
 def test_the_same_approver_twice_self_approval_and_an_unlisted_approver_are_refused_and_audited(
@@ -98,6 +101,17 @@ def test_the_same_approver_twice_self_approval_and_an_unlisted_approver_are_refu
     assert "already approved" in refused[0]["details"]["why"]
     assert "triggered this release" in refused[1]["details"]["why"]
     assert "not in approve.approvers" in refused[2]["details"]["why"]
+    assert _events(audit) == [
+        ("approval_counted", "user:alice"),
+        ("approval_refused", "user:alice"),
+        ("approval_refused", "user:scheduler"),
+        ("approval_refused", "user:mallory"),
+        ("approval", "user:carol"),
+    ]
+    for entry in refused:
+        assert (entry["model"], entry["version"]) == ("credit-prod", "4")
+        assert entry["details"]["decision"] == "approve" and entry["details"]["digest"] == DIGEST
+    assert audit.verify()[0]
 
 
 def test_a_rejection_by_an_allowed_approver_ends_the_wait_whatever_was_approved_before(

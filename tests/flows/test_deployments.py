@@ -56,6 +56,7 @@ def deployed(prefect_server: str) -> dict[str, dict[str, Any]]:
         "retrain/nightly",
         "retrain/on-drift",
         "drift-monitor/scheduled",
+        "drift-monitor/prod",
         "rollback-drill/weekly",
         "release/gpu",
         "env-promote/on-demand",
@@ -141,13 +142,14 @@ def _wait_final(api_url: str, run_id: str, timeout: float = 400) -> dict[str, An
 def test_prefect_deploy_all_makes_every_deployment_with_its_schedule_trigger_and_pull_steps(
     prefect_server: str, deployed: dict[str, dict[str, Any]]
 ) -> None:
-    monitor, nightly = deployed["scheduled"], deployed["nightly"]
-    for made, spec in ((monitor, _spec("scheduled")), (nightly, _spec("nightly"))):
+    monitor, nightly, prod = deployed["scheduled"], deployed["nightly"], deployed["prod"]
+    for made, spec in ((monitor, _spec("scheduled")), (nightly, _spec("nightly")), (prod, _spec("prod"))):
         (schedule,) = made["schedules"]
         assert schedule["active"] and not made["paused"]
         assert schedule["schedule"]["cron"] == spec["schedules"][0]["cron"]
         assert schedule["schedule"]["timezone"] == spec["schedules"][0]["timezone"]
     assert monitor["parameters"]["current"] == "data/credit.csv"
+    assert prod["parameters"]["environment"] == "prod"  # prod's monitor watches prod's champion
 
     automations = api.post(f"{prefect_server}/automations/filter", {})
     (drift,) = [a for a in automations if a["actions"][0].get("deployment_id") == deployed["on-drift"]["id"]]
