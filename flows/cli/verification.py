@@ -94,12 +94,25 @@ def lineage(
     env: EnvOpt = None,
     environments: EnvironmentsOpt = None,
 ) -> None:
-    """The chain from data snapshot to promotions of one model version."""
+    """The chain from data snapshot to promotions of one model version (a model of an environment: its log)."""
     from attestflow.lineage_graph import lineage as gather
 
-    cfg, ws = workspace_of(config, env, environments)
+    cfg, ws = workspace_of(config, env or _environment_of(start, environments), environments)
     graph = gather(start, registry_uri(cfg, ws), ws.root, model, audit=audit_log(cfg, ws))
     render.lineage(graph, as_json)
+
+
+def _environment_of(start: str, environments: Path | None) -> str | None:
+    """The one environment of the environments file whose registered model `start` (models:/NAME...) names."""
+    from attestflow.env_promotion import environments_path, load_environments
+    from attestflow.registry import parse_model_uri
+
+    path = environments_path(environments)
+    if not start.startswith("models:/") or not path.is_file():
+        return None
+    name = parse_model_uri(start).name
+    found = [e.name for e in load_environments(path).environments.values() if e.model_name == name]
+    return found[0] if len(found) == 1 else None
 
 
 def _registry_and_key(
