@@ -18,7 +18,7 @@ from pathlib import Path
 from attestflow.aliases import clear_alias, move_alias
 from attestflow.audit import AuditLog
 from attestflow.errors import BadInputError, GateFailedError
-from attestflow.evidence_check import REQUIREMENTS
+from attestflow.evidence_check import REQUIREMENTS, EnvTrust
 from attestflow.registry import Registry
 from attestflow.verify import verify_model_uri
 
@@ -66,6 +66,7 @@ def run_drill(
     public_key: Path,
     audit: AuditLog,
     drill_alias: str = DRILL_ALIAS,
+    trust: EnvTrust | None = None,
 ) -> DrillRecord:
     """Verify `previous` and the last approved versions, move `drill_alias` there and back; audit it."""
     if drill_alias in (alias, previous_alias):
@@ -88,13 +89,13 @@ def run_drill(
             tracking_uri,
             public_key,
             require=REQUIREMENTS,
-            # trust=None,  # engineer C's EnvTrust for promoted versions: pass environment_trust(envs, name)
+            trust=trust,
         )
         timings[f"verify v{version}"] = round(time.perf_counter() - t0, 3)
         failures += [f"v{version}: {f}" for f in result.failures]
     if previous is not None and not any(f.startswith(f"v{previous}: ") for f in failures):
         failures += _move_there_and_back(
-            model_name, previous, champion, drill_alias, tracking_uri, public_key, audit, timings
+            model_name, previous, champion, drill_alias, tracking_uri, public_key, audit, timings, trust
         )
     seconds = round(time.perf_counter() - started, 3)
     record = DrillRecord(model_name, champion, previous, versions, not failures, seconds, failures, timings)
@@ -121,6 +122,7 @@ def _move_there_and_back(
     public_key: Path,
     audit: AuditLog,
     timings: dict[str, float],
+    trust: EnvTrust | None = None,
 ) -> list[str]:
     """Point `drill_alias` at `previous`, then at `champion`, then remove it; the failures, if any."""
     parked = f"{drill_alias}_previous"
@@ -137,6 +139,7 @@ def _move_there_and_back(
                 tracking_uri=tracking_uri,
                 public_key=public_key,
                 audit=audit,
+                trust=trust,
             )
             timings[step] = round(time.perf_counter() - t0, 3)
     except GateFailedError as e:

@@ -18,6 +18,7 @@ from attestflow.artifacts import artifact_key
 from attestflow.audit import AuditLog
 from attestflow.config import ReleaseConfig, load_config
 from attestflow.errors import GateFailedError
+from attestflow.evidence_check import EnvTrust
 from attestflow.keys import trusted_public_key
 from attestflow.rollback_drill import DrillRecord, run_drill
 from attestflow.tracking import tracking_uri
@@ -35,6 +36,15 @@ def drill_config(
     from attestflow.environments import release_config
 
     return release_config(config_path, overrides, environment, environments_path)
+
+
+def drill_trust(environment: str | None, environments_path: str) -> EnvTrust | None:
+    """The keys that verify the versions promoted into `environment` (None: a release's own key alone)."""
+    if environment is None:
+        return None
+    from attestflow.environments import environment_trust, load_environments
+
+    return environment_trust(load_environments(Path(environments_path)), environment)
 
 
 def _markdown(record: DrillRecord) -> str:
@@ -65,6 +75,7 @@ def rollback_drill(
         tracking_uri=tracking_uri(cfg.register.tracking_uri, ws),
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
         audit=AuditLog.configured(cfg, ws.root),
+        trust=drill_trust(environment, environments_path),
     )
     create_markdown_artifact(
         _markdown(record), key=artifact_key(cfg.model_name, "rollback-drill"), description="rollback drill"

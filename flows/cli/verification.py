@@ -15,6 +15,7 @@ from flows.cli.common import (
     EnvOpt,
     JsonOpt,
     audit_log,
+    env_trust,
     registry_uri,
     workspace_of,
 )
@@ -62,7 +63,14 @@ def verify(
     if ":/" in model_uri:
         parse_model_uri(model_uri)
         registry, key = _registry_and_key(config, public_key, env, environments)
-        result = verify_model_uri(model_uri, registry, key, require=needs, policy_digest=policy_digest)
+        result = verify_model_uri(
+            model_uri,
+            registry,
+            key,
+            require=needs,
+            policy_digest=policy_digest,
+            trust=env_trust(env, environments),
+        )
     else:
         folder = Path(model_uri)
         if not folder.is_dir():
