@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest chromium postgresql softhsm bench lock dashboard stack-up stack-down stack-status clean
+.PHONY: install demo test lint typecheck pytest chromium postgresql softhsm bench lock dashboard stack-up stack-down stack-status demo-envs demo-envs-down clean
 
 install: $(STAMP)
 
@@ -78,6 +78,16 @@ stack-down: install
 stack-status: install
 	$(BIN)/python -m attestflow.stack status
 
+# What `attestflow promote ... --to prod` needs (README "From staging to prod"), idempotently: prod's key in a
+# SoftHSM2 token (a demo PIN), a Prefect server for the human approval, prod's drift monitor and notifying
+# automations, a rollback drill once prod has a champion; then it prints the next commands.
+demo-envs: install softhsm
+	PYTHON=$(BIN)/python scripts/demo_envs.sh
+
+demo-envs-down:
+	PYTHON=$(BIN)/python scripts/demo_envs.sh down
+
 clean:
 	@test ! -x $(BIN)/python || $(BIN)/python -m attestflow.stack down
+	@test ! -x $(BIN)/python || PYTHON=$(BIN)/python scripts/demo_envs.sh down
 	rm -rf $(VENV) .attestflow .mypy_cache .ruff_cache .pytest_cache

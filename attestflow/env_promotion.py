@@ -51,6 +51,7 @@ from attestflow.keys import key_id, load_public_key
 from attestflow.lineage import actor, code_revision
 from attestflow.outcomes import PromotionOutcome
 from attestflow.policy import load_policy
+from attestflow.preflight import materialize
 from attestflow.records import AuditEvent, Invocation, RegistrationRecord, SignatureRecord
 from attestflow.redact import redact
 from attestflow.registry import PROMOTED_FROM, ModelVersion, Registry, parse_model_uri
@@ -158,6 +159,9 @@ def open_promotion(
     if found is None:
         raise BadInputError(f"no model version {model_uri} in {source_env.name}'s registry")
     cfg = promotion_config(base, env)
+    for path in dict.fromkeys(p for p in (cfg.data.path, cfg.canary.sample) if p is not None):
+        if not path.exists() and not materialize(path, cfg.snapshot.repo):
+            raise BadInputError(f"environment {env.name}: {path} does not exist")
     who = redact(actor())
     invocation = Invocation(str(config_path), [], flow_run_id, now(), who, code_revision(CODE_ROOT))
     ctx = ReleaseContext(

@@ -46,14 +46,22 @@ class DrillRecord:
 
 
 def approved_versions(audit: AuditLog, model_name: str, last: int = LAST_APPROVED) -> list[str]:
-    """The newest `last` versions the log records an approval of, not later refused by their canary."""
+    """The newest `last` versions the log records an approval of, not later refused by their canary.
+
+    In an environment promoted into, the approval is of the source version (``staging:MODEL/V``, before
+    the copy exists): there, a completed promotion (``env_promotion_completed``) names the approved version.
+    """
     entries = [e for e in audit.entries() if e.get("model") == model_name and e.get("version") is not None]
     refused = {
         str(e["version"])
         for e in entries
         if e["event"] == "canary" and not (e.get("details") or {}).get("passed", True)
     }
-    approved = [str(e["version"]) for e in reversed(entries) if e["event"] == "approval"]
+    approved = [
+        str(e["version"])
+        for e in reversed(entries)
+        if e["event"] in ("approval", "env_promotion_completed") and str(e["version"]).isdigit()
+    ]
     return [v for v in dict.fromkeys(approved) if v not in refused][:last]
 
 

@@ -65,6 +65,12 @@ def approve(
         )
         return record
     publish_request(request)
+    get_run_logger().info(
+        "Waiting for %s: attestflow approve %s --digest %s --approver NAME --reason '...'",
+        f"{cfg.required} approval(s)" if cfg.mode == "human" else "a person's approval",
+        request.flow_run_id,
+        digest,
+    )
     deadline = time.monotonic() + cfg.timeout_s
     required = cfg.required if cfg.mode == "human" else 1  # a first release's person, in auto mode: one
     form = Approval.with_initial_data(

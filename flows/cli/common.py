@@ -18,6 +18,7 @@ from attestflow.errors import first_line as first_line  # re-exported for the co
 if TYPE_CHECKING:
     from attestflow.audit import AuditLog
     from attestflow.config import ReleaseConfig
+    from attestflow.evidence_check import EnvTrust
     from attestflow.workspace import Workspace
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Release config YAML.")]
@@ -59,6 +60,15 @@ def workspace_of(
 
     cfg = config_of(config, None, env, environments)
     return cfg, Workspace.at(cfg.workspace)
+
+
+def env_trust(env: str | None, environments: Path | None = None) -> EnvTrust | None:
+    """The keys that verify versions promoted into `env` (its own and its source's); None without `promote_from`."""
+    from attestflow.environments import DEFAULT_PATH, environment_trust, load_environments
+
+    if env is None:
+        return None
+    return environment_trust(load_environments(environments or DEFAULT_PATH), env)
 
 
 def registry_uri(cfg: ReleaseConfig, ws: Workspace) -> str:

@@ -10,7 +10,15 @@ import typer
 
 from attestflow.errors import BadInputError, GateFailedError, UnavailableError
 from flows.cli import render
-from flows.cli.common import ConfigOpt, EnvironmentsOpt, EnvOpt, audit_log, registry_uri, workspace_of
+from flows.cli.common import (
+    ConfigOpt,
+    EnvironmentsOpt,
+    EnvOpt,
+    audit_log,
+    env_trust,
+    registry_uri,
+    workspace_of,
+)
 
 DigestOpt = Annotated[
     str, typer.Option(help="SHA-256 of the bundle you checked (12+ leading characters; all 64 with --key).")
@@ -120,6 +128,7 @@ def rollback(
         public_key=trusted_public_key(cfg.sign.public_key, ws.root),
         audit=audit_log(cfg, ws),
         reason=reason,
+        trust=env_trust(env, environments),
     )
     was = f"v{moved.previous_version}" if moved.previous_version else "unset"
     render.note(f"@{moved.alias} -> {moved.model_name} v{moved.version} (was {was})")

@@ -15,6 +15,7 @@ from flows.cli.common import (
     EnvOpt,
     JsonOpt,
     audit_log,
+    env_trust,
     registry_uri,
     workspace_of,
 )
@@ -62,7 +63,14 @@ def verify(
     if ":/" in model_uri:
         parse_model_uri(model_uri)
         registry, key = _registry_and_key(config, public_key, env, environments)
-        result = verify_model_uri(model_uri, registry, key, require=needs, policy_digest=policy_digest)
+        result = verify_model_uri(
+            model_uri,
+            registry,
+            key,
+            require=needs,
+            policy_digest=policy_digest,
+            trust=env_trust(env, environments),
+        )
     else:
         folder = Path(model_uri)
         if not folder.is_dir():
@@ -94,12 +102,25 @@ def lineage(
     env: EnvOpt = None,
     environments: EnvironmentsOpt = None,
 ) -> None:
-    """The chain from data snapshot to promotions of one model version."""
+    """The chain from data snapshot to promotions of one model version (a model of an environment: its log)."""
     from attestflow.lineage_graph import lineage as gather
 
-    cfg, ws = workspace_of(config, env, environments)
+    cfg, ws = workspace_of(config, env or _environment_of(start, environments), environments)
     graph = gather(start, registry_uri(cfg, ws), ws.root, model, audit=audit_log(cfg, ws))
     render.lineage(graph, as_json)
+
+
+def _environment_of(start: str, environments: Path | None) -> str | None:
+    """The one environment of the environments file whose registered model `start` (models:/NAME...) names."""
+    from attestflow.env_promotion import environments_path, load_environments
+    from attestflow.registry import parse_model_uri
+
+    path = environments_path(environments)
+    if not start.startswith("models:/") or not path.is_file():
+        return None
+    name = parse_model_uri(start).name
+    found = [e.name for e in load_environments(path).environments.values() if e.model_name == name]
+    return found[0] if len(found) == 1 else None
 
 
 def _registry_and_key(

@@ -260,3 +260,14 @@ def test_approve_reports_what_the_flow_decided_not_what_it_sent(
     assert sent == [
         {"approve": True, "approver": "user:bob", "reason": "ok", "digest": "ab" * 8, "signed": ""}
     ]
+
+
+def test_lineage_reads_the_environment_whose_model_it_is_given_and_no_other() -> None:
+    from flows.cli.verification import _environment_of
+
+    envs = ROOT / "configs" / "environments.yaml"
+    assert _environment_of("models:/credit-default-prod@champion", envs) == "prod"
+    assert _environment_of("models:/credit-default/3", envs) == "staging"
+    assert _environment_of("models:/another-model@champion", envs) is None
+    assert _environment_of("ab" * 32, envs) is None
+    assert _environment_of("models:/credit-default-prod/1", ROOT / "absent.yaml") is None

@@ -122,8 +122,8 @@ def test_two_environments_on_the_workspace_key_are_refused(tmp_path: Path) -> No
     ("dev", "staging", "where"),
     [
         (
-            {"tracking_uri": "postgresql://ml:hunter22@db/mlflow"},
-            {"tracking_uri": "postgresql://ml:hunter22@db/mlflow"},
+            {"tracking_uri": "postgresql://ml:hunter22@db/mlflow"},  # pragma: allowlist secret
+            {"tracking_uri": "postgresql://ml:hunter22@db/mlflow"},  # pragma: allowlist secret
             "tracking_uri of dev and tracking_uri of staging",
         ),
         (

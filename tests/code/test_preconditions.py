@@ -127,3 +127,14 @@ def test_an_automation_that_only_runs_a_deployment_is_no_notification() -> None:
         [_Automation("notify", _Trigger("attestflow.drift.*"), ["send-notification"])], event
     )
     assert problem is None and "'notify'" in found
+
+
+def test_the_drill_verifies_promoted_versions_and_never_a_source_label(tmp_path: Path) -> None:
+    from attestflow.rollback_drill import approved_versions
+
+    audit = AuditLog.of(tmp_path)
+    audit.append("approval", model=MODEL, version="staging:credit-default/1")
+    audit.append("env_promotion_completed", model=MODEL, version="1")
+    audit.append("approval", model=MODEL, version="2")
+    audit.append("canary", model=MODEL, version="2", passed=False)
+    assert approved_versions(audit, MODEL) == ["1"]

@@ -21,7 +21,7 @@ from prefect.states import State
 
 from attestflow.audit import AuditLog
 from attestflow.dsse import dsse_verify
-from attestflow.keys import KeyPair, ensure_keypair
+from attestflow.keys import KeyPair, ensure_keypair, load_public_key
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from tasks.generate_data import generate
@@ -43,9 +43,13 @@ FLOOR = {
 
 def _prod_with_labelled_canary(repo: ExampleRepo, staging: KeyPair, prod: KeyPair) -> Path:
     """test_env_promote's environments, prod with the floor policy, auto approval and the labelled canary."""
-    path = _environments(repo, staging, prod)
+    path = _environments(repo, staging, ("pkcs11:token=unused;object=unused", prod.public_key))
     raw: dict[str, Any] = yaml.safe_load(path.read_text())
     target = raw["environments"]["prod"]
+    target["key"] = {
+        "private_key": str(prod.private_key),
+        "public_key": str(prod.public_key),
+    }  # a file key here
     recent = target["gates"]["data"]
     target["approve"] = {"mode": "auto"}
     target["gates"]["policy"] = str(repo.write_policy("gates-prod-floor.yaml", **FLOOR))
@@ -134,7 +138,7 @@ def test_a_planted_worse_model_passes_staging_gates_but_fails_prods_labelled_can
     assert str(client.get_model_version_by_alias("tiny-credit-prod", "champion").version) == "1"
 
     (verdict,) = _statements(uri, "models:/tiny-credit-prod/2/environments/prod", "canary")
-    stmt = dsse_verify(json.loads(verdict.read_text()), prod.public_key)
+    stmt = dsse_verify(json.loads(verdict.read_text()), load_public_key(prod.public_key))
     assert stmt["predicate"]["result"] == "FAILED" and stmt["predicate"]["previous"] == "1"
     assert any("paired bootstrap" in r or "upper bound" in r for r in stmt["predicate"]["reasons"]), stmt
 

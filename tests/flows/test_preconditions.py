@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 
 from attestflow.audit import AuditLog
-from attestflow.environments import Environment, Preconditions, load_environments
+from attestflow.environments import Environment, MonitoringRequirement, Preconditions, load_environments
 from attestflow.errors import UnavailableError
 from attestflow.preconditions import check_preconditions
 from attestflow.verify import Check
 from deployments.monitoring import AUTOMATIONS, ensure_monitoring
 from tests.conftest import ROOT
 
-REQUIREMENT = (
+_PROD_MONITORING = (
     load_environments(ROOT / "configs/environments.yaml").environments["prod"].preconditions.monitoring
 )
-assert REQUIREMENT is not None and REQUIREMENT.automations
+assert _PROD_MONITORING is not None and _PROD_MONITORING.automations
+REQUIREMENT: MonitoringRequirement = _PROD_MONITORING
 MONITOR = REQUIREMENT.deployment  # drift-monitor/prod: prod's own monitor, from prefect.yaml
 
 
