@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from attestflow.audit import AuditLog
+from attestflow.config import PromoteConfig
 from attestflow.environments import Environment, MonitoringRequirement
 from attestflow.errors import UnavailableError
 from attestflow.registry import Registry
@@ -27,7 +28,9 @@ CANARY_ROLLBACK_EVENT = "attestflow.audit.canary_rollback"
 (`attestflow.aliases.restore_previous`), mirrored as a Prefect event by `attestflow.audit.mirror_to_prefect`."""
 NOTIFYING_ACTIONS = frozenset({"send-notification", "call-webhook"})
 DRILL_EVENT = "rollback_drill"
-WAIVED_FIRST = "waived: first promotion, nothing to roll back to"
+PREVIOUS_ALIAS = PromoteConfig().previous_alias
+"""The alias a rollback goes to: an environment keeps the release config's default."""
+WAIVED_FIRST = "waived: nothing to roll back to yet (no @champion, or no @previous)"
 
 
 def check_preconditions(
@@ -45,9 +48,10 @@ def check_preconditions(
     if pre.monitoring is not None:
         checks.append(monitoring_check(pre.monitoring))
     if pre.rollback_drill_days is not None:
-        registry = Registry(tracking_uri)
-        has_champion = registry.alias_version(env.model_name, env.alias) is not None
-        checks.append(drill_check(env.model_name, audit, pre.rollback_drill_days, now, has_champion))
+        aliases = Registry(tracking_uri).aliases(env.model_name)
+        # A first promotion has no champion, a second no @previous: no rollback exists to rehearse.
+        can_roll_back = env.alias in aliases and PREVIOUS_ALIAS in aliases
+        checks.append(drill_check(env.model_name, audit, pre.rollback_drill_days, now, can_roll_back))
     checks.append(staging_time_check(pre.min_staging_hours, source_version_time, now))
     return checks
 
@@ -64,10 +68,11 @@ def staging_time_check(hours: float, approved_at: datetime | None, now: datetime
     return Check(name, True, f"{shown} (at least {hours:g} h required)")
 
 
-def drill_check(model: str, audit: AuditLog, days: float, now: datetime, has_champion: bool) -> Check:
-    """The newest rollback drill of `model` in `audit` passed less than `days` ago."""
+def drill_check(model: str, audit: AuditLog, days: float, now: datetime, can_roll_back: bool) -> Check:
+    """The newest rollback drill of `model` in `audit` passed less than `days` ago (waived while
+    the target has nothing to roll back to)."""
     name = "rollback_drill"
-    if not has_champion:
+    if not can_roll_back:
         return Check(name, True, WAIVED_FIRST)
     ok, line, why = audit.verify()
     if not ok:

@@ -20,23 +20,26 @@ def _env(**pre: float) -> Environment:
     return Environment(name="prod", model_name=MODEL, preconditions=Preconditions(**pre))
 
 
-def _registry(tmp_path: Path, champion: bool = True) -> str:
-    """A SQLite registry holding `MODEL` version 1, @champion when `champion`."""
+def _registry(tmp_path: Path, champion: bool = True, previous: bool = True) -> str:
+    """A SQLite registry holding `MODEL` versions 1 and 2, v2 @champion and v1 @previous as asked."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     c = MlflowClient(uri, uri)
     c.create_registered_model(MODEL)
     c.create_model_version(MODEL, source=tmp_path.as_uri())
+    c.create_model_version(MODEL, source=tmp_path.as_uri())
     if champion:
-        c.set_registered_model_alias(MODEL, "champion", "1")
+        c.set_registered_model_alias(MODEL, "champion", "2")
+    if previous:
+        c.set_registered_model_alias(MODEL, "previous", "1")
     return uri
 
 
 def _drill_check(
-    tmp_path: Path, audit: AuditLog, now: datetime | None = None, champion: bool = True
+    tmp_path: Path, audit: AuditLog, now: datetime | None = None, champion: bool = True, previous: bool = True
 ) -> Check:
     checks = check_preconditions(
         _env(rollback_drill_days=7),
-        tracking_uri=_registry(tmp_path, champion),
+        tracking_uri=_registry(tmp_path, champion, previous),
         audit=audit,
         source_version_time=datetime.now(UTC),
         now=now,
@@ -80,7 +83,14 @@ def test_no_drill_recorded_refuses(tmp_path: Path) -> None:
 
 
 def test_a_target_without_a_champion_waives_the_drill(tmp_path: Path) -> None:
-    check = _drill_check(tmp_path, AuditLog.of(tmp_path), champion=False)
+    check = _drill_check(tmp_path, AuditLog.of(tmp_path), champion=False, previous=False)
+    assert check.ok
+    assert check.detail == WAIVED_FIRST
+
+
+def test_a_target_with_a_champion_but_no_previous_waives_the_drill(tmp_path: Path) -> None:
+    # After the first promotion: nothing to roll back to, so no drill can pass yet (the second promotion).
+    check = _drill_check(tmp_path, AuditLog.of(tmp_path), previous=False)
     assert check.ok
     assert check.detail == WAIVED_FIRST
 
