@@ -21,7 +21,7 @@ from prefect.states import State
 
 from attestflow.audit import AuditLog
 from attestflow.dsse import dsse_verify
-from attestflow.keys import KeyPair, ensure_keypair
+from attestflow.keys import KeyPair, ensure_keypair, load_public_key
 from attestflow.tracking import fluent_uri
 from attestflow.workspace import Workspace
 from tasks.generate_data import generate
@@ -134,9 +134,9 @@ def test_a_planted_worse_model_passes_staging_gates_but_fails_prods_labelled_can
     assert str(client.get_model_version_by_alias("tiny-credit-prod", "champion").version) == "1"
 
     (verdict,) = _statements(uri, "models:/tiny-credit-prod/2/environments/prod", "canary")
-    stmt = dsse_verify(json.loads(verdict.read_text()), prod.public_key)
+    stmt = dsse_verify(json.loads(verdict.read_text()), load_public_key(prod.public_key))
     assert stmt["predicate"]["result"] == "FAILED" and stmt["predicate"]["previous"] == "1"
-    assert any("paired bootstrap" in r or "upper bound" in r for r in stmt["predicate"]["reasons"]), stmt
+    assert any("roc_auc" in r and "upper bound is a drop" in r for r in stmt["predicate"]["reasons"]), stmt
 
     prod_audit = AuditLog.of(
         example_repo.workspace, prod.private_key, prod.public_key, str(example_repo.root / "envs/prod/audit")

@@ -9,18 +9,23 @@ from pathlib import Path
 import pytest
 
 from attestflow.audit import AuditLog
-from attestflow.environments import Environment, Preconditions, load_environments
+from attestflow.environments import Environment, MonitoringRequirement, Preconditions, load_environments
 from attestflow.errors import UnavailableError
 from attestflow.preconditions import check_preconditions
 from attestflow.verify import Check
 from deployments.monitoring import AUTOMATIONS, ensure_monitoring
 from tests.conftest import ROOT
 
-REQUIREMENT = (
-    load_environments(ROOT / "configs/environments.yaml").environments["prod"].preconditions.monitoring
-)
-assert REQUIREMENT is not None and REQUIREMENT.automations
-MONITOR = REQUIREMENT.deployment  # drift-monitor/prod: prod's own monitor, from prefect.yaml
+
+def _prod_monitoring() -> MonitoringRequirement:
+    """Prod's monitoring precondition in configs/environments.yaml (its own monitor, in prefect.yaml)."""
+    required = load_environments(ROOT / "configs/environments.yaml").environments["prod"].preconditions
+    assert required.monitoring is not None and required.monitoring.automations
+    return required.monitoring
+
+
+REQUIREMENT = _prod_monitoring()
+MONITOR = REQUIREMENT.deployment  # drift-monitor/prod
 
 
 @pytest.fixture
