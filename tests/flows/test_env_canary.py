@@ -140,7 +140,7 @@ def test_a_planted_worse_model_passes_staging_gates_but_fails_prods_labelled_can
     (verdict,) = _statements(uri, "models:/tiny-credit-prod/2/environments/prod", "canary")
     stmt = dsse_verify(json.loads(verdict.read_text()), load_public_key(prod.public_key))
     assert stmt["predicate"]["result"] == "FAILED" and stmt["predicate"]["previous"] == "1"
-    assert any("paired bootstrap" in r or "upper bound" in r for r in stmt["predicate"]["reasons"]), stmt
+    assert any("roc_auc" in r and "upper bound is a drop" in r for r in stmt["predicate"]["reasons"]), stmt
 
     prod_audit = AuditLog.of(
         example_repo.workspace, prod.private_key, prod.public_key, str(example_repo.root / "envs/prod/audit")

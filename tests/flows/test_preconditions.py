@@ -16,12 +16,16 @@ from attestflow.verify import Check
 from deployments.monitoring import AUTOMATIONS, ensure_monitoring
 from tests.conftest import ROOT
 
-_PROD_MONITORING = (
-    load_environments(ROOT / "configs/environments.yaml").environments["prod"].preconditions.monitoring
-)
-assert _PROD_MONITORING is not None and _PROD_MONITORING.automations
-REQUIREMENT: MonitoringRequirement = _PROD_MONITORING
-MONITOR = REQUIREMENT.deployment  # drift-monitor/prod: prod's own monitor, from prefect.yaml
+
+def _prod_monitoring() -> MonitoringRequirement:
+    """Prod's monitoring precondition in configs/environments.yaml (its own monitor, in prefect.yaml)."""
+    required = load_environments(ROOT / "configs/environments.yaml").environments["prod"].preconditions
+    assert required.monitoring is not None and required.monitoring.automations
+    return required.monitoring
+
+
+REQUIREMENT = _prod_monitoring()
+MONITOR = REQUIREMENT.deployment  # drift-monitor/prod
 
 
 @pytest.fixture
