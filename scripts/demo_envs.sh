@@ -81,9 +81,10 @@ export ATTESTFLOW_NOTIFY_URL="${ATTESTFLOW_NOTIFY_URL:-http://127.0.0.1:9/attest
 echo "== prod rollback drill"
 drill_rc=0
 drill_out=$("$py" -m flows.cli rollback-drill --env prod 2>&1) || drill_rc=$?
-if [[ $drill_rc -eq 2 && "$drill_out" == *"nothing to roll back from"* ]]; then
-  echo "waived: prod has no champion yet (the first promotion waives the drill); after it, run" \
-    "attestflow rollback-drill --env prod"
+if [[ $drill_rc -eq 2 && "$drill_out" == *"nothing to roll back from"* ]] ||
+  [[ "$drill_out" == *"version to roll back to"* ]]; then
+  echo "waived: prod has no @champion or no @previous yet (nothing to roll back to, so the precondition" \
+    "is waived); once it has both, run attestflow rollback-drill --env prod"
 else
   echo "$drill_out"
   [[ $drill_rc -eq 0 ]] || echo "(the drill said no, exit $drill_rc: the next promotion will refuse with its reason)"
