@@ -10,7 +10,6 @@ folder, and a stage may run in another process.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -31,6 +30,7 @@ from attestflow.keys import trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
 from attestflow.policy import GatePolicy, load_policy
 from attestflow.preflight import check_release_data
+from attestflow.progress import run_logger
 from attestflow.records import (
     Audited,
     DataValidationRecord,
@@ -97,7 +97,7 @@ class ReleaseContext:
 
     def record(self, rec: Audited, *, version: str | None = None, **details: Any) -> None:
         """Append what `rec` says of itself to the audit log (and the run's log), with `details` added."""
-        log = _run_logger()
+        log = run_logger(__name__)
         env = {"environment": self.cfg.environment} if self.cfg.environment else {}
         for e in rec.audit_events():
             run = {"flow_run_id": self.flow_run_id} if e.names_run else {}
@@ -177,17 +177,6 @@ class ReleaseContext:
         }
 
 
-def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
-    """The Prefect run's logger inside a flow or task run, else this module's."""
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 def open_release(
     config_path: str | Path,
     overrides: list[str] | None,
@@ -215,7 +204,7 @@ def open_release(
         checked = release_preflight(
             cfg.snapshot.repo, CODE_ROOT
         )  # `attestflow check`'s release checks: before any work
-        _run_logger().info("preflight: %s", checked.summary())
+        run_logger(__name__).info("preflight: %s", checked.summary())
         stage = "start"
         cfg, policy = _checked_inputs(cfg)
         ws.activate()

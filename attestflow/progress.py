@@ -38,6 +38,17 @@ MAX_PLOT_POINTS = 500
 MAX_TABLE_ROWS = 50
 
 
+def run_logger(name: str) -> logging.Logger | logging.LoggerAdapter[Any]:
+    """The Prefect run's logger inside a flow or task run, else the module `name`'s."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(name)
+
+
 def in_prefect_run() -> bool:
     """Whether this code runs inside a Prefect flow run or task run (so artifacts have a home)."""
     from prefect.context import FlowRunContext, TaskRunContext

@@ -27,13 +27,13 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from prefect import get_run_logger
 from prefect.input import RunInput
 
 from attestflow.approval import Answer, ApprovalRequest, Verdict, check_answer, utc_now
 from attestflow.approval_channel import pause_key, publish_outcome, publish_request
 from attestflow.audit import AuditLog
 from attestflow.outcomes import ApprovalRecord
+from attestflow.progress import run_logger
 from attestflow.settings import ApproveConfig
 
 
@@ -65,7 +65,7 @@ def approve(
         )
         return record
     publish_request(request)
-    get_run_logger().info(
+    run_logger(__name__).info(
         "Waiting for %s: attestflow approve %s --digest %s --approver NAME --reason '...'",
         f"{cfg.required} approval(s)" if cfg.mode == "human" else "a person's approval",
         request.flow_run_id,
@@ -188,7 +188,7 @@ def _how_to_wait(configured: Literal["pause", "suspend"]) -> Literal["pause", "s
     run = ctx.flow_run if ctx is not None else None
     # The server's own conditions: a subflow (a parent task run) or a run without a deployment is refused.
     if configured == "suspend" and (run is None or run.deployment_id is None or run.parent_task_run_id):
-        get_run_logger().warning(
+        run_logger(__name__).warning(
             "approve.wait is suspend, but Prefect suspends only a deployment's top-level run: pausing"
         )
         return "pause"
