@@ -3,10 +3,10 @@ and a signed approval whose list of approvers bears out the count it claims."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -37,13 +37,17 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Answer]]:
     monkeypatch.setattr(approval, "publish_request", lambda request: None)
     monkeypatch.setattr(approval, "publish_outcome", lambda *outcome: True)
 
+    # The loop's clock: it moves only when a wait runs out, so a loaded machine cannot time a test out early.
+    clock = [0.0]
+
     def wait(form: Any, timeout: int, key: str, how: str) -> Answer | None:
         if queue:
             return queue.pop(0)
-        time.sleep(timeout)
+        clock[0] += timeout
         return None
 
     monkeypatch.setattr(approval, "_wait_for_answer", wait)
+    monkeypatch.setattr(approval, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     yield queue
     assert not queue, "every answer was read"
 
