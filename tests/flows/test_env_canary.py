@@ -145,17 +145,25 @@ def test_a_planted_worse_model_passes_staging_gates_but_fails_prods_labelled_can
     prod_audit = AuditLog.of(
         example_repo.workspace, prod.private_key, prod.public_key, str(example_repo.root / "envs/prod/audit")
     )
-    entries = [
-        e for e in prod_audit.entries() if e.get("version") == "2" or e["event"] == "env_promotion_refused"
-    ]
-    events = [e["event"] for e in entries]
-    assert {"gate", "copied", "promotion", "canary", "canary_rollback", "env_promotion_refused"} <= set(
-        events
-    )
-    canary = next(e for e in entries if e["event"] == "canary")
-    assert canary["details"]["passed"] is False
-    said_no = [e for e in prod_audit.entries() if e["event"] == "env_promotion_refused"]
-    assert said_no[-1]["details"]["step"] == "promotion"
+    log = prod_audit.entries()
+    second = log[max(i for i, e in enumerate(log) if e["event"] == "env_promotion_started") :]
+    events = [e["event"] for e in second]
+    for event in (
+        "gate",
+        "approval",
+        "copied",
+        "promotion",
+        "canary_rollback",
+        "canary",
+        "env_promotion_refused",
+    ):
+        assert event in events, events
+    rollback = next(e for e in second if e["event"] == "canary_rollback")
+    assert rollback["version"] == "1" and rollback["details"]["previous"] == "2"
+    canary = next(e for e in second if e["event"] == "canary")
+    assert canary["version"] == "2" and canary["details"]["passed"] is False
+    assert "quality on labelled rows: roc_auc" in canary["details"]["reason"][0]
+    assert second[-1]["event"] == "env_promotion_refused" and second[-1]["details"]["step"] == "promotion"
     assert prod_audit.verify()[0]
     print(f"two releases and two promotions: {time.monotonic() - started:.1f} s")
 
