@@ -1,13 +1,12 @@
 """Which checks exist, and running them: for `attestflow check` and for a release's preflight.
 
 Each check module is imported only when it runs (detect-secrets, Jinja and ruff stay unloaded
-for the others). A check whose module is not installed is reported as skipped, never as clean.
+for the others).
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +28,12 @@ CHECKS = {
 }
 """Check name -> ``module:function`` that runs it."""
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class CheckRun:
     """What one invocation of the checks did."""
 
     ran: list[str]
-    skipped: list[str]
-    """Checks whose module is not installed here: nothing was checked."""
     findings: list[Finding]
     notes: list[str] = field(default_factory=list)
     """``check: what it did not look at`` (a check's optional ``note(ctx)``), e.g. no commits without a base."""
@@ -48,15 +43,10 @@ RunFunction = Callable[[CheckContext], list[Finding]]
 NoteFunction = Callable[[CheckContext], str | None]
 
 
-def _check_functions(name: str) -> tuple[RunFunction, NoteFunction | None] | None:
-    """The `run` of check `name` and its `note`, if it has one; None where its module is not installed."""
+def _check_functions(name: str) -> tuple[RunFunction, NoteFunction | None]:
+    """The `run` of check `name` and its `note`, if it has one."""
     module_name, _, attr = CHECKS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        return None
+    module = importlib.import_module(module_name)
     return getattr(module, attr), getattr(module, "note", None)
 
 
@@ -75,21 +65,16 @@ def run_named(root: Path, base: str | None, config: CheckConfig, names: list[str
     root = repo_root(root)
     if base is not None:
         resolve_base(root, base)
-    ran, skipped, findings, notes = [], [], [], []
+    ran, findings, notes = [], [], []
     for name in names:
-        functions = _check_functions(name)
-        if functions is None:
-            log.info("check %s is not installed here: skipped", name)
-            skipped.append(name)
-            continue
-        run, note = functions
+        run, note = _check_functions(name)
         ctx = CheckContext(root, base, config.settings(name))
         findings += run(ctx)
         ran.append(name)
         said = note(ctx) if note is not None else None
         if said:
             notes.append(f"{name}: {said}")
-    return CheckRun(ran, skipped, findings, notes)
+    return CheckRun(ran, findings, notes)
 
 
 def run_checks(
@@ -101,12 +86,8 @@ def run_checks(
 
 def refresh_advisories(root: Path, config: CheckConfig) -> int:
     """Fetch the OSV advisories of every lock pin into the configured folder; how many records were written."""
-    try:
-        from attestflow.checks.advisories import update  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as e:
-        if e.name != "attestflow.checks.advisories":
-            raise
-        raise BadInputError("--update-advisories: the advisories check is not installed here") from None
+    from attestflow.checks.advisories import update
+
     written: int = update(root / config.advisories.folder, root / config.advisories.lock)
     return written
 
@@ -139,7 +120,7 @@ def release_preflight(repo: Path, code_root: Path) -> PreflightRecord:
     if done.findings:
         raise GateFailedError([f"preflight: {f.line_text()}" for f in done.findings])
     templates = template_digests(root / config.templates.folder, tuple(config.templates.suffixes))
-    skipped = [*done.skipped, *([] if note is None else ["lock"])]
+    skipped = [] if note is None else ["lock"]
     return PreflightRecord(
         checks=done.ran, skipped=skipped, clean=True, note=note, template_digests=templates
     )

@@ -394,8 +394,6 @@ def check_run(run: CheckRun, seconds: float) -> None:
         for f in run.findings:
             table.add_row(safe(f.check), safe(f.location), safe(f.message), safe(f.fix))
         console.print(table)
-    if run.skipped:
-        err.print(f"[yellow]skipped[/] (not installed here): {safe(', '.join(run.skipped))}", highlight=False)
     for note in run.notes:
         console.print(f"[dim]{safe(note)}[/]", highlight=False)
     verdict = "[bold red]findings[/]" if run.findings else "[green]clean[/]"
