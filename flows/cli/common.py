@@ -64,11 +64,9 @@ def workspace_of(
 
 def env_trust(env: str | None, environments: Path | None = None) -> EnvTrust | None:
     """The keys that verify versions promoted into `env` (its own and its source's); None without `promote_from`."""
-    from attestflow.environments import DEFAULT_PATH, environment_trust, load_environments
+    from attestflow.environments import trust_in
 
-    if env is None:
-        return None
-    return environment_trust(load_environments(environments or DEFAULT_PATH), env)
+    return trust_in(env, environments)
 
 
 def registry_uri(cfg: ReleaseConfig, ws: Workspace) -> str:
