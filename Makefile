@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha25
 export PATH := $(BIN):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint typecheck pytest chromium postgresql softhsm bench lock dashboard stack-up stack-down stack-status demo-envs demo-envs-down clean
+.PHONY: install demo test lint typecheck pytest chromium postgresql softhsm spark bench lock dashboard stack-up stack-down stack-status demo-envs demo-envs-down clean
 
 install: $(STAMP)
 
@@ -35,7 +35,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install chromium postgresql softhsm
+pytest: install chromium postgresql softhsm spark
 	$(BIN)/pytest
 
 # Headless Chromium for the dashboard test (tests/flows/test_dashboard_browser.py): Debian's package.
@@ -53,6 +53,13 @@ postgresql:
 softhsm:
 	@test -f /usr/lib/softhsm/libsofthsm2.so -a -x /usr/bin/pkcs11-tool || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends softhsm2 opensc; }
+
+# The optional Spark engine of data validation (validate_data.engine: spark) and its tests: Java from Debian,
+# pyspark from its own hash-locked requirements (the main lock's pins plus pyspark and py4j). Not in `make demo`.
+spark: install
+	@java -version >/dev/null 2>&1 || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends openjdk-17-jre-headless; }
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-spark.lock 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
 # Each figure beside its alternative, measured in one run (about 8 minutes on 2 CPU cores):
 # writes benchmarks/results/latest.json (git-ignored) and prints the table. BENCH_ARGS=--quick for a smoke run.

@@ -40,6 +40,10 @@ loads it through ``models:/``; nothing reads it back, so the signature leaves it
 SIGNATURE = f"{ATTESTATION}/model.sig"
 PROVENANCE = f"{ATTESTATION}/provenance.dsse.json"
 PUBLIC_KEY = f"{ATTESTATION}/signing-key.pub.pem"
+ATTRIBUTIONS = f"{ATTESTATION}/attributions.json"
+"""The explain stage's attributions of the exported model (global and for a few sampled rows)."""
+AIBOM = f"{ATTESTATION}/aibom.cdx.json"
+"""The AI bill of materials: CycloneDX 1.6 JSON (libraries, base model, dataset, the ONNX model with its modelCard)."""
 
 _KINDS = {
     stat.S_IFLNK: "a symlink",

@@ -141,6 +141,31 @@ class ValidateOnnxConfig(StageConfig):
     latency_runs: int = Field(50, ge=1)
 
 
+class ExplainConfig(StageConfig):
+    """Stage `explain`: attributions of the exported model, global and for a few sampled held-out rows."""
+
+    enabled: bool = True
+    rows: int = Field(256, ge=1)
+    """Held-out rows the global attributions are averaged over."""
+    examples: int = Field(3, ge=0)
+    """Sampled rows whose own attributions are kept and shown."""
+    seed: int = 0
+
+
+class ModelCardConfig(Settings):
+    """The human-written sections of the model card (intended use, limitations, ...), versioned with the code."""
+
+    path: Path = Path("configs/model_card.yaml")
+
+
+class ComplianceConfig(Settings):
+    """The release's risk tier, and the control mappings `attestflow report` and the tier's refusals read."""
+
+    risk_tier: Literal["minimal", "limited", "high"] = "limited"
+    """``high`` makes the controls its mapping marks required: a release that cannot meet one refuses before training."""
+    mappings: Path = Path("configs/compliance")
+
+
 class SignConfig(StageConfig, KeySpec):
     """Signing of the release bundle and its provenance."""
 
@@ -304,6 +329,9 @@ with warnings.catch_warnings():
         fine_tune: FineTuneConfig
         export_onnx: ExportOnnxConfig = ExportOnnxConfig()
         validate_onnx: ValidateOnnxConfig = ValidateOnnxConfig()
+        explain: ExplainConfig = ExplainConfig()
+        model_card: ModelCardConfig = ModelCardConfig()
+        compliance: ComplianceConfig = ComplianceConfig()
         sign: SignConfig = SignConfig()
         register: RegisterConfig = RegisterConfig()
         gates: GatesConfig = GatesConfig()

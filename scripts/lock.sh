@@ -20,3 +20,9 @@ sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' requirements.lock | sed 's/+cpu$//
   --index-strategy unsafe-best-match \
   --constraint .attestflow/lock-gpu-constraints.txt --no-header --quiet -o requirements-gpu.lock
 echo "requirements-gpu.lock: $(grep -c '==' requirements-gpu.lock) packages"
+# The optional Spark engine: the CPU lock's pins plus pyspark and what it needs, all hashed (installed by `make test`).
+.attestflow/lock-venv/bin/uv pip compile pyproject.toml --extra dev --extra spark \
+  --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+  --index-strategy unsafe-best-match "${find_links[@]}" \
+  --constraint constraints-cpu.txt --constraint .attestflow/lock-gpu-constraints.txt --no-header --quiet -o requirements-spark.lock
+echo "requirements-spark.lock: $(grep -c '==' requirements-spark.lock) packages"

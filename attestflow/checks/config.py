@@ -86,6 +86,8 @@ class LockSettings(Section):
     """``requirements-gpu.lock`` on a GPU host."""
     ignore: list[str] = Field(default_factory=list)
     """More distribution names left out of the comparison (the installers and the project always are)."""
+    extras: list[str] = Field(default_factory=lambda: ["requirements-spark.lock"])
+    """Locks of optional extras (relative to the root): what they pin beyond `lock` may be installed, at their pin."""
 
 
 class CommitsSettings(Section):

@@ -61,8 +61,35 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-def compare(pins: dict[str, Pin], env: dict[str, Installed], lock: str, ignore: set[str]) -> list[Finding]:
-    """Every way the environment `env` differs from the lock's `pins` (the lock file named `lock`)."""
+def _differs(name: str, pin: Pin, have: Installed, lock: str, fix: str) -> Finding | None:
+    """Why the installed `have` is not the pinned `pin` (version, then archive hash); None when it is."""
+    if not _same_version(have.version, pin.version):
+        return Finding(
+            CHECK, f"{name} {have.version} is installed but the lock pins {pin.version}", fix, lock, pin.line
+        )
+    if have.hashes and not have.hashes & pin.hashes:
+        return Finding(
+            CHECK,
+            f"{name} {have.version} was installed from an archive whose hash the lock does not list",
+            fix,
+            lock,
+            pin.line,
+        )
+    return None
+
+
+def compare(
+    pins: dict[str, Pin],
+    env: dict[str, Installed],
+    lock: str,
+    ignore: set[str],
+    optional: dict[str, tuple[Pin, str]] | None = None,
+) -> list[Finding]:
+    """Every way the environment `env` differs from the lock's `pins` (the lock file named `lock`).
+
+    `optional` holds what the locks of optional extras pin beyond `pins` (each with its lock's
+    name): installed, it must be at that pin; absent, it is not missed.
+    """
     fix = REINSTALL.format(lock=lock)
     findings = []
     for name, pin in sorted(pins.items()):
@@ -73,36 +100,27 @@ def compare(pins: dict[str, Pin], env: dict[str, Installed], lock: str, ignore: 
             findings.append(
                 Finding(CHECK, f"{name}=={pin.version} is locked but not installed", fix, lock, pin.line)
             )
-        elif not _same_version(have.version, pin.version):
-            findings.append(
-                Finding(
-                    CHECK,
-                    f"{name} {have.version} is installed but the lock pins {pin.version}",
-                    fix,
-                    lock,
-                    pin.line,
-                )
-            )
-        elif have.hashes and not have.hashes & pin.hashes:
-            findings.append(
-                Finding(
-                    CHECK,
-                    f"{name} {have.version} was installed from an archive whose hash the lock does not list",
-                    fix,
-                    lock,
-                    pin.line,
-                )
-            )
+            continue
+        differs = _differs(name, pin, have, lock, fix)
+        if differs:
+            findings.append(differs)
     for name, have in sorted(env.items()):
-        if name not in pins and name not in ignore:
-            findings.append(
-                Finding(
-                    CHECK,
-                    f"{name} {have.version} is installed but not in the lock",
-                    f"pip uninstall {name}, or add it to pyproject.toml and run `make lock`",
-                    lock,
-                )
+        if name in pins or name in ignore:
+            continue
+        if optional and name in optional:
+            extra_pin, extra_lock = optional[name]
+            differs = _differs(name, extra_pin, have, extra_lock, REINSTALL.format(lock=extra_lock))
+            if differs:
+                findings.append(differs)
+            continue
+        findings.append(
+            Finding(
+                CHECK,
+                f"{name} {have.version} is installed but not in the lock",
+                f"pip uninstall {name}, or add it to pyproject.toml and run `make lock`",
+                lock,
             )
+        )
     return findings
 
 
@@ -135,4 +153,11 @@ def run(ctx: CheckContext) -> list[Finding]:
     ignore = set(INSTALLERS) | {normalize(n) for n in settings.ignore}
     # The project the lock belongs to is installed from its own tree, not from the lock.
     ignore |= {name for name in (_project_name(ctx.root), _project_name(lock.parent)) if name}
-    return compare(parse_lock(lock), installed(), rel, ignore)
+    pins = parse_lock(lock)
+    optional: dict[str, tuple[Pin, str]] = {}
+    for extra in settings.extras:
+        if (ctx.root / extra).is_file():
+            for name, pin in parse_lock(ctx.root / extra).items():
+                if name not in pins and pin.applies():
+                    optional.setdefault(name, (pin, extra))
+    return compare(pins, installed(), rel, ignore, optional)

@@ -115,7 +115,9 @@ def release_preflight(repo: Path, code_root: Path) -> PreflightRecord:
             names.remove("lock")
             note = f"no lock beside the code at {code_root}: the environment was not compared with one"
         else:
-            config = config.model_copy(update={"lock": config.lock.model_copy(update={"lock": str(lock)})})
+            extras = [str(code_root / e) for e in load_check_config(code_root).lock.extras]
+            locked = config.lock.model_copy(update={"lock": str(lock), "extras": extras})
+            config = config.model_copy(update={"lock": locked})
     done = run_named(root, None, config, names)
     if done.findings:
         raise GateFailedError([f"preflight: {f.line_text()}" for f in done.findings])

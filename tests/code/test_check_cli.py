@@ -96,7 +96,12 @@ def test_the_supply_chain_sections_default_to_the_settings_their_checks_document
         "allow": "configs/advisories-allow.yaml",
         "installed": True,
     }
-    assert config.settings("lock") == {"enabled": True, "lock": "requirements.lock", "ignore": []}
+    assert config.settings("lock") == {
+        "enabled": True,
+        "lock": "requirements.lock",
+        "ignore": [],
+        "extras": ["requirements-spark.lock"],
+    }
     assert config.commits.allowed_signers == "configs/allowed_signers" and config.commits.protected_refs == []
     assert (config.policy.policy_glob, config.policy.approvals) == (
         "configs/gates*.yaml",

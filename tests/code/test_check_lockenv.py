@@ -19,16 +19,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def lock_of_this_environment(tmp_path: Path, drop: str | None = None, change: str | None = None) -> Path:
-    """A copy of this repository's lock with one pin removed or its version changed."""
-    lines = []
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if drop and line.startswith(f"{drop}=="):
-            line = "# dropped"
-        if change and line.startswith(f"{change}=="):
-            line = re.sub(r"==\S+", "==0.0.1", line, count=1)
-        lines.append(line)
+    """A copy of this repository's locks (the main one and the Spark extra's) with one pin removed or changed."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "requirements.lock").write_text("\n".join(lines) + "\n")
+    for name in ("requirements.lock", "requirements-spark.lock"):
+        lines = []
+        for line in (ROOT / name).read_text().splitlines():
+            if drop and line.startswith(f"{drop}=="):
+                line = "# dropped"
+            if change and line.startswith(f"{change}=="):
+                line = re.sub(r"==\S+", "==0.0.1", line, count=1)
+            lines.append(line)
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "attestflow"\n')
     return tmp_path
 
@@ -66,6 +67,29 @@ def test_an_archive_hash_the_lock_does_not_list_is_a_finding(tmp_path: Path) -> 
     assert compare(pins, good, "l.lock", set()) == compare(pins, unrecorded, "l.lock", set()) == []
     [finding] = compare(pins, bad, "l.lock", set())
     assert "demo 1.0" in finding.message and "hash" in finding.message
+
+
+def test_an_optional_extras_pin_may_be_installed_but_only_at_its_pin(tmp_path: Path) -> None:
+    (tmp_path / "l.lock").write_text("demo==1.0 \\\n    --hash=sha256:aa\n")
+    (tmp_path / "x.lock").write_text(
+        "demo==1.0 \\\n    --hash=sha256:aa\nextra==2.0 \\\n    --hash=sha256:ee\n"
+    )
+    pins, optional = (
+        parse_lock(tmp_path / "l.lock"),
+        {"extra": (parse_lock(tmp_path / "x.lock")["extra"], "x.lock")},
+    )
+    base = {"demo": Installed("demo", "1.0", frozenset())}
+    assert compare(pins, base, "l.lock", set(), optional) == []
+    assert (
+        compare(pins, {**base, "extra": Installed("extra", "2.0", frozenset())}, "l.lock", set(), optional)
+        == []
+    )
+    [other] = compare(
+        pins, {**base, "extra": Installed("extra", "2.1", frozenset())}, "l.lock", set(), optional
+    )
+    assert other.path == "x.lock" and "extra 2.1 is installed but the lock pins 2.0" in other.message
+    [unlocked] = compare(pins, {**base, "extra": Installed("extra", "2.0", frozenset())}, "l.lock", set())
+    assert "not in the lock" in unlocked.message
 
 
 def test_a_pin_whose_marker_excludes_this_interpreter_is_not_expected_installed(tmp_path: Path) -> None:
