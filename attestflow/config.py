@@ -120,6 +120,10 @@ class FineTuneConfig(StageConfig):
     """Run the model through ``torch.compile``."""
     checkpoint_every: int = Field(0, ge=0)
     """Optimizer steps between mid-epoch checkpoints; 0: a checkpoint at the end of each epoch only."""
+    background_checkpoint_mb: float = Field(16.0, ge=0)
+    """Checkpoints of at least this many MB are written by a background thread while training goes on;
+    smaller ones are written before it goes on (a thread's Python work would slow a small model's steps
+    more than the write costs). 0: every checkpoint in the background."""
     processes: int = Field(1, ge=1)
     """Training processes on this node (one per GPU); above 1 the stage runs under ``torchrun`` with DDP."""
     allow_pickle_import: bool = False

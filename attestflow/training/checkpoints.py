@@ -1,24 +1,26 @@
 """Resumable training state on disk, each file verifiable by a digest recorded beside it.
 
 Every ``checkpoint_every`` optimizer steps and at the end of every epoch, a safetensors
-checkpoint (weights, optimizer and RNG state, no pickle) is written then renamed, with a
-sidecar holding its SHA-256. A resumed run picks the newest checkpoint whose bytes still
+checkpoint (weights, optimizer and RNG state, no pickle) is written, hashed as it is written
+(never read back), fsynced, then renamed, and only then a sidecar holding its SHA-256. A resumed run picks the newest checkpoint whose bytes still
 match their sidecar, so a crash mid-write or a damaged file costs steps, never correctness.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
-from attestflow.digests import file_digest
+from attestflow.digests import CHUNK, file_digest
 
 CHECKPOINT_ARTIFACT = "checkpoint/model.safetensors"
 """Where the final weights are logged in the training's MLflow run (for warm starts)."""
@@ -46,29 +48,89 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return out
 
 
-def save_training_state(
-    folder: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, run_id: str
-) -> Checkpoint:
-    """Write weights, optimizer and RNG state after `step` atomically, then its digest sidecar."""
-    tensors: dict[str, torch.Tensor] = {
-        f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-    }
+def _copy(value: object) -> torch.Tensor:
+    """A CPU copy of `value` that later optimizer steps cannot change (``.cpu()`` of a CPU tensor is no copy)."""
+    t = torch.as_tensor(value).detach()
+    return (t.clone() if t.device.type == "cpu" else t.cpu()).contiguous()
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Weights, optimizer and RNG state after `step`, copied to the CPU: what a checkpoint holds."""
+
+    step: int
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+def training_state(step: int, model: nn.Module, opt: torch.optim.Optimizer, run_id: str) -> TrainingState:
+    """Copy the state after `step` optimizer steps, so it can be written while training goes on."""
+    tensors = {f"model.{k}": _copy(v) for k, v in model.state_dict().items()}
     osd = opt.state_dict()
     for pid, state in osd["state"].items():
         for name, value in state.items():
-            tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+            tensors[f"optim.{pid}.{name}"] = _copy(value)
     tensors.update(_rng_tensors())
     meta = {"step": str(step), "param_groups": json.dumps(osd["param_groups"]), "run_id": run_id}
-    path = checkpoint_path(folder, step)
+    return TrainingState(step, tensors, meta)
+
+
+class _HashingFile:
+    """A file opened for writing that hashes every byte written to it, so nothing is read back."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("wb")
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        for i in range(0, len(view), CHUNK):
+            chunk = view[i : i + CHUNK]
+            self.sha256.update(chunk)
+            self.file.write(chunk)
+
+    def close_durably(self) -> str:
+        """Flush, fsync and close; returns the SHA-256 of what was written."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        return self.sha256.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_training_state(folder: Path, state: TrainingState) -> Checkpoint:
+    """Write `state` hashed as it is written, fsync and rename it, then its digest sidecar the same way.
+
+    The sidecar is what `last_good_checkpoint` looks for, and it appears only once the file it
+    names is complete and durable: a kill at any moment leaves the previous checkpoint newest.
+    """
+    path = checkpoint_path(folder, state.step)
     tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=meta)
+    out = _HashingFile(tmp)
+    try:
+        out.write(save(state.tensors, metadata=state.metadata))
+    finally:
+        digest = out.close_durably()
     tmp.replace(path)
-    digest = file_digest(path).value
     side = path.with_suffix(".json")
     side_tmp = side.with_name(side.name + ".partial")
-    side_tmp.write_text(json.dumps({"step": step, "sha256": digest}))
+    sidecar = _HashingFile(side_tmp)
+    sidecar.write(json.dumps({"step": state.step, "sha256": digest}).encode())
+    sidecar.close_durably()
     side_tmp.replace(side)
-    return Checkpoint(step, path, digest)
+    _fsync_dir(folder)
+    return Checkpoint(state.step, path, digest)
 
 
 def last_good_checkpoint(folder: Path, max_step: int) -> Checkpoint | None:

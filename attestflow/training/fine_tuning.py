@@ -47,12 +47,15 @@ from attestflow.training.loop import (
     pick_device,
 )
 from attestflow.training.start import Start, starting_point
+from attestflow.training.writer import BackgroundWriter
 from attestflow.workspace import Workspace
 
+METRICS_EVERY_S = 10.0
+"""Seconds between MLflow metric writes during training (the last epoch's are written at once)."""
 _STAGE_KEYS = {"retries", "retry_delay_s", "timeout_s"}
-_NOT_WEIGHTS = {"device", "num_workers", "checkpoint_every", "base_checkpoint"}
+_NOT_WEIGHTS = {"device", "num_workers", "checkpoint_every", "background_checkpoint_mb", "base_checkpoint"}
 """Settings that provably leave the weights as they are: batches are fixed by (seed, epoch) whichever
-process makes them, a checkpoint consumes no randomness, and the device counts as the one picked
+process makes them, a checkpoint (in whichever thread it is written) consumes no randomness, and the device counts as the one picked
 (``auto`` and ``cuda`` on a GPU train alike) and the base by its digest, not as configured."""
 
 
@@ -141,10 +144,22 @@ def fine_tune(
         run_id = _open_run(
             mlflow, tracking_uri, experiment, ws, f"fine_tune-{key[:8]}", run_tags or {}, params
         )
-    trainer = _trainer(
-        adapter, start.net, opt, cfg, schedule, device, folder, run_id, ranks, model_name, step_hook
-    )
-    outcome = _train_epochs(trainer, start_step, train_split, test_split, mlflow)
+    with BackgroundWriter() as writer:
+        trainer = _trainer(
+            adapter,
+            start.net,
+            opt,
+            cfg,
+            schedule,
+            device,
+            folder,
+            run_id,
+            ranks,
+            model_name,
+            step_hook,
+            writer,
+        )
+        outcome = _train_epochs(trainer, writer, start_step, train_split, test_split, mlflow)
     meta = {"training_key": key, "classes": json.dumps(classes)}
     return _finish(trainer, key, meta, start, start_step, outcome, mlflow, model_cfg.adapter, warm_start)
 
@@ -206,6 +221,7 @@ def _trainer(
     ranks: Ranks,
     model_name: str | None,
     step_hook: Callable[[int], None] | None,
+    writer: BackgroundWriter,
 ) -> Trainer:
     """`net` and its optimizer state on `device`, wrapped in DDP and compiled as configured."""
     net.to(device)
@@ -223,35 +239,56 @@ def _trainer(
     total_steps = cfg.epochs * schedule.steps_per_epoch
     progress = TrainingProgress(model_name or "model", total_steps) if ranks.is_main else None
     return Trainer(
-        adapter, running, net, opt, cfg, schedule, device, folder, run_id, ranks, progress, step_hook
+        adapter, running, net, opt, cfg, schedule, device, folder, run_id, ranks, progress, step_hook, writer
     )
 
 
 def _train_epochs(
-    trainer: Trainer, start_step: int, train_split: Split, test_split: Split, mlflow: Any | None
+    trainer: Trainer,
+    writer: BackgroundWriter,
+    start_step: int,
+    train_split: Split,
+    test_split: Split,
+    mlflow: Any | None,
 ) -> _Outcome:
-    """The epochs left after `start_step`, each checkpointed and (on rank 0) evaluated and logged."""
+    """The epochs left after `start_step`, each checkpointed and (on rank 0) evaluated and logged.
+
+    Large checkpoints are written by `writer` while the next epoch trains. Each MLflow call
+    costs milliseconds whatever it carries, so an epoch's metrics wait to be logged together
+    with the next ones until `METRICS_EVERY_S` have passed since the last write (every epoch of
+    a long run, all at once at the end of a short one). The time measured ends once all is written.
+    """
     cfg, schedule, net = trainer.cfg, trainer.schedule, trainer.raw
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trainer.device)
     started = time.perf_counter()
     trained = 0
     metrics: dict[str, float] = {}
+    pending: list[Any] = []
+    logged_at = started
     with cpu_threads_for(net, cfg, trainer.device):
         first_epoch, first = schedule.position(start_step)
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            train_loss = trainer.run_epoch(train_split, epoch, first)
-            trained += len(train_split) - min(first * cfg.batch_size, len(train_split))
-            first = 0
-            trainer.checkpoint(epoch * schedule.steps_per_epoch)
-            if mlflow is not None:
-                held = evaluate(trainer.adapter, net, test_split)
-                metrics = {
-                    "train_loss": train_loss,
-                    "val_loss": held["loss"],
-                    "val_accuracy": held["accuracy"],
-                }
-                mlflow.log_batch(trainer.run_id, metrics=[_metric(k, v, epoch) for k, v in metrics.items()])
+        try:
+            for epoch in range(first_epoch, cfg.epochs + 1):
+                train_loss = trainer.run_epoch(train_split, epoch, first)
+                trained += len(train_split) - min(first * cfg.batch_size, len(train_split))
+                first = 0
+                trainer.checkpoint(epoch * schedule.steps_per_epoch)
+                if mlflow is not None:
+                    held = evaluate(trainer.adapter, net, test_split)
+                    metrics = {
+                        "train_loss": train_loss,
+                        "val_loss": held["loss"],
+                        "val_accuracy": held["accuracy"],
+                    }
+                    pending += [_metric(k, v, epoch) for k, v in metrics.items()]
+                    if time.perf_counter() - logged_at >= METRICS_EVERY_S:
+                        writer.submit(partial(mlflow.log_batch, trainer.run_id, metrics=pending))
+                        pending, logged_at = [], time.perf_counter()
+        finally:  # the last epochs' metrics, also when training stopped with an exception
+            if pending and mlflow is not None:
+                writer.submit(partial(mlflow.log_batch, trainer.run_id, metrics=pending))
+        writer.wait()
     elapsed = time.perf_counter() - started
     if not metrics:
         held = evaluate(trainer.adapter, net, test_split)
@@ -284,7 +321,7 @@ def _finish(
     if mlflow is not None:
         if logged is None:
             _log_weights(mlflow, trainer, start_step, outcome, precision, digest)
-        if trainer.progress is not None:
+        if trainer.progress is not None and trainer.progress.enabled:
             trainer.progress.finish(_history(mlflow, trainer.run_id, schedule.steps_per_epoch))
     return TrainingRecord(
         checkpoint_path=final,

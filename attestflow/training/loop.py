@@ -26,7 +26,8 @@ from attestflow.config import FineTuneConfig
 from attestflow.dataset import Split
 from attestflow.errors import BadInputError
 from attestflow.progress import TrainingProgress
-from attestflow.training.checkpoints import Checkpoint, prune_mid_epoch, save_training_state
+from attestflow.training.checkpoints import prune_mid_epoch, training_state, write_training_state
+from attestflow.training.writer import BackgroundWriter
 
 
 def pick_device(choice: str, local_rank: int = 0) -> torch.device:
@@ -173,7 +174,10 @@ class Trainer:
     ranks: Ranks
     progress: TrainingProgress | None = None
     step_hook: Callable[[int], None] | None = None
-    """Called with the step number after every optimizer step (tests use it to stop a run)."""
+    """Called with the step number after every optimizer step, once the checkpoints due so far are
+    on disk (tests use it to stop a run at a known point)."""
+    writer: BackgroundWriter | None = None
+    """Where checkpoints are written while training goes on; None: written before training goes on."""
 
     def run_epoch(self, train_split: Split, epoch: int, first_batch: int) -> float:
         """Train `epoch` from batch `first_batch`; returns the mean loss over the batches trained."""
@@ -210,17 +214,20 @@ class Trainer:
         sizes: list[int],
     ) -> None:
         """Forward and backward over one optimizer step's batches, appending each one's loss and size."""
+        ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+        on_cpu = self.device.type == "cpu"
         for j, (*inputs, y) in enumerate(group):
-            inputs = [_to(t, self.device) for t in inputs]
-            y = _to(y, self.device)
-            sync = j == len(group) - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
-            ctx = nullcontext() if sync else self.model.no_sync()  # type: ignore[operator]
+            if not on_cpu:
+                inputs = [_to(t, self.device) for t in inputs]
+                y = _to(y, self.device)
+            ctx = self.model.no_sync() if ddp and j < len(group) - 1 else nullcontext()  # type: ignore[operator]
             amp: AbstractContextManager[object] = (
                 torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
             )
             with ctx, amp:
                 loss = nn.functional.cross_entropy(self.model(*inputs), y)
-                (loss / len(group)).backward()
+                # Dividing by 1 changes no bit; skipping it saves an op forward and backward.
+                (loss / len(group) if len(group) > 1 else loss).backward()
             # Kept on the device: reading each loss back would wait for the GPU every step.
             losses.append(loss.detach())
             sizes.append(len(y))
@@ -230,24 +237,38 @@ class Trainer:
         spe = self.schedule.steps_per_epoch
         if self.cfg.checkpoint_every and step % self.cfg.checkpoint_every == 0 and not at_epoch_end:
             self.checkpoint(step)
-        if self.progress is not None and (step % max(1, spe // 20) == 0 or at_epoch_end):
-            self.progress.update(step, epoch, {"train_loss": float(loss)})
+        progress = self.progress
+        if progress is not None and progress.enabled and (step % max(1, spe // 20) == 0 or at_epoch_end):
+            progress.update(
+                step, epoch, {"train_loss": float(loss)}
+            )  # float() waits for a GPU: only when shown
         if self.step_hook is not None:
+            if self.writer is not None:
+                self.writer.wait()
             self.step_hook(step)
 
-    def checkpoint(self, step: int) -> Checkpoint | None:
-        """Rank 0 writes the state after `step` and prunes older mid-epoch ones; every rank waits for it."""
-        ckpt = None
+    def checkpoint(self, step: int) -> None:
+        """Rank 0 copies the state after `step` and has it written, then older mid-epoch ones pruned; ranks wait for the copy."""
         if self.ranks.is_main:
-            ckpt = save_training_state(self.folder, step, self.raw, self.opt, self.run_id)
-            prune_mid_epoch(self.folder, step, self.schedule.steps_per_epoch)
+            state = training_state(step, self.raw, self.opt, self.run_id)
+            folder, per_epoch = self.folder, self.schedule.steps_per_epoch
+
+            def write() -> None:
+                write_training_state(folder, state)
+                prune_mid_epoch(folder, step, per_epoch)  # only once the newer one is durable
+
+            if self.writer is not None:
+                big = state.nbytes >= self.cfg.background_checkpoint_mb * 2**20
+                self.writer.submit(write, background=big)
+            else:
+                write()
         self.ranks.barrier()
-        return ckpt
 
 
 def evaluate(adapter: ModelAdapter, model: nn.Module, split: Split) -> dict[str, float]:
     """Loss and accuracy of `model` on a split, in torch."""
-    logits = torch.from_numpy(torch_logits(adapter, model, split.inputs))
+    with torch.inference_mode():
+        logits = torch.from_numpy(torch_logits(adapter, model, split.inputs))
     y = torch.from_numpy(split.y)
     loss = nn.functional.cross_entropy(logits, y).item()
     acc = (logits.argmax(1) == y).float().mean().item()

@@ -217,6 +217,7 @@ def test_the_training_key_covers_every_setting_that_changes_the_weights() -> Non
         {"device": "cpu"},
         {"num_workers": 2},
         {"checkpoint_every": 5},
+        {"background_checkpoint_mb": 0},
         {"retries": 3},
         {"timeout_s": 5.0},
     ]
