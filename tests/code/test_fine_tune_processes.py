@@ -140,3 +140,73 @@ def test_ddp_across_gpus_with_nccl(example_repo: ExampleRepo, tmp_path: Path) ->
     rec = _launch(example_repo, tmp_path, processes=torch.cuda.device_count(), device="cuda")
     assert rec.device == "cuda" and rec.processes == torch.cuda.device_count()
     assert rec.precision in ("bfloat16", "float16")
+
+
+# Trains in a child process with every checkpoint written by the background thread, one per step.
+TRAIN = """
+import sys
+from attestflow.config import load_config
+from attestflow.workspace import Workspace
+from tasks import fine_tune as ft
+
+cfg = load_config(sys.argv[1])
+ws = Workspace.at(cfg.workspace)
+ws.activate()
+ft.fine_tune(cfg.fine_tune, cfg.data, ws, "md5-of-data", ws.mlflow_uri, "tests", model=cfg.model)
+"""
+
+
+def test_sigkill_while_checkpoints_are_written_in_the_background_then_rerun_ends_with_the_same_weights(
+    example_repo: ExampleRepo, tmp_path: Path
+) -> None:
+    settings = {"epochs": 40, "batch_size": 64, "checkpoint_every": 1, "background_checkpoint_mb": 0}
+    killed_cfg = example_repo.write_config("killed-bg.yaml", fine_tune=settings)
+    folder_root = example_repo.workspace / "training"
+    child = subprocess.Popen([sys.executable, "-c", TRAIN, str(killed_cfg)], cwd=ROOT, env=_env())
+    try:
+        deadline = time.monotonic() + 180
+        # Killed at no chosen step: a while after the first checkpoints, mid-write or between writes.
+        while not any(folder_root.glob("*/step-*.json")):
+            assert child.poll() is None, "the training process ended before its first checkpoint"
+            assert time.monotonic() < deadline, "training wrote no checkpoint in time"
+            time.sleep(0.01)
+        time.sleep(0.3)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL, "training ended before it was killed"
+    folder = next(p for p in folder_root.iterdir() if p.name != "imported")
+    killed_at = last_good_checkpoint(folder, 10**6)
+    assert killed_at is not None and 0 < killed_at.step < 40 * 13
+
+    out = tmp_path / "resumed.json"
+    rerun = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attestflow.training.launcher",
+            f"--config={killed_cfg}",
+            "--data-md5=md5-of-data",
+            f"--out={out}",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    resumed = TrainingRecord.from_json(json.loads(out.read_text()))
+    assert resumed.resumed_from_step == killed_at.step
+
+    straight_cfg = load_config(example_repo.write_config("straight-bg.yaml", fine_tune=settings))
+    ws = Workspace.at(tmp_path / "straight-ws")
+    ws.activate()
+    straight = ft.fine_tune(
+        straight_cfg.fine_tune, straight_cfg.data, ws, "md5-of-data", ws.mlflow_uri, "tests"
+    )
+    a, b = load_file(str(straight.checkpoint_path)), load_file(str(resumed.checkpoint_path))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
