@@ -53,7 +53,7 @@ def report(
         audit=audit_log(cfg, ws),
         trust=env_trust(env, environments),
     )
-    text = render(made, fmt)  # type: ignore[arg-type]  # checked against FORMATS above
+    text = render(made, fmt)
     if out is None:
         typer.echo(text, nl=False)
     else:
