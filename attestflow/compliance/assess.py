@@ -268,7 +268,10 @@ def _gate(req: Requirement, g: Gathered) -> Finding:
     failed = [str(d.get("metric")) for d in decisions if not d.get("passed")]
     if failed:
         return _missing(req, f"gate {req.parameter} failed on {', '.join(failed)}")
-    shown = ", ".join(f"{d.get('metric')}={d.get('value')}" for d in decisions)
+    shown = ", ".join(
+        f"{d.get('metric')}={d['value']:.4g}" if isinstance(d.get("value"), float) else str(d.get("metric"))
+        for d in decisions
+    )
     return Finding(
         str(req), "verified", f"gate {req.parameter} passed: {shown}", (_item(g, verdict, "gate verdict"),)
     )
