@@ -22,6 +22,7 @@ from attestflow.audit import AuditLog
 from attestflow.caching import StageCache
 from attestflow.checks.commits import release_commit_signed
 from attestflow.checks.runner import release_preflight
+from attestflow.compliance.tier import check_risk_tier
 from attestflow.config import ReleaseConfig
 from attestflow.environments import release_config
 from attestflow.errors import GateFailedError
@@ -230,6 +231,7 @@ def _checked_inputs(cfg: ReleaseConfig) -> tuple[ReleaseConfig, GatePolicy]:
 
     policy = load_policy(cfg.gates.policy)
     check_approvers(cfg.approve, policy)
+    check_risk_tier(cfg, policy)  # what the risk tier requires, before any data is read or model trained
     require_data_file(cfg.data.path)  # before DVC: `dvc add` of a folder rewrites the tracked .gitignore
     check_key(cfg.sign.key_spec(), Workspace.at(cfg.workspace).root)  # half a pair: before any stage runs
     cfg = check_release_data(cfg)  # the table read once: columns, classes, missing values, base shape

@@ -25,6 +25,7 @@ from flows.cli import (
     promotion,
     releases,
     render,
+    report,
     setup,
     verification,
 )
@@ -37,6 +38,7 @@ REFUSALS = {
     "reject": "rejection refused",
     "rollback-drill": "rollback drill failed",
     "promote": "promotion refused",
+    "report": "report refused",
 }
 """How each command names a gate's or a verification's "no"; the others say "refused"."""
 
@@ -98,6 +100,7 @@ app.command()(promotion.reject)
 app.command()(promotion.rollback)
 app.command()(environments.promote)
 app.command()(verification.lineage)
+app.command()(report.report)
 app.add_typer(audit.app, name="audit")
 app.command()(releases.demo)
 app.command()(releases.evaluate)
