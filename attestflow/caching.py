@@ -115,6 +115,10 @@ class ContentKey(CachePolicy):
         text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return f"{self.stage}-{hashlib.sha256(text.encode()).hexdigest()}"
 
+    def problem(self, result: Any, inputs: dict[str, Any]) -> str | None:
+        """None when a cached `result` may be served; else why not."""
+        return artifacts_intact(result)
+
     def compute_key(
         self,
         task_ctx: TaskRunContext,
@@ -130,13 +134,63 @@ class ContentKey(CachePolicy):
             if not store.exists(key):
                 return key
             try:
-                problem = artifacts_intact(store.read(key).result)
+                problem = self.problem(store.read(key).result, inputs)
             except Exception as e:  # an unreadable entry is as good as none
                 problem = f"unreadable ({type(e).__name__})"
             if problem is None:
+                log.info("%s served from cache, key %s", self.stage, key)
                 return key
             log.warning("cached %s result %s not used: %s", self.stage, key, problem)
         return None
+
+
+@dataclass
+class SignedBundleKey(ContentKey):
+    """The `sign` stage's key: every build input of the bundle, none of the run; a hit is its bundle, verified.
+
+    The inputs are the whole release config, the snapshot (its md5 and manifest digest, not the
+    manifest's run-specific path), the training, export and ONNX validation records (their
+    digests, not their files: those stages are content-cached and their records carry the
+    digests), the code revision (the committed lock with it) and the installed environment. Who started
+    the run and when do not count: an identical re-run is served the bundle the first release
+    signed, and its provenance names that release. On a hit the bundle is verified as
+    ``attestflow verify`` does, with the key verification trusts; any failing check runs `sign` again.
+    """
+
+    def base_key(self, inputs: dict[str, Any]) -> str:
+        """Digest of the build inputs (see the class)."""
+        from attestflow.checks.lockenv import environment_digest
+        from attestflow.records import to_jsonable
+
+        snap = {k: v for k, v in to_jsonable(inputs["snap"]).items() if k != "manifest_path"}
+        invocation = inputs["invocation"]
+        content = {
+            "stage": self.stage,
+            "code": self.code_version,
+            "config": inputs["cfg"].digest().value,
+            "snapshot": snap,
+            "records": [to_jsonable(inputs[k]) for k in ("trained", "exported", "checked")],
+            "revision": to_jsonable(invocation.revision),
+            "templates": invocation.preflight.template_digests if invocation.preflight else {},
+            "environment": environment_digest().value,
+            "workspace": str(inputs["ws"].root),
+        }
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return f"{self.stage}-{hashlib.sha256(text.encode()).hexdigest()}"
+
+    def problem(self, result: Any, inputs: dict[str, Any]) -> str | None:
+        """Why the cached bundle may not be served: a changed file, or a verification check that says no."""
+        from attestflow.keys import trusted_public_key
+        from attestflow.verify import verify_bundle
+
+        changed = artifacts_intact(result)
+        if changed is not None:
+            return changed
+        cfg = inputs["cfg"]
+        checked = verify_bundle(
+            result.bundle_dir, trusted_public_key(cfg.sign.public_key, inputs["ws"].root), check_data=False
+        )
+        return None if checked.ok else "; ".join(checked.failures)
 
 
 @dataclass
@@ -176,8 +230,9 @@ class StageCache:
 
     def task_options(self, stage: str) -> dict[str, Any]:
         """`Task.with_options` arguments that cache the stage `stage` by content."""
+        policy = SignedBundleKey if stage == "sign" else ContentKey
         return {
-            "cache_policy": ContentKey(
+            "cache_policy": policy(
                 stage=stage, code_version=self.code_version, data_md5=self.data_md5, data_path=self.data_path
             ),
             "persist_result": True,

@@ -4,14 +4,28 @@
 the current data with `dvc_md5` to tell whether it changed. A remote that cannot be written
 or reached is `UnavailableError` (exit 3), not bad input: the same command works once the
 remote is back. Which remote, and how its objects are found again, is `attestflow.dvc_remote`.
+
+DVC's own copying costs more than the bytes: `dvc add` and `dvc push` each move every file
+through several layers of Python per file (~0.35 ms each, 3.5 s per 10,000 files before any
+byte is written). The snapshot therefore puts the objects in place itself, where DVC would put
+them (its object database says where), and leaves DVC to record what is there: `fill_cache`
+copies each new file into DVC's cache with one ``sendfile`` before ``dvc add``, and
+`link_push` adds the objects to a local remote on the same file system as links of the cache's
+files (a reflink where the file system has them, else a hardlink), since an object's bytes are
+its name and never change; both are left read-only, as DVC leaves the objects it links. Any
+other remote is pushed by DVC (in parallel, ``jobs`` uploads at a time).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
+import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +33,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from attestflow.dvc_remote import remote_error
+from attestflow.dvc_remote import DvcRemote, local_path, remote_error
 from attestflow.errors import BadInputError
 from attestflow.hash_cache import FileHashes
 from attestflow.redact import redact_uri
@@ -89,11 +103,15 @@ def track(repo_root: Path, data_path: Path) -> tuple[str, Path]:
     return str(_dvc_file_entry(dvc_file)["md5"]), dvc_file
 
 
-def push(repo_root: Path, data_path: Path, remote: str) -> str:
+def push(
+    repo_root: Path, data_path: Path, remote: str, objects: tuple[str, dict[str, FileHashes]] | None = None
+) -> str:
     """Push the data's DVC objects to `remote`; returns the remote's URL without credentials.
 
-    A remote that cannot be reached or take the upload raises `UnavailableError`; one that
-    refuses the credentials or cannot be configured, `BadInputError` (`remote_error`).
+    With `objects` (the snapshot's md5 and its files' hashes), a local remote on the cache's
+    file system gets them as links (`link_push`); any other remote, DVC's own push. A remote
+    that cannot be reached or take the upload raises `UnavailableError`; one that refuses the
+    credentials or cannot be configured, `BadInputError` (`remote_error`).
     """
     from dvc.repo import Repo
 
@@ -104,7 +122,8 @@ def push(repo_root: Path, data_path: Path, remote: str) -> str:
             url = str((repo_root / ".dvc" / url).resolve())
         shown = redact_uri(url)
         try:
-            repo.push(targets=[str(data_path)], remote=remote)
+            if objects is None or not link_push(repo, url, objects[0], data_path, objects[1]):
+                repo.push(targets=[str(data_path)], remote=remote)
         except Exception as e:  # DVC logs each failed file; its error only counts them
             err = remote_error(e, f"the DVC remote {remote!r} ({shown})")
             if err is None:
@@ -170,3 +189,112 @@ def dvc_md5(repo_root: Path, data_path: Path) -> str:
     except DvcException as e:
         raise BadInputError(f"DVC could not hash {data_path}: {e}") from None
     return str(obj.hash_info.value)
+
+
+PROTECTED = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+"""The mode of an object DVC protects (its ``CACHE_MODE``): read-only for everyone."""
+_WORKERS = 8
+"""Threads placing objects: each waits on the kernel (``sendfile``, ``link``) with the GIL released."""
+_NO_LINK = (
+    errno.EXDEV,
+    errno.EPERM,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.ENOTTY,
+    errno.EINVAL,
+    errno.EMLINK,
+)
+"""What a file system answers when it cannot link (another device, no hardlinks, no reflinks)."""
+
+
+def _objects(data_path: Path, hashes: dict[str, FileHashes]) -> dict[str, str]:
+    """md5 -> one file of the data with those bytes."""
+    base = data_path.parent if data_path.is_file() else data_path
+    return {h.md5: os.path.join(base, rel) for rel, h in hashes.items()}
+
+
+def _place(dest: str, fill: Any) -> None:
+    """Create `dest` atomically with `fill(tmp)` (a temp name beside it), read-only; kept if already there."""
+    if os.path.lexists(dest):
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = f"{dest}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    try:
+        fill(tmp)
+        os.chmod(tmp, PROTECTED)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def fill_cache(repo: Any, data_path: Path, hashes: dict[str, FileHashes]) -> int:
+    """Copy every file whose md5 DVC's cache lacks into the cache, where `dvc add` would put it; returns how many.
+
+    `hashes` are the md5s of the bytes just read (`attestflow.hash_cache`); `dvc add` then finds
+    the objects present and only records them, as it does for data it has seen before. A file
+    rewritten between the hashing and this copy is the same window DVC's own add has.
+    """
+    odb = repo.cache.local
+    todo = [(src, odb.oid_to_path(md5)) for md5, src in _objects(data_path, hashes).items()]
+    todo = [(src, dest) for src, dest in todo if not os.path.lexists(dest)]
+
+    def one(pair: tuple[str, str]) -> None:
+        src, dest = pair
+        _place(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        list(pool.map(one, todo))
+    return len(todo)
+
+
+def _linker(sample_src: str, sample_dest: str) -> Any:
+    """`os.link`, or a reflink where this file system clones files (DVC's own first choice)."""
+    from dvc_objects.fs.system import reflink
+
+    tmp = f"{sample_dest}.{os.getpid()}.probe.tmp"
+    try:
+        reflink(sample_src, tmp)
+        return reflink
+    except OSError:
+        return os.link
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def link_push(repo: Any, url: str, md5: str, data_path: Path, hashes: dict[str, FileHashes]) -> bool:
+    """Add the snapshot's objects to the local remote at `url` as links of the cache's files.
+
+    Returns False when the remote is not a local folder or not on the cache's file system, or
+    the file system cannot link (then DVC pushes what is missing). Objects already in the remote
+    are kept, as ``dvc push`` keeps them; any other failure to write is raised.
+    """
+    if local_path(url) is None:
+        return False
+    cache = repo.cache.local
+    wanted = {m: cache.oid_to_path(m) for m in {md5, *(h.md5 for h in hashes.values())}}
+    try:
+        remote = DvcRemote.open(url)
+        root = Path(remote.root)
+        root.mkdir(parents=True, exist_ok=True)
+        if os.stat(root).st_dev != os.stat(cache.path).st_dev:
+            return False
+        todo = [(src, remote.path(m)) for m, src in wanted.items() if not os.path.lexists(remote.path(m))]
+        if not todo:
+            return True
+        os.makedirs(os.path.dirname(todo[0][1]), exist_ok=True)
+        link = _linker(*todo[0])
+
+        def one(pair: tuple[str, str]) -> None:
+            src, dest = pair
+            os.chmod(src, PROTECTED)  # the cache's file is the remote's too: neither is written in place
+            _place(dest, lambda tmp: link(src, tmp))
+
+        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+            list(pool.map(one, todo))
+    except OSError as e:
+        if e.errno in _NO_LINK:
+            return False
+        raise
+    return True

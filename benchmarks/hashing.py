@@ -141,6 +141,7 @@ def _snapshot(folder: Path) -> dict[str, Any]:
 
     snap.HashCache.hash = clocked("read_and_hash", snap.HashCache.hash)  # type: ignore[method-assign]
     snap.seed_dvc_state = clocked("seed_dvc_state", snap.seed_dvc_state)
+    snap.fill_cache = clocked("fill_cache", snap.fill_cache)
     snap.track = clocked("dvc_add", snap.track)
     snap.push = clocked("dvc_push", snap.push)
     ws = Workspace.at(repo / "ws")
@@ -225,7 +226,15 @@ def section(*, sizes_mb: list[float], repeats: int) -> Section:
             measured=f"{mb / snap['snapshot_s']:,.0f} MB/s vs {mb / snap_md5:,.0f} MB/s; "
             + ", ".join(f"{k} {v:.1f} s" for k, v in snap["snapshot_parts_s"].items())
             + f"; before (dvc add, dvc push, SHA-256 pass): {ratio(snap_md5, snap['plain_dvc']['first']):.3f}x",
-            target=Target(">=", 0.9),
+        ),
+        Figure.of(
+            "snapshot_vs_plain_dvc",
+            f"snapshot stage vs plain `dvc add && dvc push` plus a SHA-256 pass, {label_size} (new, local remote)",
+            ratio(snap["plain_dvc"]["first"], snap["snapshot_s"]),
+            "x",
+            measured=f"{snap['snapshot_s']:.2f} s vs {snap['plain_dvc']['first']:.2f} s; the stage: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in snap["snapshot_parts_s"].items()),
+            target=Target(">=", 1.0),
         ),
         Figure.of(
             "warm_recheck",

@@ -22,7 +22,7 @@ from attestflow.errors import GateFailedError
 from attestflow.evidence import verification_summary
 from attestflow.failures import failure_recorded
 from attestflow.outcomes import ReleaseSummary
-from attestflow.records import write_json
+from attestflow.records import AuditEvent, write_json
 from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_lineage
 from flows.evidence import attest_evidence
@@ -75,9 +75,16 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     checked_onnx = invoke(validate_onnx_task, cfg.validate_onnx, cache)(
         cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path, cfg.model
     )
-    signed = invoke(sign_task, cfg.sign)(
+    signed = invoke(sign_task, cfg.sign, cache)(
         cfg, snap, trained, exported, checked_onnx, ws=ws, out_dir=out_dir, invocation=ctx.invocation
     )
+    if not signed.bundle_dir.is_relative_to(out_dir):  # served from the stage cache, verified on the hit
+        ctx.record(
+            AuditEvent(
+                "served_from_cache",
+                {"stage": "sign", "release_key": signed.release_key, "bundle": str(signed.bundle_dir)},
+            )
+        )
     registered = invoke(register_task, cfg.register)(
         signed,
         trained,

@@ -17,7 +17,9 @@ Nothing is recorded for a push that failed: the workspace remembers a snapshot o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 
@@ -27,6 +29,7 @@ from attestflow.dvc import (
     dvc_config_digest,
     dvc_tree_md5,
     ensure_remote,
+    fill_cache,
     in_dir,
     push,
     recorded_md5,
@@ -36,7 +39,7 @@ from attestflow.dvc import (
 from attestflow.dvc_remote import DvcRemote, release_remote_url, remote_url_setting
 from attestflow.errors import BadInputError
 from attestflow.hash_cache import FileHashes, HashCache
-from attestflow.records import SnapshotRecord, write_json
+from attestflow.records import SnapshotRecord
 from attestflow.redact import redact
 from attestflow.workspace import Workspace
 
@@ -89,7 +92,7 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
         cache.save()
 
     manifest = {rel: h.sha256 for rel, h in hashes.items()}
-    manifest_path = write_json(out_dir / "data_manifest.json", {"dvc_md5": md5, "files": manifest})
+    manifest_path = _write_manifest(out_dir / "data_manifest.json", {"dvc_md5": md5, "files": manifest})
     return SnapshotRecord(
         data_path=data_path,
         dvc_md5=md5,
@@ -101,6 +104,15 @@ def snapshot(cfg: SnapshotConfig, data_path: Path, ws: Workspace, out_dir: Path)
         remote=cfg.remote if cfg.push else None,
         remote_url=remote_url,
     )
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    """`write_json` of the manifest, redacted as one text: per string, 10,000 files' redaction took 0.5 s."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(redact(json.dumps(manifest, indent=2, sort_keys=True)) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def _pushed(remote_url: str | None, md5: str, hashes: dict[str, FileHashes]) -> bool:
@@ -129,8 +141,9 @@ def _snapshot_with_dvc(
                 if cfg.push and url != configured:
                     ensure_remote(repo, cfg.remote, url)
                 seed_dvc_state(repo, data_path, hashes)
+                fill_cache(repo, data_path, hashes)
             md5, dvc_file = track(repo_root, data_path)
-            remote_url = push(repo_root, data_path, cfg.remote) if cfg.push else None
+            remote_url = push(repo_root, data_path, cfg.remote, (md5, hashes)) if cfg.push else None
     except NotDvcRepoError:
         raise BadInputError(f"{repo_root} is not a DVC repository (run `dvc init` there)") from None
     except DvcException as e:
