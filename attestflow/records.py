@@ -113,6 +113,8 @@ class DataValidationRecord:
     failed: list[str]
     """Failing expectations as ``type(column)``."""
     result_path: Path
+    engine: str = "pandas"
+    """Which engine ran the suite: ``pandas`` (whole table), ``chunked`` or ``spark``."""
 
     def audit_events(self) -> list[AuditEvent]:
         return [
