@@ -151,7 +151,12 @@ class GxRunner:
         """Validate one dataframe (pandas or Spark); outcomes in suite order (GX reorders them)."""
         result = self._definition.run(batch_parameters={"dataframe": frame})
         outcomes = []
-        for r in sorted(result.results, key=lambda r: self._order.index(r.expectation_config.id)):
+        order = {eid: i for i, eid in enumerate(self._order)}
+
+        def position(r: Any) -> int:
+            return order.get(r.expectation_config.id if r.expectation_config else None, 0)
+
+        for r in sorted(result.results, key=position):
             conf = r.expectation_config
             kwargs = {k: v for k, v in (conf.kwargs if conf else {}).items() if k != "batch_id"}
             info = r.exception_info or {}

@@ -189,7 +189,9 @@ def _combine(i: int, exp_type: str, kwargs: dict[str, Any], state: _Combined) ->
     return _counts(first, parts, kwargs)
 
 
-def _counts(first: ExpectationOutcome, parts: list[ExpectationOutcome], kwargs: dict[str, Any]) -> ExpectationOutcome:
+def _counts(
+    first: ExpectationOutcome, parts: list[ExpectationOutcome], kwargs: dict[str, Any]
+) -> ExpectationOutcome:
     """A per-row expectation: counts summed, then GX's ``mostly`` rule on the sums."""
     from great_expectations.expectations.expectation import _mostly_success
 
@@ -227,7 +229,9 @@ def _aggregate(exp_type: str, kwargs: dict[str, Any], state: _Combined) -> Expec
         value = partial.metric(metric)
         value = value.item() if isinstance(value, np.generic) else value
         note = "mean of per-chunk float sums" if metric == "column.mean" and partial.floats else None
-    verdict = gx_expectation(exp_type, kwargs, "suite")._validate_metric_value_between(metric, {metric: value})
+    verdict = gx_expectation(exp_type, kwargs, "suite")._validate_metric_value_between(
+        metric, {metric: value}
+    )
     result = dict(verdict["result"])
     if note:
         result["note"] = note

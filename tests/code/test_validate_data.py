@@ -58,10 +58,14 @@ def planted_bad_file(folder: Path) -> Path:
     return path
 
 
-def test_chunked_validation_fails_the_same_expectations_as_pandas_on_a_planted_bad_file(tmp_path: Path) -> None:
+def test_chunked_validation_fails_the_same_expectations_as_pandas_on_a_planted_bad_file(
+    tmp_path: Path,
+) -> None:
     bad = planted_bad_file(tmp_path)
     whole = validate_data(ValidateDataConfig(suite=SUITE, engine="pandas"), bad, tmp_path / "pandas")
-    chunked = validate_data(ValidateDataConfig(suite=SUITE, engine="chunked", chunk_rows=700), bad, tmp_path / "c")
+    chunked = validate_data(
+        ValidateDataConfig(suite=SUITE, engine="chunked", chunk_rows=700), bad, tmp_path / "c"
+    )
     assert (whole.engine, chunked.engine) == ("pandas", "chunked")
     assert not chunked.success and not whole.success
     assert chunked.failed == whole.failed
@@ -75,7 +79,9 @@ def test_chunked_validation_passes_the_demo_data_as_pandas_does(tmp_path: Path) 
     data = tmp_path / "credit.csv"
     generate(3000, seed=3).to_csv(data, index=False)
     whole = validate_data(ValidateDataConfig(suite=SUITE, engine="pandas"), data, tmp_path / "pandas")
-    chunked = validate_data(ValidateDataConfig(suite=SUITE, engine="chunked", chunk_rows=700), data, tmp_path / "c")
+    chunked = validate_data(
+        ValidateDataConfig(suite=SUITE, engine="chunked", chunk_rows=700), data, tmp_path / "c"
+    )
     assert whole.success and chunked.success, (whole.failed, chunked.failed)
 
 
