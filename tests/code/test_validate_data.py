@@ -112,3 +112,19 @@ def test_auto_engine_validates_a_large_file_in_chunks(tmp_path: Path) -> None:
     rec = validate_data(ValidateDataConfig(suite=SUITE, auto_chunked_mb=0.001), data, tmp_path)
     assert rec.engine == "chunked"
     assert validate_data(ValidateDataConfig(suite=SUITE), data, tmp_path).engine == "pandas"
+
+
+def test_auto_engine_validates_the_whole_table_when_chunks_cannot_combine_the_suite(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "credit.csv"
+    generate(300, seed=3).to_csv(data, index=False)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: x\nexpectations:\n"
+        "  - {type: expect_column_proportion_of_unique_values_to_be_between, kwargs: {column: age, min_value: 0.9}}\n"
+    )
+    rec = validate_data(ValidateDataConfig(suite=suite, auto_chunked_mb=0.001), data, tmp_path)
+    assert rec.engine == "pandas"
+    assert rec.failed == ["expect_column_proportion_of_unique_values_to_be_between(age)"]
+    assert "validating the whole table in memory" in caplog.text
