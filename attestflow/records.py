@@ -118,7 +118,11 @@ class DataValidationRecord:
 
     def audit_events(self) -> list[AuditEvent]:
         return [
-            AuditEvent("data_validation", {"passed": self.success, "failed": self.failed}, names_run=True)
+            AuditEvent(
+                "data_validation",
+                {"passed": self.success, "failed": self.failed, "engine": self.engine},
+                names_run=True,
+            )
         ]
 
 
