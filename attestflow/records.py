@@ -113,10 +113,16 @@ class DataValidationRecord:
     failed: list[str]
     """Failing expectations as ``type(column)``."""
     result_path: Path
+    engine: str = "pandas"
+    """Which engine ran the suite: ``pandas`` (whole table), ``chunked`` or ``spark``."""
 
     def audit_events(self) -> list[AuditEvent]:
         return [
-            AuditEvent("data_validation", {"passed": self.success, "failed": self.failed}, names_run=True)
+            AuditEvent(
+                "data_validation",
+                {"passed": self.success, "failed": self.failed, "engine": self.engine},
+                names_run=True,
+            )
         ]
 
 

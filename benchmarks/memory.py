@@ -33,8 +33,8 @@ def _run_stage(name: str, mod: Any, cfg: Any, ws: Any, uri: str, ctx: dict[str, 
         rec = mod.snapshot(cfg.snapshot, cfg.data.path, ws, out_dir)
         return {"dvc_md5": rec.dvc_md5, "data_path": str(rec.data_path)}
     if name == "validate_data":
-        mod.validate_data(cfg.validate_data, Path(ctx["data_path"]), out_dir)
-        return {}
+        checked = mod.validate_data(cfg.validate_data, Path(ctx["data_path"]), out_dir)
+        return {"validate_data_engine": checked.engine}
     if name == "fine_tune":
         rec = mod.fine_tune(
             cfg.fine_tune, cfg.data, ws, ctx["dvc_md5"], uri, cfg.register.experiment, {}, model=cfg.model
@@ -97,7 +97,9 @@ def section(*, rows: int | None, epochs: int | None) -> Section:
             r["peak_rss_mb"],
             "MB",
             measured=f"{r['rss_after_import_mb']:.0f} MB after importing the stage, "
-            f"+{r['peak_rss_mb'] - r['rss_after_import_mb']:.0f} MB while it ran ({r['seconds']:.1f} s)",
+            f"+{r['peak_rss_mb'] - r['rss_after_import_mb']:.0f} MB while it ran ({r['seconds']:.1f} s"
+            + (f", {ctx['validate_data_engine']} engine" if name == "validate_data" else "")
+            + ")",
         )
         for name, r in results.items()
     ]
