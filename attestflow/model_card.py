@@ -83,6 +83,11 @@ def load_model_card_text(path: Path) -> ModelCardText:
         raise ConfigError(describe_validation_error(str(path), e)) from None
 
 
+def card_text(path: Path) -> ModelCardText:
+    """The model card text at `path`, or an empty one (every section missing) when there is no such file."""
+    return load_model_card_text(path) if Path(path).exists() else ModelCardText()
+
+
 class ModelDetails(_Strict):
     name: str
     version: str
