@@ -65,10 +65,10 @@ def declared_licence(dist: md.Distribution) -> str | None:
     None when nothing names a licence (the licence gate's ``unknown``).
     """
     meta = dist.metadata
-    expression = (meta.get("License-Expression") or "").strip()
+    expression = (meta["License-Expression"] or "").strip()
     if expression:
         return expression
-    field = (meta.get("License") or "").strip()
+    field = (meta["License"] or "").strip()
     if field and "\n" not in field and len(field) <= 80 and field not in _NOT_A_LICENCE:
         return field
     names = [
@@ -102,8 +102,9 @@ def libraries(locks: dict[str, dict[str, Pin]]) -> list[Library]:
         if not name or name in found or name in INSTALLERS or name == PROJECT:
             continue
         lock, pin = next(((n, p[name]) for n, p in locks.items() if name in p), ("none", None))
-        hashes = tuple(sorted(h.removeprefix("sha256:") for h in pin.hashes if h.startswith("sha256:")))
-        found[name] = Library(name, dist.version, declared_licence(dist), lock, hashes if pin else ())
+        allowed = pin.hashes if pin else frozenset()
+        hashes = tuple(sorted(h.removeprefix("sha256:") for h in allowed if h.startswith("sha256:")))
+        found[name] = Library(name, dist.version, declared_licence(dist), lock, hashes)
     return sorted(found.values(), key=lambda lib: lib.name)
 
 
