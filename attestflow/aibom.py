@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from attestflow.bundle import AIBOM, ATTESTATION
-from attestflow.checks.lockenv import INSTALLERS
 from attestflow.checks.lockfile import Pin, normalize, parse_lock
 from attestflow.config import ReleaseConfig
 from attestflow.model_card import ModelCardText, card_text
@@ -94,12 +93,12 @@ class Library:
 
 
 def libraries(locks: dict[str, dict[str, Pin]]) -> list[Library]:
-    """Every installed distribution but the installers and attestflow itself, with the first lock that pins it."""
+    """Every installed distribution but attestflow itself, with the first lock that pins it."""
     found: dict[str, Library] = {}
     for dist in md.distributions():
         raw = dist.metadata["Name"]
         name = normalize(raw) if raw else ""
-        if not name or name in found or name in INSTALLERS or name == PROJECT:
+        if not name or name in found or name == PROJECT:
             continue
         lock, pin = next(((n, p[name]) for n, p in locks.items() if name in p), ("none", None))
         allowed = pin.hashes if pin else frozenset()

@@ -5,8 +5,8 @@ changed, not that it is true. So `check_aibom` compares it with what the bundle 
 it must be valid CycloneDX 1.6 (the library's strict validator), its ``machine-learning-model``
 component must carry the SHA-256 of this ``model.onnx``, and its libraries must be exactly the
 pins of the lock whose SHA-256 the provenance records as its ``requirements.lock`` dependency
-(the copy in ``attestation/``): every library at its lock's version, every unconditional pin
-of that lock present. Libraries of an optional extra name their own lock (copied beside it).
+(the copy in ``attestation/``): every library at its lock's version (an installer the lock
+does not pin excepted, as the lock check excepts it), every unconditional pin of that lock present. Libraries of an optional extra name their own lock (copied beside it).
 A bundle signed without a BOM has nothing to compare, and the check says so.
 """
 
@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion, Version
 
 from attestflow.aibom import LOCK_PROPERTY, MODEL_REF, validation_error
 from attestflow.bundle import AIBOM, ATTESTATION, MODEL
+from attestflow.checks.lockenv import INSTALLERS
 from attestflow.checks.lockfile import Pin, normalize, parse_lock
 from attestflow.digests import file_digest
 from attestflow.errors import BadInputError
@@ -35,8 +36,8 @@ def read_bom(path: Path) -> dict[str, Any]:
     if problem:
         raise ValueError(f"not valid CycloneDX 1.6: {problem}")
     doc = json.loads(text)
-    if not isinstance(doc, dict):
-        raise ValueError("not a CycloneDX document")
+    if not isinstance(doc, dict) or doc.get("specVersion") != "1.6":
+        raise ValueError("not a CycloneDX 1.6 document (specVersion)")
     return doc
 
 
@@ -103,6 +104,8 @@ def _lock_differences(
     """Every way the BOM's libraries differ from the pins of the locks they name (`main` complete)."""
     problems = []
     for name, (version, lock) in sorted(libs.items()):
+        if lock == "none" and name in INSTALLERS:
+            continue  # pip and its kind install the rest; a lock need not pin them (`attestflow.checks.lockenv`)
         pin = locks.get(lock, {}).get(name)
         if lock not in locks:
             problems.append(f"{name}=={version} is pinned by {lock}, which is not in the bundle")
