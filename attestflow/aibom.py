@@ -63,11 +63,11 @@ def declared_licence(dist: md.Distribution) -> str | None:
     A long ``License`` field is licence text, not a name, and is skipped for the classifiers;
     None when nothing names a licence (the licence gate's ``unknown``).
     """
-    meta = dist.metadata
-    expression = (meta["License-Expression"] or "").strip()
+    meta: Any = dist.metadata  # an email Message: missing fields are None through `get`
+    expression = (meta.get("License-Expression") or "").strip()
     if expression:
         return expression
-    field = (meta["License"] or "").strip()
+    field = (meta.get("License") or "").strip()
     if field and "\n" not in field and len(field) <= 80 and field not in _NOT_A_LICENCE:
         return field
     names = [
