@@ -70,11 +70,15 @@ def component_licence(component: dict[str, Any]) -> str | None:
 
 
 def licences(doc: dict[str, Any]) -> dict[str, str | None]:
-    """``name==version`` -> declared licence of every library and model component of the BOM."""
+    """``name==version`` -> declared licence of every package of the BOM (libraries, and a packaged base model).
+
+    Components that are no package (a checkpoint file, the champion a warm start began from, the
+    released model, the dataset) declare no licence anywhere; the BOM records their digests only.
+    """
     return {
-        f"{c['name']}=={c.get('version', '')}".rstrip("="): component_licence(c)
+        f"{c['name']}=={c.get('version', '')}": component_licence(c)
         for c in doc.get("components", [])
-        if c.get("type") in ("library", "machine-learning-model") and c.get("bom-ref") != MODEL_REF
+        if c.get("purl") and c.get("bom-ref") != MODEL_REF
     }
 
 

@@ -2,7 +2,8 @@
 
 What a third party inherits with a model includes the licences of everything that went into
 it. The gate reads them from the judged bundle's AI bill of materials (`attestflow.aibom`:
-each library's and the base model's declared licence); judging a bare ONNX file, it reads the
+the declared licence of each package, libraries and a packaged base model such as MiniLM; a
+checkpoint file declares none and is recorded by digest only); judging a bare ONNX file, it reads the
 installed environment the same way. Each licence is an SPDX expression or a free-text name:
 ``A OR B`` passes when one alternative is not denied, ``A AND B`` only when neither is, and
 ``A WITH exception`` is judged as ``A`` (`denied_in`). A package with no declared licence fails

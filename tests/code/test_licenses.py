@@ -72,14 +72,16 @@ def test_the_gate_reads_the_licences_of_a_bom(tmp_path: Path) -> None:
         "version": 1,
         "components": [
             {"type": "machine-learning-model", "name": "m", "bom-ref": MODEL_REF},
+            {"type": "machine-learning-model", "name": "base.safetensors", "bom-ref": "base-model"},
             {
                 "type": "library",
                 "name": "strong",
                 "version": "1",
                 "bom-ref": "a",
+                "purl": "pkg:pypi/strong@1",
                 "licenses": [{"license": {"id": "AGPL-3.0-only"}}],
             },
-            {"type": "library", "name": "blank", "version": "2", "bom-ref": "b"},
+            {"type": "library", "name": "blank", "version": "2", "bom-ref": "b", "purl": "pkg:pypi/blank@2"},
         ],
     }
     bom = tmp_path / "bom.json"
@@ -96,7 +98,8 @@ def test_the_gate_reads_the_licences_of_a_bom(tmp_path: Path) -> None:
         not decisions["denied_licences"].passed
         and "strong==1 (AGPL-3.0-only)" in decisions["denied_licences"].reason
     )
-    assert not decisions["unknown_licences"].passed and "blank==2" in decisions["unknown_licences"].reason
+    unknown = decisions["unknown_licences"]
+    assert not unknown.passed and unknown.value == 1 and "blank==2" in unknown.reason
     bom.write_text("{not json")
     assert not any(d.passed for d in gate(ev, policy))
 
