@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ _CLASSIFIER_SPDX = {
     "GNU Affero General Public License v3 or later (AGPLv3+)": "AGPL-3.0-or-later",
 }
 """Trove licence classifiers with an SPDX id; others are kept as the classifier's name."""
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _NOT_A_LICENCE = {"", "UNKNOWN", "Dual License", "OSI Approved", "Other/Proprietary License"}
 
 
@@ -228,7 +230,10 @@ def build_aibom(inputs: BomInputs, locks: dict[str, dict[str, Pin]]) -> str:
         type=ComponentType.DATA,
         name=inputs.dataset_name,
         bom_ref=DATASET_REF,
-        hashes=[HashType(alg=HashAlgorithm.MD5, content=inputs.dvc_md5)],
+        # DVC's md5 of a folder ends in ``.dir``: not a file hash, so only the property carries it.
+        hashes=[HashType(alg=HashAlgorithm.MD5, content=inputs.dvc_md5)]
+        if _MD5.match(inputs.dvc_md5)
+        else [],
         properties=[
             Property(name="attestflow:dvc_md5", value=inputs.dvc_md5),
             Property(name="attestflow:manifest_sha256", value=inputs.manifest_sha256),
