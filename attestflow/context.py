@@ -19,6 +19,7 @@ from typing import Any
 from attestflow.alias_drift import refuse_on_drift
 from attestflow.approval import check_approvers
 from attestflow.audit import AuditLog
+from attestflow.bundle import AIBOM
 from attestflow.caching import StageCache
 from attestflow.checks.commits import release_commit_signed
 from attestflow.checks.runner import release_preflight
@@ -129,9 +130,13 @@ class ReleaseContext:
         }
 
     def gate_inputs(
-        self, trained: TrainingRecord, data_validation: DataValidationRecord, registered: RegistrationRecord
+        self,
+        trained: TrainingRecord,
+        data_validation: DataValidationRecord,
+        registered: RegistrationRecord,
+        bundle: Path | None = None,
     ) -> dict[str, Any]:
-        """The gate suite's keyword inputs beside the policy, the ONNX file and the data."""
+        """The gate suite's keyword inputs beside the policy, the ONNX file and the data (`bundle`: the one registered)."""
         from attestflow.progress import in_prefect_run
 
         cfg = self.cfg
@@ -145,6 +150,7 @@ class ReleaseContext:
             "public_key": self.public_key,
             "model": cfg.model,
             "task_runner": cfg.gates.make_task_runner() if in_prefect_run() else None,
+            "bom": bundle / AIBOM if bundle is not None and (bundle / AIBOM).is_file() else None,
         }
 
     def release_tags(

@@ -42,16 +42,26 @@ APPROVAL = APPROVAL_PREDICATE
 CANARY = "https://attestflow.dev/canary/v1"
 PROMOTION = "https://attestflow.dev/promotion/v1"
 """A version copied into another environment: its source evidence bound to the target version."""
+MODEL_CARD = "https://attestflow.dev/model-card/v1"
+"""The release's model card (`attestflow.model_card`), about the ``model.onnx``; its markdown is stored beside it."""
 GATES_KEY = "https://attestflow.dev/gates/v1"
 """Key of the VSA predicate's project-specific fields: model, gates.json digest, each gate's outcome."""
 VERIFIER_ID = "https://attestflow.dev/verifiers/gate-suite@v1"
 PASSED_LEVEL = "ATTESTFLOW_GATES_PASSED"
 """The VSA's ``verifiedLevels`` entry for a version that passed every gate (not SLSA_: a custom level)."""
-KINDS = {"verification_summary": VSA, "approval": APPROVAL, "canary": CANARY, "promotion": PROMOTION}
+KINDS = {
+    "verification_summary": VSA,
+    "approval": APPROVAL,
+    "canary": CANARY,
+    "promotion": PROMOTION,
+    "model_card": MODEL_CARD,
+}
 """File name prefix of each kind of evidence -> its predicate type."""
 
 ENVELOPE = ".dsse.json"
 GATES_JSON = ".gates.json"
+CARD_MD = ".card.md"
+"""Suffix of the model card's markdown stored beside the statement that names its digest."""
 """Suffix of the copy of ``gates.json`` stored beside the verification summary that names its digest."""
 
 
@@ -82,6 +92,8 @@ def named_by(predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:
         named = predicate.get(GATES_KEY, {}).get("gatesJson")
     elif predicate_type == PROMOTION:
         named = predicate.get("target", {}).get("signature")
+    elif predicate_type == MODEL_CARD:
+        named = predicate.get("markdown")
     else:
         named = None
     return dict(named) if isinstance(named, dict) else {}
@@ -193,6 +205,20 @@ def canary_statement(
         "time": time or now(),
     }
     return statement(_model_onnx(signed.onnx_digest), CANARY, predicate)
+
+
+def model_card_statement(
+    card: dict[str, Any], markdown: Path, onnx: Digest, under: str = EVIDENCE_DIR
+) -> dict[str, Any]:
+    """The model card as a statement about ``model.onnx``: the card JSON, naming its markdown (stored beside it)."""
+    time = str(card["generated"])
+    uri = f"{under}/{evidence_name('model_card', time, CARD_MD)}"
+    predicate = {
+        **card,
+        "time": time,
+        "markdown": {"uri": uri, "digest": {"sha256": file_digest(markdown).value}},
+    }
+    return statement(_model_onnx(onnx), MODEL_CARD, predicate)
 
 
 def statement_time(stmt: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ from attestflow.bundle import ENVIRONMENTS, MODEL, PROVENANCE, SIGNATURE, bundle
 from attestflow.digests import file_digest
 from attestflow.dsse import EnvelopeError, dsse_verify
 from attestflow.errors import BadInputError
-from attestflow.evidence import APPROVAL, CANARY, GATES_KEY, PROMOTION, VSA
+from attestflow.evidence import APPROVAL, CANARY, GATES_KEY, MODEL_CARD, PROMOTION, VSA
 from attestflow.evidence_read import (
     APPROVAL_CHECK,
     GATE_CHECK,
@@ -116,7 +116,9 @@ def _gate_verdict(
 ) -> Check:
     summaries = ev.of(VSA)
     problems = ev.problems.get(GATE_CHECK, []) + [
-        why for s in summaries if (why := _foreign(s, MODEL, onnx, model_name, version) or check_named(ev, s))
+        why
+        for s in summaries + ev.of(MODEL_CARD)
+        if (why := _foreign(s, MODEL, onnx, model_name, version) or check_named(ev, s))
     ]
     if problems:
         return Check(GATE_CHECK, False, "; ".join(problems))

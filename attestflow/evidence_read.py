@@ -22,6 +22,7 @@ from attestflow.evidence import (
     ENVELOPE,
     EVIDENCE_DIR,
     KINDS,
+    MODEL_CARD,
     PROMOTION,
     VSA,
     named_by,
@@ -32,8 +33,9 @@ from attestflow.keys import load_public_key
 
 MAX_EVIDENCE_BYTES = 1 << 20
 GATE_CHECK, APPROVAL_CHECK, PROMOTION_CHECK = "gate verdict", "approval", "promotion"
-CHECK_OF = {VSA: GATE_CHECK, APPROVAL: APPROVAL_CHECK, CANARY: APPROVAL_CHECK}
-"""Predicate type -> the check its statements belong to, for ``evidence/`` (no promotion there)."""
+CHECK_OF = {VSA: GATE_CHECK, APPROVAL: APPROVAL_CHECK, CANARY: APPROVAL_CHECK, MODEL_CARD: GATE_CHECK}
+"""Predicate type -> the check its statements belong to, for ``evidence/`` (no promotion there); the model
+card, which carries the gate decisions, belongs to the gate verdict's check but is never read as a verdict."""
 PROMOTED_CHECK_OF = {**CHECK_OF, PROMOTION: PROMOTION_CHECK}
 """The same for an environment's folder, which also holds the promotion statement."""
 

@@ -21,7 +21,9 @@ from attestflow.digests import Digest, json_digest
 from attestflow.errors import ConfigError
 from attestflow.yamlfile import read_yaml
 
-GateName = Literal["performance", "regression", "fairness", "robustness", "resources", "data", "format"]
+GateName = Literal[
+    "performance", "regression", "fairness", "robustness", "resources", "data", "format", "licenses"
+]
 Direction = Literal["at_least", "at_most"]
 ClassificationMetric = Literal["accuracy", "f1", "f1_macro", "f1_weighted", "roc_auc", "log_loss"]
 FairnessMetric = Literal[
@@ -235,6 +237,21 @@ class FormatPolicy(_Policy):
     """ONNX operator domains the serving runtime is trusted to run (``""`` is the default domain)."""
 
 
+class LicensesPolicy(_Policy):
+    """Licences the release's AI bill of materials may not contain, and the reviewed packages without one.
+
+    `deny` holds SPDX ids or glob patterns (``AGPL-*``, ``GPL-3.0*``), matched case-insensitively
+    against each licence of an SPDX expression (and against free-text licence names as written).
+    ``A OR B`` is allowed when one alternative is (the user may choose it); ``A AND B`` only when
+    both are; ``A WITH exception`` is judged as ``A``. A package whose licence cannot be
+    determined fails unless its name is in `unknown` (a reviewed exception).
+    """
+
+    deny: list[str] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
+    """Package names (any spelling: compared in PEP 503 normal form) reviewed as having no declared licence."""
+
+
 class GatePolicy(_Policy):
     """The whole policy: which gates run, in order, and each gate's rules."""
 
@@ -248,6 +265,7 @@ class GatePolicy(_Policy):
     resources: ResourcesPolicy | None = None
     data: DataGatePolicy = DataGatePolicy()
     format: FormatPolicy = FormatPolicy()
+    licenses: LicensesPolicy | None = None
 
     @model_validator(mode="after")
     def _listed_gates_have_rules(self) -> GatePolicy:

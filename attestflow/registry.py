@@ -334,6 +334,14 @@ class Registry:
         """
         return _version(self._must(lambda c: c.copy_model_version(source.uri, target_name)))
 
+    def set_version_description(self, model_name: str, version: str, description: str) -> None:
+        """``MlflowClient.update_model_version``: the version's description (the model card's markdown)."""
+        self._must(lambda c: c.update_model_version(model_name, version, description=description))
+
+    def log_run_artifacts(self, run_id: str, local_dir: Path, artifact_path: str) -> None:
+        """Add the files of `local_dir` under `artifact_path` to the run `run_id`'s artifacts."""
+        self._must(lambda c: c.log_artifacts(run_id, str(local_dir), artifact_path))
+
     def add_version_artifacts(
         self, model_name: str, version: str, local_dir: Path, artifact_path: str
     ) -> None:

@@ -5,6 +5,7 @@ public key (never a key shipped inside the bundle) over every file of the folder
 is there that it does not list (the MLflow model a loader reads included); it is ONNX by
 content with allowed operators; the provenance signature verifies, the provenance names
 exactly these bytes and the model name it is registered under; the registry's tags agree;
+the AI bill of materials names these bytes and the recorded lock's pins (`attestflow.aibom_check`);
 and the data snapshot the provenance names is still in the DVC remote with that md5.
 
 Order matters: the folder is listed with ``lstat`` first and refused, unopened, if it holds
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attestflow.aibom_check import check_aibom
 from attestflow.bundle import (
     MODEL,
     PROVENANCE,
@@ -302,6 +304,7 @@ def verify_bundle(
     ]
     prov_check, stmt = _read_provenance(bundle, listing, public_key)
     checks += [prov_check, _check_subject(bundle, listing, stmt, model_name)]
+    checks.append(Check("aibom", *check_aibom(bundle, listing.files, stmt)))
     if tags is not None:
         checks.append(_check_tags(bundle, listing, tags, stmt))
     if check_data:

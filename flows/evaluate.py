@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from attestflow.bundle import MODEL
+from attestflow.bundle import AIBOM, MODEL
 from attestflow.config import ReleaseConfig
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.evidence_check import EnvTrust
@@ -56,9 +56,10 @@ def evaluate(
                     [f"{verified.target} failed verification: {f}" for f in verified.failures]
                 )
             onnx_path = dest / MODEL
+            bom = dest / AIBOM if (dest / AIBOM).is_file() else None
             checkpoint = checkpoint or training_checkpoint(ref, uri, ws)
         else:
-            onnx_path = Path(model)
+            onnx_path, bom = Path(model), None
             if not onnx_path.is_file():
                 raise BadInputError(
                     f"{model}: no such file (give an ONNX file or a models:/NAME/VERSION URI)"
@@ -77,4 +78,5 @@ def evaluate(
             public_key=public_key,
             model=cfg.model,
             trust=trust,
+            bom=bom,
         )

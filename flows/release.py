@@ -6,7 +6,8 @@ which reads stage by stage: each stage is a task from `tasks/`, run the way the 
 is given says (`flows.stages.stage` here: retries, delay, timeout and cache from the stage's
 config section; a plain call in the benchmark's bare script), and handed paths, URIs and
 digests from the stages before it. Audit entries come from the records themselves; the gate
-verdict is signed and added to the version's evidence whatever it says (`flows.evidence`). A
+verdict is signed and added to the version's evidence whatever it says (`flows.evidence`), and
+so is the model card made from it (`tasks.model_card`). A
 stage that says no raises `GateFailedError`; bad input raises `BadInputError`; neither is retried.
 Whatever stops a release is in the audit log: ``release_refused`` when the promotion said no,
 else ``release_failed`` with the stage it stopped in (`attestflow.failures`).
@@ -19,7 +20,7 @@ from prefect.runtime import flow_run
 
 from attestflow.context import ReleaseContext, open_release
 from attestflow.errors import GateFailedError
-from attestflow.evidence import verification_summary
+from attestflow.evidence import model_card_statement, verification_summary
 from attestflow.failures import failure_recorded
 from attestflow.outcomes import ReleaseSummary
 from attestflow.records import AuditEvent, write_json
@@ -32,6 +33,7 @@ from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
 from tasks.gates import run_gates_task
 from tasks.gates.report import publish_gates_task
+from tasks.model_card import model_card_task
 from tasks.register import register_task
 from tasks.sign import sign_task
 from tasks.snapshot import snapshot_task
@@ -95,12 +97,20 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     )
     ctx.record(registered, bundle_sha256=registered.bundle_sha256)
     gates = invoke(run_gates_task, cfg.gates)(
-        ctx.policy, exported.onnx_path, cfg.data, **ctx.gate_inputs(trained, checked, registered)
+        ctx.policy,
+        exported.onnx_path,
+        cfg.data,
+        **ctx.gate_inputs(trained, checked, registered, signed.bundle_dir),
     )
     gates_json = invoke(publish_gates_task, cfg.gates)(gates, registered, out_dir=out_dir, tracking_uri=uri)
     ctx.record(gates, version=registered.version)
     verdict = verification_summary(gates, registered, signed, gates_json, policy_uri=str(cfg.gates.policy))
     attest_evidence(ctx, invoke, verdict, registered, attach=gates_json)
+    card = invoke(model_card_task, cfg.register)(
+        cfg, ctx.policy, snap, trained, exported, signed, registered, gates, out_dir=out_dir, tracking_uri=uri
+    )
+    card_stmt = model_card_statement(card.card, card.markdown_path, signed.onnx_digest)
+    attest_evidence(ctx, invoke, card_stmt, registered, attach=card.markdown_path)
     outcome = promote_release(ctx, invoke, registered, signed, gates)
     summary = ReleaseSummary(
         model_name=cfg.model_name,

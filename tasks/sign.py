@@ -2,9 +2,9 @@
 
 The bundle is the folder that gets registered and deployed, byte for byte: the complete
 MLflow model (``MLmodel``, ``model.onnx``, environment files, signature and input example)
-plus ``attestation/`` with the config, the data snapshot manifest, the metrics and the
-provenance. The provenance says how the bundle was made and is signed on its own (DSSE);
-then model-signing signs every file of the folder (a sigstore bundle in
+plus ``attestation/`` with the config, the data snapshot manifest, the metrics, the AI bill
+of materials (`attestflow.aibom`, with the locks it names) and the provenance. The
+provenance says how the bundle was made and is signed on its own (DSSE); then model-signing signs every file of the folder (a sigstore bundle in
 ``attestation/model.sig``), so that nothing a loader reads is unsigned, either can be checked
 offline with the public key, and no file can be changed or added without a signature breaking.
 """
@@ -20,6 +20,7 @@ import numpy as np
 from prefect import task
 
 from attestflow.adapters import load_adapter
+from attestflow.aibom import bom_inputs, write_aibom
 from attestflow.bundle import (
     ATTESTATION,
     MODEL,
@@ -159,6 +160,8 @@ def sign(
         bundle / ATTESTATION / "metrics.json",
         {"onnx_validation": to_jsonable(checked), "training": trained.metrics},
     )
+
+    write_aibom(bundle, bom_inputs(cfg, snap, trained, exported, checked), _CODE_ROOT)
 
     signer = release_signer(cfg, ws)
     shutil.copy2(signer.public_key, bundle / PUBLIC_KEY)

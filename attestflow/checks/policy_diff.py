@@ -122,6 +122,11 @@ def _gate(gate: str, old: Any, new: Any) -> Iterator[str]:
                     getattr(n, field),
                     LOOSER_WHEN_HIGHER[f"resources.latency.{field}"],
                 )
+    if gate == "licenses":
+        yield from (f"licenses: {p!r} no longer denied" for p in sorted(set(old.deny) - set(new.deny)))
+        yield from (
+            f"licenses: {n} accepted without a licence" for n in sorted(set(new.unknown) - set(old.unknown))
+        )
     if gate == "data":
         fewer = sorted(set(old.pii_kinds) - set(new.pii_kinds))
         if fewer:

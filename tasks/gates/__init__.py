@@ -1,7 +1,7 @@
 """Stage `gates`: every gate of the policy, run on the exported ONNX model in ONNX Runtime.
 
 One module per gate (`performance`, `regression`, `fairness`, `robustness`, `resources`,
-`data`, `format`), each a pure function ``gate(evaluation, policy) -> list[GateDecision]``.
+`data`, `format`, `licenses`), each a pure function ``gate(evaluation, policy) -> list[GateDecision]``.
 `run_gates` does the I/O once (reads the data, runs the candidate and the champion in ONNX
 Runtime) and asks each gate the policy lists. It returns every decision, passed or not, in the
 order of the policy: acting on them (refusing to promote) is the flow's job.
@@ -32,7 +32,7 @@ from attestflow.digests import file_digest
 from attestflow.evidence_check import EnvTrust
 from attestflow.policy import GatePolicy
 from attestflow.records import DataValidationRecord, GateDecision, GateReport
-from tasks.gates import data, fairness, performance, regression, resources, robustness
+from tasks.gates import data, fairness, licenses, performance, regression, resources, robustness
 from tasks.gates import format as format_gate
 from tasks.gates.evaluation import Evaluation, Predict, evaluation, onnx_predictor
 from tasks.gates.registry import champion
@@ -47,6 +47,7 @@ GATES: dict[str, Gate] = {
     "resources": resources.gate,
     "data": data.gate,
     "format": format_gate.gate,
+    "licenses": licenses.gate,
 }
 
 
@@ -126,12 +127,13 @@ def run_gates(
     model: ModelConfig | None = None,
     task_runner: TaskRunner[Any] | None = None,
     trust: EnvTrust | None = None,
+    bom: Path | None = None,
 ) -> GateReport:
     """Evaluate the candidate once and return the decision of every gate the policy lists.
 
     `task_runner` runs the gates as Prefect task runs side by side (see `decide`); it needs a
     Prefect flow or task run around it. `trust`: the champion is verified as a version promoted
-    from another environment.
+    from another environment. `bom`: the judged bundle's AI bill of materials (the licence gate).
     """
     started = time.perf_counter()
     adapter = load_adapter(model or ModelConfig())
@@ -153,6 +155,7 @@ def run_gates(
         baseline=base,
         checkpoint=checkpoint,
         data_validation=data_validation,
+        bom=bom,
     )
     decisions = decide(ev, policy, task_runner)
     return GateReport(

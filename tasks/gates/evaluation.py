@@ -66,6 +66,8 @@ class Evaluation:
     checkpoint: Path | None = None
     """The torch checkpoint the ONNX model was exported from, for gradient attacks."""
     data_validation: DataValidationRecord | None = None
+    bom: Path | None = None
+    """The AI bill of materials of the bundle being judged (`attestflow.aibom`); None for a bare ONNX file."""
 
 
 def onnx_predictor(onnx_path: Path, provider: str) -> tuple[Predict, str]:
@@ -147,6 +149,7 @@ def evaluation(
     baseline: Baseline | None = None,
     checkpoint: Path | None = None,
     data_validation: DataValidationRecord | None = None,
+    bom: Path | None = None,
 ) -> Evaluation:
     """Run the candidate on the held-out rows, unless the format gate refuses the file, and gather the rest."""
     refused = _refusal(
@@ -171,4 +174,5 @@ def evaluation(
         baseline=baseline,
         checkpoint=checkpoint,
         data_validation=data_validation,
+        bom=bom,
     )

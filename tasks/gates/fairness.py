@@ -11,6 +11,7 @@ Without a sensitive attribute the gate cannot tell, so it fails rather than pass
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -22,20 +23,47 @@ from tasks.gates.evaluation import Evaluation
 GATE = "fairness"
 
 
+def group_frame(y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray, n_classes: int = 2) -> Any:
+    """fairlearn's MetricFrame of accuracy, the rate of the last class predicted and the rows, per group."""
+    from fairlearn.metrics import MetricFrame, count
+    from sklearn.metrics import accuracy_score
+
+    positive = n_classes - 1
+
+    def selection_rate(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(np.mean(np.asarray(y_pred) == positive)) if len(y_pred) else float("nan")
+
+    return MetricFrame(
+        metrics={"accuracy": accuracy_score, "selection_rate": selection_rate, "rows": count},
+        y_true=y,
+        y_pred=pred,
+        sensitive_features=sensitive,
+    )
+
+
+def group_metrics(
+    y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray, n_classes: int = 2
+) -> list[dict[str, Any]]:
+    """Per group: rows, accuracy and selection rate, as the fairness gate sees them (for the model card)."""
+    by_group = group_frame(y, pred, sensitive.astype(str), n_classes).by_group
+    return [
+        {
+            "group": str(group),
+            "rows": int(row["rows"]),
+            "accuracy": float(row["accuracy"]),
+            "selection_rate": float(row["selection_rate"]),
+        }
+        for group, row in by_group.iterrows()
+    ]
+
+
 def fairness_metrics(
     y: np.ndarray, pred: np.ndarray, sensitive: np.ndarray, n_classes: int = 2
 ) -> tuple[dict[str, float], str]:
     """The fairness metrics defined for `n_classes` classes, and the name of the group with the lowest accuracy."""
-    from fairlearn.metrics import (
-        MetricFrame,
-        demographic_parity_difference,
-        equalized_odds_difference,
-    )
-    from sklearn.metrics import accuracy_score
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
-    frame = MetricFrame(
-        metrics={"accuracy": accuracy_score}, y_true=y, y_pred=pred, sensitive_features=sensitive
-    )
+    frame = group_frame(y, pred, sensitive, n_classes)
     by_group = frame.by_group["accuracy"]
     values = {
         "worst_group_accuracy": float(by_group.min()),

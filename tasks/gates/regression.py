@@ -11,6 +11,7 @@ rule says what else it takes: the absolute gates alone, or a person's approval a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import rankdata
@@ -91,24 +92,46 @@ def resampled_metric(metric: str, y: np.ndarray, logits: np.ndarray, idx: np.nda
     return np.asarray((np.nan_to_num(f1s) * support).sum(axis=0) / support.sum(axis=0))
 
 
+def _resampled(n: int, score: Callable[[np.ndarray], np.ndarray], resamples: int, seed: int) -> np.ndarray:
+    """`score` (a metric per row of row indices) on `resamples` bootstrap resamples of the rows, in chunks."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _CELLS_PER_CHUNK // max(n, 1))
+    values = []
+    for start in range(0, resamples, per_chunk):
+        values.append(score(rng.integers(0, n, size=(min(per_chunk, resamples - start), n))))
+    return np.concatenate(values)
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2
+    lo, hi = np.nanquantile(values, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
 def paired_bootstrap(
     metric: str, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray, rules: RegressionPolicy
 ) -> tuple[float, float, float]:
     """The difference candidate - baseline of `metric`, and its bootstrap confidence interval."""
-    n = len(y)
-    everything = np.arange(n)[None, :]
-    diff = resampled_metric(metric, y, candidate, everything) - resampled_metric(
-        metric, y, baseline, everything
-    )
-    rng = np.random.default_rng(rules.seed)
-    per_chunk = max(1, _CELLS_PER_CHUNK // max(n, 1))
-    diffs = []
-    for start in range(0, rules.resamples, per_chunk):
-        idx = rng.integers(0, n, size=(min(per_chunk, rules.resamples - start), n))
-        diffs.append(resampled_metric(metric, y, candidate, idx) - resampled_metric(metric, y, baseline, idx))
-    tail = (1 - rules.confidence) / 2
-    lo, hi = np.nanquantile(np.concatenate(diffs), [tail, 1 - tail])
-    return float(diff[0]), float(lo), float(hi)
+
+    def diff(idx: np.ndarray) -> np.ndarray:
+        return resampled_metric(metric, y, candidate, idx) - resampled_metric(metric, y, baseline, idx)
+
+    point = diff(np.arange(len(y))[None, :])
+    lo, hi = _interval(_resampled(len(y), diff, rules.resamples, rules.seed), rules.confidence)
+    return float(point[0]), lo, hi
+
+
+def bootstrap_interval(
+    metric: str, y: np.ndarray, logits: np.ndarray, *, confidence: float, resamples: int, seed: int
+) -> tuple[float, float, float]:
+    """`metric` of one model on the rows, and its percentile bootstrap confidence interval (as the gate resamples)."""
+
+    def value(idx: np.ndarray) -> np.ndarray:
+        return resampled_metric(metric, y, logits, idx)
+
+    point = value(np.arange(len(y))[None, :])
+    lo, hi = _interval(_resampled(len(y), value, resamples, seed), confidence)
+    return float(point[0]), lo, hi
 
 
 def first_release(base: Baseline | None) -> bool:

@@ -124,7 +124,14 @@ def test_a_canary_rejected_version_is_refused_until_a_new_approval(story: Story,
     assert code == 1 and "approval: the canary rejected this model.onnx" in out, out
     assert story.champion() == "1"
     evidence = sorted(p.name.split("-")[0] for p in (story.artifacts("3") / EVIDENCE_DIR).iterdir())
-    assert evidence == ["approval", "canary", "verification_summary", "verification_summary"]  # + gates.json
+    assert evidence == [
+        "approval",
+        "canary",
+        "model_card",
+        "model_card",
+        "verification_summary",
+        "verification_summary",
+    ]  # + gates.json, + card.md
 
     # A new signed approval of v3's bundle (as a re-release of the same inputs would add) lets it back.
     registered = story.client().get_model_version("tiny-credit", "3")
