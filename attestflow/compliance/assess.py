@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from attestflow.bundle import ATTESTATION, MODEL, PROVENANCE, SIGNATURE
-from attestflow.compliance.gather import CONFIG, MODEL_CARD, Gathered
+from attestflow.compliance.gather import CONFIG, Gathered
 from attestflow.compliance.mapping import Control, Mapping
 from attestflow.compliance.vocabulary import DECLARED, GATE, POLICY, Requirement
-from attestflow.evidence import APPROVAL, CANARY, GATES_KEY, VSA
+from attestflow.evidence import APPROVAL, CANARY, GATES_KEY, MODEL_CARD, VSA
 from attestflow.evidence_read import APPROVAL_CHECK, GATE_CHECK, Statement
 
 Status = Literal["verified", "declared", "missing"]

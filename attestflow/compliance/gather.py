@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from attestflow.bundle import ATTESTATION, MODEL, PROVENANCE, SIGNATURE, signature_manifest
 from attestflow.digests import file_digest
 from attestflow.dsse import dsse_verify
-from attestflow.errors import ConfigError, GateFailedError
+from attestflow.errors import GateFailedError
 from attestflow.evidence_check import (
     APPROVED,
     GATES,
@@ -35,13 +35,10 @@ from attestflow.evidence_check import (
 from attestflow.evidence_read import PROMOTED_CHECK_OF, Statement, evidence_files, read_evidence
 from attestflow.keys import load_public_key
 from attestflow.verify import Check, Verification
-from attestflow.yamlfile import read_yaml
 
 if TYPE_CHECKING:
     from attestflow.audit import AuditLog
 
-MODEL_CARD = "https://attestflow.dev/model-card/v1"
-"""Predicate type of the signed model card statement (the issue 19 contract; `attestflow.model_card` signs it)."""
 CONFIG = f"{ATTESTATION}/config.json"
 
 
@@ -120,22 +117,22 @@ READ_JSON = (f"{ATTESTATION}/attributions.json", f"{ATTESTATION}/aibom.cdx.json"
 def declared_sections(path: Path) -> dict[str, str]:
     """The written sections of the model card text at `path` (section -> text); none when there is no file.
 
-    The one place that reads ``configs/model_card.yaml`` for the report and the risk tier.
+    Read through the model card's own strict loader (`attestflow.model_card`): a malformed file is
+    one ``ConfigError`` line here as in a release.
     """
-    if not path.is_file():
-        return {}
-    raw = read_yaml(path, "model card")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of model card sections")
-    return {str(k): _text(v) for k, v in raw.items() if _text(v)}
+    from attestflow.model_card import card_text
+
+    written = card_text(path).model_dump()
+    return {name: text for name, value in written.items() if (text := _text(value))}
 
 
 def _text(value: Any) -> str:
+    """A section's value as one line of text: lists joined with ``; ``, mappings as ``key: value``."""
     if isinstance(value, list):
         return "; ".join(_text(v) for v in value if _text(v))
     if isinstance(value, dict):
         return "; ".join(f"{k}: {_text(v)}" for k, v in value.items() if _text(v))
-    return "" if value is None else str(value).strip()
+    return str(value).strip() if value is not None else ""
 
 
 def declared(card: Path, policy: Path) -> Declared:

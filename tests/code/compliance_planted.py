@@ -16,8 +16,8 @@ from typing import Any
 
 from onnx import TensorProto, helper
 
+from attestflow.aibom import BomInputs, write_aibom
 from attestflow.bundle import (
-    AIBOM,
     ATTESTATION,
     ATTRIBUTIONS,
     MODEL,
@@ -27,9 +27,8 @@ from attestflow.bundle import (
     sign_bundle,
     signed_files,
 )
-from attestflow.compliance.gather import MODEL_CARD
 from attestflow.digests import Digest, file_digest
-from attestflow.dsse import dsse_sign, statement
+from attestflow.dsse import dsse_sign
 from attestflow.evidence import (
     EVIDENCE_DIR,
     approval_statement,
@@ -37,11 +36,13 @@ from attestflow.evidence import (
     canary_statement,
     evidence_name,
     kind_of,
+    model_card_statement,
     statement_time,
     verification_summary,
 )
 from attestflow.keys import KeyPair, load_private_key
 from attestflow.lineage import CodeRevision
+from attestflow.model_card import card_text
 from attestflow.outcomes import ApprovalRecord
 from attestflow.policy import load_policy
 from attestflow.provenance import resource
@@ -54,8 +55,10 @@ NAME, VERSION = "credit", "2"
 CARD_SECTIONS = {
     "intended_use": "Ranks credit applications for review by a loan officer.",
     "out_of_scope_uses": ["Automatic rejection without review."],
-    "limitations": "Trained on generated data.",
-    "ethical_considerations": "Default rates differ by group.",
+    "limitations": ["Trained on generated data."],
+    "ethical_considerations": [
+        {"name": "Default rates differ by group.", "mitigation": "The fairness gate."}
+    ],
 }
 GATES = ("format", "data", "performance", "fairness", "robustness", "resources")
 
@@ -71,6 +74,31 @@ def _onnx() -> bytes:
 
 def _json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value))
+
+
+def _bom_inputs(onnx_sha256: str) -> BomInputs:
+    """What a release would know for the BOM of the planted model (`attestflow.aibom`)."""
+    return BomInputs(
+        model_name=NAME,
+        onnx_sha256=onnx_sha256,
+        adapter="tabular",
+        architecture="multilayer perceptron",
+        inputs={"x": ["batch", 2]},
+        outputs={"y": ["batch", 2]},
+        classes=["0", "1"],
+        dataset_name="credit.csv",
+        dvc_md5="cd" * 16,
+        manifest_sha256="ab" * 32,
+        base_model=None,
+        metrics={"accuracy": 0.83},
+        text=card_text(ROOT / "configs/model_card.yaml"),
+    )
+
+
+def _lock_dependency(root: Path) -> list[dict[str, Any]]:
+    """The provenance's ``requirements.lock`` dependency naming the lock copy the BOM was checked against."""
+    lock = root / ATTESTATION / "requirements.lock"
+    return [resource("requirements.lock", {"sha256": file_digest(lock).value})] if lock.is_file() else []
 
 
 class Planted:
@@ -94,7 +122,7 @@ class Planted:
             _json(
                 root / ATTRIBUTIONS, {"method": "permutation", "global": {"age": 0.1}, "share": {"age": 1.0}}
             )
-            _json(root / AIBOM, {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []})
+            write_aibom(root, _bom_inputs(file_digest(root / MODEL).value), ROOT)
         shutil.copy2(keys.public_key, root / PUBLIC_KEY)
         onnx_digest = file_digest(root / MODEL)
         prov = provenance(
@@ -104,7 +132,10 @@ class Planted:
             ],
             external_parameters={"model_name": NAME},
             internal_parameters={},
-            dependencies=[resource("data:credit.csv", {"md5": "cd" * 16, "sha256": "ab" * 32})],
+            dependencies=[
+                resource("data:credit.csv", {"md5": "cd" * 16, "sha256": "ab" * 32}),
+                *_lock_dependency(root),
+            ],
             builder_id="test",
             invocation_id="run",
             started_on="2024-01-01T00:00:00+00:00",
@@ -146,12 +177,12 @@ class Planted:
         self.clock += timedelta(minutes=1)
         return self.clock.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def add(self, stmt: dict[str, Any]) -> Path:
+    def add(self, stmt: dict[str, Any], attach: Path | None = None) -> Path:
         path = self.root / EVIDENCE_DIR / evidence_name(kind_of(stmt), statement_time(stmt))
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(dsse_sign(stmt, self._key())))
         if (named := attachment(stmt)) is not None:
-            shutil.copy(self.root.parent / "gates.json", self.root / named)
+            shutil.copy(attach or self.root.parent / "gates.json", self.root / named)
         return path
 
     def verdict(
@@ -192,12 +223,10 @@ class Planted:
         return self.add(stmt)
 
     def model_card(self, sections: dict[str, Any] = CARD_SECTIONS) -> Path:
-        card = {"model": {"name": NAME, "version": VERSION}, "time": self.tick(), "human": sections}
-        return self.add(
-            statement(
-                [{"name": MODEL, "digest": {"sha256": self.signed.onnx_digest.value}}], MODEL_CARD, card
-            )
-        )
+        card = {"generated": self.tick(), "model": {"name": NAME, "version": VERSION}, "text": sections}
+        markdown = self.root.parent / "card.md"
+        markdown.write_text(f"# Model card of {NAME}\n")
+        return self.add(model_card_statement(card, markdown, self.signed.onnx_digest), attach=markdown)
 
     def released(self) -> Planted:
         """Every piece of evidence of a release that passed, approved by a person, canary passed, carded."""

@@ -43,7 +43,7 @@ def _inputs(onnx_sha256: str) -> BomInputs:
         outputs={"logits": ["batch", 2]},
         classes=["0", "1"],
         dataset_name="credit.csv",
-        dvc_md5="0123456789abcdef0123456789abcdef",
+        dvc_md5="ef" * 16,
         manifest_sha256="ab" * 32,
         base_model=("base_model.safetensors", "cd" * 32),
         metrics={"accuracy": 0.83, "roc_auc": 0.88},

@@ -15,26 +15,18 @@ from typer.testing import CliRunner
 from attestflow.audit import AuditLog
 from attestflow.bundle import AIBOM, ATTESTATION, ATTRIBUTIONS
 from attestflow.compliance.assess import Report, assess, judge
-from attestflow.compliance.gather import MODEL_CARD, ReportRefusedError, declared, gather_folder
+from attestflow.compliance.gather import ReportRefusedError, declared, gather_folder
 from attestflow.compliance.mapping import load_mapping, read_mapping
 from attestflow.compliance.render import html, markdown, render
 from attestflow.compliance.vocabulary import PLAIN, parse_requirement
 from attestflow.errors import BadInputError, ConfigError
-from attestflow.evidence import EVIDENCE_DIR, KINDS
-from attestflow.evidence_read import CHECK_OF, GATE_CHECK
+from attestflow.evidence import EVIDENCE_DIR
 from attestflow.keys import KeyPair, ensure_keypair
 from flows.cli import app
 from tests.code.compliance_planted import CARD_SECTIONS, NAME, POLICY, ROOT, VERSION, Planted
 
 MAPPINGS = ROOT / "configs/compliance"
 EU = read_mapping(MAPPINGS / "eu-ai-act.yaml")
-
-
-@pytest.fixture(autouse=True)
-def model_card_is_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model card's kind of evidence, as the issue's contract names it (its signing lands with the model card)."""
-    monkeypatch.setitem(KINDS, "model_card", MODEL_CARD)
-    monkeypatch.setitem(CHECK_OF, MODEL_CARD, GATE_CHECK)
 
 
 @pytest.fixture(scope="module")
