@@ -34,6 +34,7 @@ from attestflow.progress import run_logger
 from attestflow.records import (
     Audited,
     DataValidationRecord,
+    ExplanationRecord,
     Invocation,
     OnnxExportRecord,
     OnnxValidationRecord,
@@ -128,7 +129,11 @@ class ReleaseContext:
         }
 
     def gate_inputs(
-        self, trained: TrainingRecord, data_validation: DataValidationRecord, registered: RegistrationRecord
+        self,
+        trained: TrainingRecord,
+        data_validation: DataValidationRecord,
+        registered: RegistrationRecord,
+        explained: ExplanationRecord | None = None,
     ) -> dict[str, Any]:
         """The gate suite's keyword inputs beside the policy, the ONNX file and the data."""
         from attestflow.progress import in_prefect_run
@@ -144,6 +149,7 @@ class ReleaseContext:
             "public_key": self.public_key,
             "model": cfg.model,
             "task_runner": cfg.gates.make_task_runner() if in_prefect_run() else None,
+            "attributions": explained.path if explained is not None else None,
         }
 
     def release_tags(

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from attestflow.bundle import MODEL
+from attestflow.bundle import ATTRIBUTIONS, MODEL
 from attestflow.config import ReleaseConfig
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.evidence_check import EnvTrust
@@ -41,6 +41,7 @@ def evaluate(
     ws = Workspace.at(cfg.workspace)
     uri = tracking_uri(cfg.register.tracking_uri, ws)
     model_name = cfg.model_name
+    attributions: Path | None = None
     with tempfile.TemporaryDirectory(prefix="attestflow-evaluate-") as tmp:
         key_path = cfg.sign.public_key or ws.root / "keys" / "signing-key.pub.pem"
         public_key = key_path if key_path.is_file() else None
@@ -56,6 +57,7 @@ def evaluate(
                     [f"{verified.target} failed verification: {f}" for f in verified.failures]
                 )
             onnx_path = dest / MODEL
+            attributions = dest / ATTRIBUTIONS if (dest / ATTRIBUTIONS).is_file() else None
             checkpoint = checkpoint or training_checkpoint(ref, uri, ws)
         else:
             onnx_path = Path(model)
@@ -77,4 +79,5 @@ def evaluate(
             public_key=public_key,
             model=cfg.model,
             trust=trust,
+            attributions=attributions,
         )

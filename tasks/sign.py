@@ -22,6 +22,7 @@ from prefect import task
 from attestflow.adapters import load_adapter
 from attestflow.bundle import (
     ATTESTATION,
+    ATTRIBUTIONS,
     MODEL,
     PROVENANCE,
     PUBLIC_KEY,
@@ -37,6 +38,7 @@ from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.lineage import CodeRevision
 from attestflow.provenance import resource, statement
 from attestflow.records import (
+    ExplanationRecord,
     Invocation,
     OnnxExportRecord,
     OnnxValidationRecord,
@@ -144,6 +146,7 @@ def sign(
     ws: Workspace,
     out_dir: Path,
     invocation: Invocation,
+    explained: ExplanationRecord | None = None,
 ) -> SignatureRecord:
     """Assemble the bundle, write DSSE-signed SLSA provenance, and sign the whole folder with model-signing."""
     revision = invocation.revision
@@ -159,6 +162,8 @@ def sign(
         bundle / ATTESTATION / "metrics.json",
         {"onnx_validation": to_jsonable(checked), "training": trained.metrics},
     )
+    if explained is not None:
+        shutil.copy2(explained.path, bundle / ATTRIBUTIONS)
 
     signer = release_signer(cfg, ws)
     shutil.copy2(signer.public_key, bundle / PUBLIC_KEY)

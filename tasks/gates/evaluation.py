@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,8 @@ class Baseline:
     logits: np.ndarray | None = None
     problem: str | None = None
     """Why the baseline exists but could not be evaluated."""
+    attributions: dict[str, Any] | None = None
+    """The attributions in the baseline's verified bundle, where it has them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +69,8 @@ class Evaluation:
     checkpoint: Path | None = None
     """The torch checkpoint the ONNX model was exported from, for gradient attacks."""
     data_validation: DataValidationRecord | None = None
+    attributions: Path | None = None
+    """The candidate's attributions file (`attestflow.explain`), for the attribution gate."""
 
 
 def onnx_predictor(onnx_path: Path, provider: str) -> tuple[Predict, str]:
@@ -147,6 +152,7 @@ def evaluation(
     baseline: Baseline | None = None,
     checkpoint: Path | None = None,
     data_validation: DataValidationRecord | None = None,
+    attributions: Path | None = None,
 ) -> Evaluation:
     """Run the candidate on the held-out rows, unless the format gate refuses the file, and gather the rest."""
     refused = _refusal(
@@ -171,4 +177,5 @@ def evaluation(
         baseline=baseline,
         checkpoint=checkpoint,
         data_validation=data_validation,
+        attributions=attributions,
     )
