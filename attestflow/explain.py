@@ -12,9 +12,9 @@ The explained output f is the logit of the class the model predicts for the row,
 mean of its logits (softmax does not change when every logit moves together, so this is the
 decision itself, and a model whose output ignores its input gets attributions of zero).
 
-Tabular (one float input): the baseline is the median of the explained rows per feature; a
+Tabular (any adapter with one float input): the baseline is the median of the explained rows per feature; a
 missing value takes the baseline's, so it carries no attribution. Text (``input_ids`` into a
-transformer with ``encoder.embeddings.word_embeddings``): LayerIntegratedGradients on the
+transformer, the ``text_classifier`` adapter): LayerIntegratedGradients on the
 word embeddings, summed over the embedding dimension, with every word piece of the baseline
 replaced by the padding token ([CLS], [SEP] and padding kept), few steps so that MiniLM on a
 CPU stays quick. A token's global attribution is the sum of its absolute attributions over
@@ -36,13 +36,16 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from attestflow.adapters import ModelAdapter, take
+
+if TYPE_CHECKING:
+    from attestflow.adapters.text import TextClassifier, TextClassifierAdapter
 from attestflow.config import DataConfig, ExplainConfig
 from attestflow.dataset import Split
 
@@ -154,18 +157,22 @@ def _explain_tabular(
 
 
 def _explain_text(
-    adapter: ModelAdapter, model: nn.Module, held_out: Split, data: DataConfig, cfg: ExplainConfig
+    adapter: TextClassifierAdapter,
+    model: TextClassifier,
+    held_out: Split,
+    data: DataConfig,
+    cfg: ExplainConfig,
 ) -> Attributions:
     from captum.attr import LayerIntegratedGradients
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(adapter.tokenizer_file))  # type: ignore[attr-defined]
-    special = set(np.asarray(adapter.special_ids).tolist())  # type: ignore[attr-defined]
-    pad = int(adapter.pad_id)  # type: ignore[attr-defined]
+    tokenizer = Tokenizer.from_file(str(adapter.tokenizer_file))
+    special = set(np.asarray(adapter.special_ids).tolist())
+    pad = int(adapter.pad_id)
     rows, examples = _rows(len(held_out.inputs["input_ids"]), cfg)
     inputs = take(held_out.inputs, rows)
     model.eval()
-    layer = model.encoder.embeddings.word_embeddings  # type: ignore[union-attr]
+    layer = model.encoder.embeddings.word_embeddings
     lig = LayerIntegratedGradients(_centered(model), layer)
     sums: defaultdict[str, float] = defaultdict(float)
     shown: list[dict[str, Any]] = []
@@ -231,8 +238,10 @@ def explain_model(
     adapter: ModelAdapter, checkpoint: Path, held_out: Split, data: DataConfig, cfg: ExplainConfig
 ) -> Attributions:
     """The attributions of the model in `checkpoint` on `cfg.rows` sampled held-out rows (see the module)."""
+    from attestflow.adapters.text import TextClassifier, TextClassifierAdapter
+
     model = adapter.load(checkpoint)
-    if "input_ids" in held_out.inputs and hasattr(model, "encoder"):
+    if isinstance(adapter, TextClassifierAdapter) and isinstance(model, TextClassifier):
         return _explain_text(adapter, model, held_out, data, cfg)
     arrays = list(held_out.inputs.values())
     if len(arrays) == 1 and np.issubdtype(arrays[0].dtype, np.floating):

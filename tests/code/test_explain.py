@@ -16,7 +16,7 @@ from attestflow.dataset import Split, split_table
 from attestflow.explain import Attributions, explain_model, read_attributions, tabular_attributions
 from attestflow.explain_view import attributions_markdown
 from attestflow.policy import GatePolicy
-from attestflow.records import write_json
+from attestflow.records import GateDecision, write_json
 from attestflow.tabular import TabularMLP
 from tasks.explain import explain
 from tasks.gates import attribution
@@ -38,7 +38,7 @@ def _explained(lab: Lab, checkpoint: Path, folder: Path, data: DataConfig | None
     )
 
 
-def _by_metric(decisions: list) -> dict:  # type: ignore[type-arg]
+def _by_metric(decisions: list[GateDecision]) -> dict[str, GateDecision]:
     return {d.metric: d for d in decisions}
 
 
@@ -133,7 +133,7 @@ def test_without_attributions_the_gate_cannot_pass(lab: Lab) -> None:
     assert "no attributions of this model were given" in decisions[0].reason
 
 
-def _champion(att: Attributions) -> Baseline:
+def _champion(att: Attributions | None) -> Baseline:
     return Baseline("champion", "models:/credit/1", logits=np.zeros((1, 2)), attributions=att)
 
 
@@ -153,7 +153,7 @@ def test_a_ranking_reversed_against_the_champions_fails_stability(lab: Lab, tmp_
     )["attribution_rank_stability"]
     assert not stability.passed and stability.value == pytest.approx(-1.0)
     no_file = _by_metric(
-        attribution.gate(lab.evaluate(lab.good_onnx, attributions=found, baseline=_champion(None)), _policy())  # type: ignore[arg-type]
+        attribution.gate(lab.evaluate(lab.good_onnx, attributions=found, baseline=_champion(None)), _policy())
     )["attribution_rank_stability"]
     assert no_file.passed and "has no attributions" in no_file.reason
 
