@@ -36,6 +36,7 @@ from attestflow.progress import run_logger
 from attestflow.records import (
     Audited,
     DataValidationRecord,
+    ExplanationRecord,
     Invocation,
     OnnxExportRecord,
     OnnxValidationRecord,
@@ -135,6 +136,7 @@ class ReleaseContext:
         data_validation: DataValidationRecord,
         registered: RegistrationRecord,
         bundle: Path | None = None,
+        explained: ExplanationRecord | None = None,
     ) -> dict[str, Any]:
         """The gate suite's keyword inputs beside the policy, the ONNX file and the data (`bundle`: the one registered)."""
         from attestflow.progress import in_prefect_run
@@ -151,6 +153,7 @@ class ReleaseContext:
             "model": cfg.model,
             "task_runner": cfg.gates.make_task_runner() if in_prefect_run() else None,
             "bom": bundle / AIBOM if bundle is not None and (bundle / AIBOM).is_file() else None,
+            "attributions": explained.path if explained is not None else None,
         }
 
     def release_tags(

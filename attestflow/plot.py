@@ -1,4 +1,4 @@
-"""Line charts as SVG text, for the training curves on the Prefect run page.
+"""Line and bar charts as SVG text, for the training curves and attributions on the Prefect run page.
 
 A few panels of lines with nice axis ticks, a legend, faint vertical markers and one starred
 point: all the run page needs, written out directly. Drawing the same with matplotlib took
@@ -161,6 +161,48 @@ def line_chart_svg(title: str, panels: Sequence[Panel]) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" '
         f'viewBox="0 0 {width} {HEIGHT}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" fill="#222">\n'
+        + "\n".join(body)
+        + "\n</svg>\n"
+    ).encode()
+
+
+BAR_ROW, BAR_LABEL_W = 22, 170
+"""Height of one bar's row, and the width kept left of the bars for their labels."""
+
+
+def bar_chart_svg(title: str, bars: Sequence[tuple[str, float]], x_label: str, width: int = 640) -> bytes:
+    """Horizontal bars of non-negative values, one per (label, value), top to bottom in the given order."""
+    left, right, top = BAR_LABEL_W, width - 70, TOP - 16
+    height = top + BAR_ROW * max(1, len(bars)) + BOTTOM
+    finite = [v for _, v in bars if math.isfinite(v)]
+    hi = max([*finite, 0.0]) or 1.0
+
+    def px(v: float) -> float:
+        return left + max(0.0, v) / hi * (right - left)
+
+    body = [
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        _text(width / 2, 22, title, 14, font_weight="bold"),
+    ]
+    bottom = top + BAR_ROW * len(bars)
+    for t in nice_ticks(0.0, hi):
+        body.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top}" y2="{bottom}" stroke="#e5e5e5"/>')
+        body.append(_text(px(t), bottom + 14, _tick_label(t)))
+    for i, (label, value) in enumerate(bars):
+        y = top + BAR_ROW * i
+        v = value if math.isfinite(value) else 0.0
+        shown = label if len(label) <= 26 else label[:25] + "…"
+        body.append(_text(left - 6, y + BAR_ROW / 2 + 4, shown, 11, "end"))
+        body.append(
+            f'<rect x="{left}" y="{y + 3}" width="{px(v) - left:.1f}" height="{BAR_ROW - 6}" fill="{PALETTE[0]}"/>'
+        )
+        body.append(_text(px(v) + 4, y + BAR_ROW / 2 + 4, _tick_label(value), 9, "start"))
+    body.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#555"/>')
+    body.append(_text((left + right) / 2, bottom + 32, x_label, 11))
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" fill="#222">\n'
         + "\n".join(body)
         + "\n</svg>\n"
     ).encode()

@@ -22,7 +22,15 @@ from attestflow.errors import ConfigError
 from attestflow.yamlfile import read_yaml
 
 GateName = Literal[
-    "performance", "regression", "fairness", "robustness", "resources", "data", "format", "licenses"
+    "performance",
+    "regression",
+    "fairness",
+    "robustness",
+    "resources",
+    "data",
+    "format",
+    "licenses",
+    "attribution",
 ]
 Direction = Literal["at_least", "at_most"]
 ClassificationMetric = Literal["accuracy", "f1", "f1_macro", "f1_weighted", "roc_auc", "log_loss"]
@@ -70,6 +78,10 @@ LOOSER_WHEN_HIGHER: dict[str, bool] = {
     "resources.latency.max_p50_ms": True,
     "resources.latency.max_p95_ms": True,
     "data.max_pii_cells": True,
+    "attribution.max_sensitive_share": True,
+    "attribution.proxy_threshold": True,
+    "attribution.min_total": False,
+    "attribution.min_rank_stability": False,
 }
 """Which way each bound of a gate that is not a metric threshold gets more lenient: True when a higher value
 says no less often. (A regression fails when the interval's best case is still too large a drop, so a
@@ -252,6 +264,19 @@ class LicensesPolicy(_Policy):
     """Package names (any spelling: compared in PEP 503 normal form) reviewed as having no declared licence."""
 
 
+class AttributionPolicy(_Policy):
+    """What the model's attributions (`attestflow.explain`) must show."""
+
+    max_sensitive_share: float = Field(ge=0, le=1)
+    """Largest share of the total attribution the sensitive attribute and its proxies may carry."""
+    proxy_threshold: float = Field(0.5, gt=0, le=1)
+    """Correlation ratio (eta) with ``data.sensitive`` from which a feature counts as its proxy."""
+    min_total: float = Field(gt=0)
+    """Smallest total attribution (mean over rows of the summed |attribution|): below it the model ignores its input."""
+    min_rank_stability: float | None = Field(None, ge=-1, le=1)
+    """Smallest Spearman rank correlation of the global attributions with the champion's; unset: not compared."""
+
+
 class GatePolicy(_Policy):
     """The whole policy: which gates run, in order, and each gate's rules."""
 
@@ -266,6 +291,7 @@ class GatePolicy(_Policy):
     data: DataGatePolicy = DataGatePolicy()
     format: FormatPolicy = FormatPolicy()
     licenses: LicensesPolicy | None = None
+    attribution: AttributionPolicy | None = None
 
     @model_validator(mode="after")
     def _listed_gates_have_rules(self) -> GatePolicy:

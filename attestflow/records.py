@@ -237,6 +237,19 @@ class OnnxValidationRecord:
 
 
 @dataclass(frozen=True)
+class ExplanationRecord:
+    """The model's attributions (`attestflow.explain`), written as JSON for the signed bundle."""
+
+    path: Path
+    digest: Digest
+    method: str
+    rows: int
+    top: list[str]
+    """The features (or tokens) with the largest global attributions, largest first."""
+    seconds: float
+
+
+@dataclass(frozen=True)
 class SignatureRecord:
     """A signed release bundle and its signed provenance."""
 

@@ -1,4 +1,4 @@
-"""What the Prefect run page shows of a release: its lineage, as a markdown artifact.
+"""What the Prefect run page shows of a release: its lineage and its attributions, as markdown artifacts.
 
 Prefect's open-source UI has no asset lineage graph, so each release publishes the chain
 data snapshot -> validation -> training -> ONNX -> signature -> registry -> gates -> approval
@@ -11,8 +11,11 @@ from __future__ import annotations
 from prefect.artifacts import create_markdown_artifact
 
 from attestflow.artifacts import artifact_key
+from attestflow.explain import read_attributions
+from attestflow.explain_view import attributions_markdown
 from attestflow.outcomes import ReleaseSummary
 from attestflow.progress import in_prefect_run
+from attestflow.records import ExplanationRecord
 from attestflow.redact import redact
 from attestflow.verify import Check
 
@@ -89,4 +92,17 @@ def publish_checks(model_name: str, title: str, checks: list[Check]) -> None:
         table=rows or [{"result": "ok", "check": "(none)", "detail": "nothing to check"}],
         key=artifact_key(model_name, "checks"),
         description=redact(title),
+    )
+
+
+def publish_attributions(model_name: str, explained: ExplanationRecord | None) -> None:
+    """The model's attributions (chart and sampled rows) on the current flow run, keyed per model."""
+    if explained is None or not in_prefect_run():
+        return
+    att = read_attributions(explained.path)
+    if att is None:
+        return
+    markdown, description = attributions_markdown(model_name, att)
+    create_markdown_artifact(
+        key=artifact_key(model_name, "attributions"), markdown=redact(markdown), description=description
     )

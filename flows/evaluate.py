@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from attestflow.bundle import AIBOM, MODEL
+from attestflow.bundle import AIBOM, ATTRIBUTIONS, MODEL
 from attestflow.config import ReleaseConfig
 from attestflow.errors import BadInputError, GateFailedError
 from attestflow.evidence_check import EnvTrust
@@ -41,6 +41,7 @@ def evaluate(
     ws = Workspace.at(cfg.workspace)
     uri = tracking_uri(cfg.register.tracking_uri, ws)
     model_name = cfg.model_name
+    attributions: Path | None = None
     with tempfile.TemporaryDirectory(prefix="attestflow-evaluate-") as tmp:
         key_path = cfg.sign.public_key or ws.root / "keys" / "signing-key.pub.pem"
         public_key = key_path if key_path.is_file() else None
@@ -57,6 +58,7 @@ def evaluate(
                 )
             onnx_path = dest / MODEL
             bom = dest / AIBOM if (dest / AIBOM).is_file() else None
+            attributions = dest / ATTRIBUTIONS if (dest / ATTRIBUTIONS).is_file() else None
             checkpoint = checkpoint or training_checkpoint(ref, uri, ws)
         else:
             onnx_path, bom = Path(model), None
@@ -79,4 +81,5 @@ def evaluate(
             model=cfg.model,
             trust=trust,
             bom=bom,
+            attributions=attributions,
         )

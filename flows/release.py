@@ -25,10 +25,11 @@ from attestflow.failures import failure_recorded
 from attestflow.outcomes import ReleaseSummary
 from attestflow.records import AuditEvent, write_json
 from attestflow.redact import reveal_overrides, scrubbed
-from flows.artifacts import publish_lineage
+from flows.artifacts import publish_attributions, publish_lineage
 from flows.evidence import attest_evidence
 from flows.promotion import promote_release
 from flows.stages import Invoke, StageTracker, environment_tags, resumable, run_name, stage
+from tasks.explain import explain_task
 from tasks.export_onnx import export_onnx_task
 from tasks.fine_tune import fine_tune_task
 from tasks.gates import run_gates_task
@@ -77,8 +78,24 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     checked_onnx = invoke(validate_onnx_task, cfg.validate_onnx, cache)(
         cfg.validate_onnx, cfg.data, exported.onnx_path, trained.checkpoint_path, cfg.model
     )
+    explained = (
+        invoke(explain_task, cfg.explain, cache)(
+            cfg.explain, cfg.data, trained.checkpoint_path, out_dir, cfg.model
+        )
+        if cfg.explain.enabled
+        else None
+    )
+    publish_attributions(cfg.model_name, explained)
     signed = invoke(sign_task, cfg.sign, cache)(
-        cfg, snap, trained, exported, checked_onnx, ws=ws, out_dir=out_dir, invocation=ctx.invocation
+        cfg,
+        snap,
+        trained,
+        exported,
+        checked_onnx,
+        ws=ws,
+        out_dir=out_dir,
+        invocation=ctx.invocation,
+        explained=explained,
     )
     if not signed.bundle_dir.is_relative_to(out_dir):  # served from the stage cache, verified on the hit
         ctx.record(
@@ -100,7 +117,7 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
         ctx.policy,
         exported.onnx_path,
         cfg.data,
-        **ctx.gate_inputs(trained, checked, registered, signed.bundle_dir),
+        **ctx.gate_inputs(trained, checked, registered, signed.bundle_dir, explained),
     )
     gates_json = invoke(publish_gates_task, cfg.gates)(gates, registered, out_dir=out_dir, tracking_uri=uri)
     ctx.record(gates, version=registered.version)

@@ -23,6 +23,7 @@ from attestflow.adapters import load_adapter
 from attestflow.aibom import bom_inputs, write_aibom
 from attestflow.bundle import (
     ATTESTATION,
+    ATTRIBUTIONS,
     MODEL,
     PROVENANCE,
     PUBLIC_KEY,
@@ -38,6 +39,7 @@ from attestflow.digests import Digest, file_digest, json_digest
 from attestflow.lineage import CodeRevision
 from attestflow.provenance import resource, statement
 from attestflow.records import (
+    ExplanationRecord,
     Invocation,
     OnnxExportRecord,
     OnnxValidationRecord,
@@ -145,6 +147,7 @@ def sign(
     ws: Workspace,
     out_dir: Path,
     invocation: Invocation,
+    explained: ExplanationRecord | None = None,
 ) -> SignatureRecord:
     """Assemble the bundle, write DSSE-signed SLSA provenance, and sign the whole folder with model-signing."""
     revision = invocation.revision
@@ -160,6 +163,8 @@ def sign(
         bundle / ATTESTATION / "metrics.json",
         {"onnx_validation": to_jsonable(checked), "training": trained.metrics},
     )
+    if explained is not None:
+        shutil.copy2(explained.path, bundle / ATTRIBUTIONS)
 
     write_aibom(bundle, bom_inputs(cfg, snap, trained, exported, checked), _CODE_ROOT)
 

@@ -1,7 +1,7 @@
 """Stage `gates`: every gate of the policy, run on the exported ONNX model in ONNX Runtime.
 
 One module per gate (`performance`, `regression`, `fairness`, `robustness`, `resources`,
-`data`, `format`, `licenses`), each a pure function ``gate(evaluation, policy) -> list[GateDecision]``.
+`data`, `format`, `licenses`, `attribution`), each a pure function ``gate(evaluation, policy) -> list[GateDecision]``.
 `run_gates` does the I/O once (reads the data, runs the candidate and the champion in ONNX
 Runtime) and asks each gate the policy lists. It returns every decision, passed or not, in the
 order of the policy: acting on them (refusing to promote) is the flow's job.
@@ -14,6 +14,7 @@ calls) they run one after another in the calling thread. Either way the decision
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,13 +27,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from attestflow.adapters import Inputs, load_adapter
-from attestflow.config import DataConfig, ModelConfig
+from attestflow.config import DataConfig, ExplainConfig, ModelConfig
 from attestflow.dataset import read_table, split_table
 from attestflow.digests import file_digest
 from attestflow.evidence_check import EnvTrust
+from attestflow.explain import explain_model
 from attestflow.policy import GatePolicy
-from attestflow.records import DataValidationRecord, GateDecision, GateReport
-from tasks.gates import data, fairness, licenses, performance, regression, resources, robustness
+from attestflow.records import DataValidationRecord, GateDecision, GateReport, write_json
+from tasks.gates import attribution, data, fairness, licenses, performance, regression, resources, robustness
 from tasks.gates import format as format_gate
 from tasks.gates.evaluation import Evaluation, Predict, evaluation, onnx_predictor
 from tasks.gates.registry import champion
@@ -48,6 +50,7 @@ GATES: dict[str, Gate] = {
     "data": data.gate,
     "format": format_gate.gate,
     "licenses": licenses.gate,
+    "attribution": attribution.gate,
 }
 
 
@@ -128,36 +131,44 @@ def run_gates(
     task_runner: TaskRunner[Any] | None = None,
     trust: EnvTrust | None = None,
     bom: Path | None = None,
+    attributions: Path | None = None,
 ) -> GateReport:
     """Evaluate the candidate once and return the decision of every gate the policy lists.
 
     `task_runner` runs the gates as Prefect task runs side by side (see `decide`); it needs a
     Prefect flow or task run around it. `trust`: the champion is verified as a version promoted
     from another environment. `bom`: the judged bundle's AI bill of materials (the licence gate).
+    `attributions`: the candidate's (`attestflow.explain`); without them, the attribution gate
+    has them computed from `checkpoint` when one is given.
     """
     started = time.perf_counter()
     adapter = load_adapter(model or ModelConfig())
     table = read_table(data_cfg.path)
     _, held_out = split_table(table, data_cfg, adapter)
     base = None
-    if "regression" in policy.run:
+    if {"regression", "attribution"} & set(policy.run):
         base = champion(
             model_name, policy.baseline.alias, tracking_uri, held_out.inputs, provider, public_key, trust
         )
-    ev = evaluation(
-        onnx_path,
-        data_cfg,
-        table,
-        held_out,
-        adapter,
-        provider=provider,
-        format_policy=policy.format,
-        baseline=base,
-        checkpoint=checkpoint,
-        data_validation=data_validation,
-        bom=bom,
-    )
-    decisions = decide(ev, policy, task_runner)
+    with tempfile.TemporaryDirectory(prefix="attestflow-gates-") as tmp:
+        if attributions is None and checkpoint is not None and "attribution" in policy.run:
+            found = explain_model(adapter, checkpoint, held_out, data_cfg, ExplainConfig())
+            attributions = write_json(Path(tmp) / "attributions.json", found)
+        ev = evaluation(
+            onnx_path,
+            data_cfg,
+            table,
+            held_out,
+            adapter,
+            provider=provider,
+            format_policy=policy.format,
+            baseline=base,
+            checkpoint=checkpoint,
+            data_validation=data_validation,
+            attributions=attributions,
+            bom=bom,
+        )
+        decisions = decide(ev, policy, task_runner)
     return GateReport(
         model=model_label or str(onnx_path),
         model_digest=file_digest(onnx_path),
@@ -167,7 +178,7 @@ def run_gates(
         passed=bool(decisions) and all(d.passed for d in decisions),
         decisions=decisions,
         seconds=time.perf_counter() - started,
-        human_approval=regression.requires_approval(policy, base),
+        human_approval=regression.requires_approval(policy, base if "regression" in policy.run else None),
     )
 
 

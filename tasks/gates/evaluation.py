@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,8 @@ class Baseline:
     logits: np.ndarray | None = None
     problem: str | None = None
     """Why the baseline exists but could not be evaluated."""
+    attributions: dict[str, Any] | None = None
+    """The attributions in the baseline's verified bundle, where it has them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +71,8 @@ class Evaluation:
     data_validation: DataValidationRecord | None = None
     bom: Path | None = None
     """The AI bill of materials of the bundle being judged (`attestflow.aibom`); None for a bare ONNX file."""
+    attributions: Path | None = None
+    """The candidate's attributions file (`attestflow.explain`), for the attribution gate."""
 
 
 def onnx_predictor(onnx_path: Path, provider: str) -> tuple[Predict, str]:
@@ -150,6 +155,7 @@ def evaluation(
     checkpoint: Path | None = None,
     data_validation: DataValidationRecord | None = None,
     bom: Path | None = None,
+    attributions: Path | None = None,
 ) -> Evaluation:
     """Run the candidate on the held-out rows, unless the format gate refuses the file, and gather the rest."""
     refused = _refusal(
@@ -175,4 +181,5 @@ def evaluation(
         checkpoint=checkpoint,
         data_validation=data_validation,
         bom=bom,
+        attributions=attributions,
     )

@@ -9,11 +9,13 @@ passing as if nothing were there to compare with.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from attestflow.adapters import Inputs
-from attestflow.bundle import MODEL
+from attestflow.bundle import ATTRIBUTIONS, MODEL
 from attestflow.errors import BadInputError, RegistryUnavailableError
 from attestflow.evidence_check import EnvTrust
+from attestflow.explain import read_attributions
 from attestflow.registry import ModelRef, Registry
 from attestflow.verify import verify_model_uri
 from attestflow.workspace import Workspace
@@ -43,19 +45,19 @@ def champion(
     if public_key is None:
         return Baseline(alias, uri, problem="no trusted public key to verify the champion with")
     runs: list[ModelRun] = []
+    attributions: list[dict[str, Any] | None] = []
+
+    def use(folder: Path) -> None:
+        runs.append(run_model(folder / MODEL, provider, inputs))
+        attributions.append(read_attributions(folder / ATTRIBUTIONS))
+
     try:
-        checked = verify_model_uri(
-            uri,
-            tracking_uri,
-            public_key,
-            use=lambda f: runs.append(run_model(f / MODEL, provider, inputs)),
-            trust=trust,
-        )
+        checked = verify_model_uri(uri, tracking_uri, public_key, use=use, trust=trust)
     except (BadInputError, RegistryUnavailableError) as e:
         return Baseline(alias, uri, problem=str(e))
     if not checked.ok:
         return Baseline(alias, uri, problem=f"the champion failed verification: {checked.failures[0]}")
-    return Baseline(alias, uri, logits=runs[0].logits, problem=runs[0].problem)
+    return Baseline(alias, uri, logits=runs[0].logits, problem=runs[0].problem, attributions=attributions[0])
 
 
 def training_checkpoint(ref: ModelRef, tracking_uri: str, ws: Workspace) -> Path | None:

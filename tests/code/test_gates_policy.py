@@ -52,8 +52,9 @@ def test_digest_follows_the_rules_not_the_layout(tmp_path: Path) -> None:
         (lambda r: r["baseline"].pop("first_release"), "missing required key 'baseline.first_release'"),
         (lambda r: r["baseline"].update(first_release="yolo"), "baseline.first_release"),
         (lambda r: r.pop("fairness"), "fairness are listed in 'run' but have no section"),
-        (lambda r: r["run"].append("vibes"), "run.8"),
+        (lambda r: r["run"].insert(0, "vibes"), "run.0"),
         (lambda r: r["performance"]["thresholds"].append({"metric": "bleu", "threshold": 1}), "metric"),
+        (lambda r: r["attribution"].update(max_sensitive_share=1.5), "attribution.max_sensitive_share"),
         (
             lambda r: r["robustness"].update(noise_scales=[0.1, -0.2]),
             "noise_scales must all be greater than 0",

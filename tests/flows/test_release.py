@@ -123,6 +123,20 @@ def test_release_registers_tags_and_promotes_a_verified_onnx_model(example_repo:
         assert evidence in lineage
     assert "Release of tiny-credit: released" in lineage and "@champion -> v1" in lineage
 
+    # The explain stage's attributions are in the signed bundle (verify holds), judged and on the run page.
+    att = json.loads((local / "attestation" / "attributions.json").read_text())
+    assert att["method"] == "integrated_gradients" and att["features"] == example_repo.config().data.features
+    assert att["total"] > 0 and len(att["examples"]) == example_repo.config().explain.examples
+    attributed = [d for d in written["decisions"] if d["gate"] == "attribution"]
+    assert attributed and all(d["passed"] for d in attributed)
+    assert "Attributions of tiny-credit" in _artifact(
+        "attributions-tiny-credit", str(summary.flow_run_id), "markdown"
+    )
+    verified = CliRunner().invoke(
+        app, ["verify", "models:/tiny-credit@champion", "--config", str(example_repo.write_config())]
+    )
+    assert verified.exit_code == 0, verified.output
+
     # The champion passes the gate suite run on its own, FGSM included (its checkpoint is found).
     result = CliRunner().invoke(
         app, ["evaluate", "models:/tiny-credit@champion", "--config", str(example_repo.write_config())]
