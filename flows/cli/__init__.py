@@ -25,6 +25,7 @@ from flows.cli import (
     promotion,
     releases,
     render,
+    server,
     setup,
     verification,
 )
@@ -103,6 +104,7 @@ app.command()(releases.demo)
 app.command()(releases.evaluate)
 app.command()(check.check)
 app.command("rollback-drill")(drill.rollback_drill)
+app.add_typer(server.app, name="server")
 
 
 def main() -> None:
