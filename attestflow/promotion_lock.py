@@ -14,12 +14,15 @@ Both re-enter within a thread, and both give up after `LOCK_TIMEOUT_S` with `Una
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from uuid import UUID
 
 from filelock import FileLock, Timeout
 
@@ -30,6 +33,8 @@ LOCK_TIMEOUT_S = 120.0
 LEASE_S = 60.0
 """The concurrency slot's lease (Prefect's minimum): renewed while held, freed this long after a crash."""
 PREFIX = "attestflow-promote-"
+RETRY_S = 0.05
+"""First wait before asking a busy server again (doubling up to 1 s)."""
 
 _FILE_LOCKS: dict[str, FileLock] = {}
 """One lock object per file, so that nested holds in one thread re-enter instead of deadlocking."""
@@ -107,14 +112,46 @@ def promotion_lock(model: str | None, fallback: Path) -> Iterator[None]:
 
 
 def _acquire(stack: ExitStack, url: str, name: str) -> None:
-    """Enter a slot of limit `name` on `stack`; a slot not had in time, or a server not reached, is `UnavailableError`."""
-    from prefect.concurrency.sync import concurrency
+    """Enter a slot of limit `name` on `stack`; a slot not had in time, or a server not reached, is `UnavailableError`.
+
+    The slot is leased as `prefect.concurrency.sync.concurrency` leases it (renewed while held,
+    released on exit), but asked for here: a Prefect server on SQLite answers 503 while it writes
+    the run's events, and Prefect's client would wait 2 s before asking again; this asks again
+    within `RETRY_S` (and waits as long as the server says when the slot is taken).
+    """
+    from prefect.concurrency._leases import maintain_concurrency_lease
 
     _ensure_limit(url, name)
+    lease_id = _increment(url, name)
+    stack.callback(_release, url, name, lease_id)
+    stack.enter_context(maintain_concurrency_lease(lease_id, LEASE_S, raise_on_lease_renewal_failure=True))
+
+
+def _increment(url: str, name: str) -> UUID:
+    """Take the one slot of limit `name` with a lease; its id."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    retry = RETRY_S
     try:
-        stack.enter_context(
-            concurrency(name, occupy=1, timeout_seconds=LOCK_TIMEOUT_S, lease_duration=LEASE_S, strict=True)
-        )
+        with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
+            while True:
+                try:
+                    body = client.increment_concurrency_slots_with_lease(
+                        names=[name], slots=1, mode="concurrency", lease_duration=LEASE_S
+                    ).json()
+                    return UUID(body["lease_id"])
+                except httpx.HTTPStatusError as e:
+                    status = e.response.status_code
+                    if status not in (423, 503):  # 423: the slot is taken; 503: the server is busy
+                        raise
+                    wait = float(e.response.headers.get("Retry-After", retry)) if status == 423 else retry
+                retry = min(2 * retry, 1.0)
+                if time.monotonic() + wait > deadline:
+                    raise TimeoutError
+                time.sleep(wait)
     except TimeoutError:
         raise UnavailableError(
             f"the promotion lock {name} on the Prefect server {url} was not free within"
@@ -122,6 +159,23 @@ def _acquire(stack: ExitStack, url: str, name: str) -> None:
         ) from None
     except Exception as e:  # the server unreachable or refusing: nothing was acquired
         raise UnavailableError(f"the promotion lock {name} on the Prefect server {url}: {e}") from None
+
+
+def _release(url: str, name: str, lease_id: UUID) -> None:
+    """Give the slot of `lease_id` back; a failure only warns, since the lease runs out by itself."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots_with_lease(lease_id)
+    except Exception as e:  # what it guarded is done; the lease expires on its own after LEASE_S
+        logging.getLogger(__name__).warning(
+            "could not release the promotion lock %s on %s (its lease ends in %g s): %s",
+            name,
+            url,
+            LEASE_S,
+            e,
+        )
 
 
 def _ensure_limit(url: str, name: str) -> None:

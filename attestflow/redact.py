@@ -102,7 +102,16 @@ def _query(match: re.Match[str]) -> str:
 
 
 def _secrets_in_environment() -> list[str]:
-    return [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET]
+    return [v for k, v in _environment().items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET]
+
+
+def _environment() -> dict[str, str]:
+    """A copy of ``os.environ``, taken again when another thread (MLflow's telemetry) changed it meanwhile."""
+    while True:
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):  # a key deleted, or the mapping resized, while it was read
+            continue
 
 
 def _redact_parameters(text: str) -> str:

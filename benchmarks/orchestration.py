@@ -155,10 +155,11 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         noop_s.append(time.perf_counter() - t0)
     # The same without flow-run heartbeats: at exit the engine joins its heartbeat thread,
     # which sleeps in 1 s steps. (The setting cannot be unset from the environment.)
-    from prefect.settings import temporary_settings
+    # The same as `attestflow run` calls a flow: the body sends the heartbeats, the engine none.
+    from flows.heartbeat import prompt_heartbeats
 
     noop_quiet_s = []
-    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+    with prompt_heartbeats():
         for _ in range(3):
             t0 = time.perf_counter()
             noop()
@@ -182,11 +183,11 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         procs = [server, *server.children(recursive=True)]
         return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
 
-    def run_flow(config: Path, heartbeats: bool = True) -> dict[str, Any]:
+    def run_flow(config: Path) -> dict[str, Any]:
+        """One release flow, as `attestflow run` calls it."""
         cpu = server_cpu()
-        quiet = {} if heartbeats else {"flows.heartbeat_frequency": None}
         t0 = time.perf_counter()
-        with temporary_settings(updates=quiet):
+        with prompt_heartbeats():
             summary = release(config_path=str(config))
         wall = time.perf_counter() - t0
         outer, inner = clock.take()
@@ -207,27 +208,26 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         return {"wall": time.perf_counter() - t0, "stages": times, "server_cpu_s": server_cpu() - cpu}
 
     warm = {"flow": run_flow(fresh("warm-flow")), "bare": run_bare(fresh("warm-bare"))}
-    # Three sides, each on its own fresh copy: the flow, the bare script, and the flow with
-    # flow-run heartbeats off (to show what they cost). The order rotates from repeat to repeat
-    # so that no side always runs first or last; each flow is re-run unchanged right after.
-    sides = ["flow", "bare", "flow_no_heartbeat"]
+    # Two sides, each on its own fresh copy: the flow as `attestflow run` calls it and the bare
+    # script (what the engine's own heartbeats cost shows in the empty flow runs above). The order
+    # alternates from repeat to repeat; each flow is re-run unchanged right after.
+    sides = ["flow", "bare"]
     runs = []
     for r in range(args.repeats):
-        rec: dict[str, Any] = {"order": sides[r % 3 :] + sides[: r % 3]}
+        rec: dict[str, Any] = {"order": sides[r % 2 :] + sides[: r % 2]}
         for side in rec["order"]:
             config = fresh(f"{side}-{r}")
             if side == "bare":
                 rec[side] = run_bare(config)
                 continue
-            heartbeats = side == "flow"
-            rec[side] = run_flow(config, heartbeats=heartbeats)
-            rec["rerun" if heartbeats else "rerun_no_heartbeat"] = run_flow(config, heartbeats=heartbeats)
+            rec[side] = run_flow(config)
+            rec["rerun"] = run_flow(config)
         runs.append(rec)
     return {
         "import_prefect_s": import_s,
         "noop_flow_first_s": noop_first_s,
         "noop_flow_s": noop_s,
-        "noop_flow_no_heartbeat_s": noop_quiet_s,
+        "noop_flow_prompt_heartbeat_s": noop_quiet_s,
         "rows": template.rows,
         "epochs": template.epochs,
         "warm_up": warm,
@@ -258,6 +258,112 @@ def _bare(args: argparse.Namespace) -> dict[str, Any]:
         "promoted": summary.promotion.version if summary.promotion else None,
         "canary": summary.canary.reason if summary.canary else None,
     }
+
+
+def _bare_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Child: one bare release of the workload at ``--config`` (a fresh process, as a user's script runs)."""
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bare_release(args.config, times)
+    return {"wall": time.perf_counter() - t0, "stages": times}
+
+
+def _wall(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    """Wall seconds of the command `cmd`, from start to exit; its output goes to `log`."""
+    t0 = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.run(  # noqa: S603 - this interpreter running the CLI or a benchmark child
+            cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False
+        )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"{' '.join(cmd[1:4])} exited {proc.returncode}:\n{tail}")
+    return wall
+
+
+def cli_runs(work: Path, env: dict[str, str], pairs: int) -> dict[str, Any]:
+    """`attestflow run` in fresh processes beside the bare script in fresh processes, and the CLI's start-up.
+
+    No API URL is set: the first run starts the background server (`attestflow.local_server`), the
+    later ones reuse it, as on a user's machine; it is stopped at the end. Each run gets a fresh
+    copy of the workload (so no stage is served from a cache), all under one Prefect home.
+    """
+    from attestflow import local_server
+
+    template = make_workload(work / "cli-template")
+    home = work / "cli-prefect-home"
+    base = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    cli_env = dict(base, PREFECT_HOME=str(home), ATTESTFLOW_LOCAL_API="background")
+    cli = [sys.executable, "-m", "flows.cli"]
+    logs = work / "cli-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def side(name: str, i: int) -> tuple[float, Path]:
+        config = template.copy_to(work / f"cli-{name}-{i}").write_config()
+        if name == "cli":
+            cmd = [*cli, "run", "--config", str(config)]
+        else:
+            cmd = [sys.executable, "-m", "benchmarks.orchestration", "bare-run", "--config", str(config)]
+            cmd += ["--result", str(logs / f"bare-{i}.json")]
+        return _wall(cmd, cli_env if name == "cli" else base, logs / f"{name}-{i}.log"), config
+
+    try:
+        first, config = side("cli", 0)
+        runs = []
+        for i in range(1, pairs + 1):
+            order = ["cli", "bare"] if i % 2 else ["bare", "cli"]
+            rec: dict[str, Any] = {"order": order}
+            for name in order:
+                rec[name], made = side(name, i)
+                config = made if name == "cli" else config
+            runs.append(rec)
+        commands = {
+            "help": ["--help"],
+            "version": ["--version"],
+            "verify": ["verify", "models:/credit-default@champion", "--config", str(config)],
+        }
+        startup = {
+            name: [_wall([*cli, *args], cli_env, logs / f"{name}-{k}.log") for k in range(2)]
+            for name, args in commands.items()
+        }
+        python = [_wall([sys.executable, "-c", "pass"], base, logs / f"python-{k}.log") for k in range(2)]
+    finally:
+        local_server.stop(home)
+    return {"first_cli_s": first, "runs": runs, "startup": startup, "python_s": python}
+
+
+def _cli_figures(cli: dict[str, Any]) -> list[Figure]:
+    runs, startup = cli["runs"], cli["startup"]
+    run_s, bare_s = median([r["cli"] for r in runs]), median([r["bare"] for r in runs])
+    python = median(cli["python_s"])
+    figures = [
+        Figure.of(
+            "attestflow_run_vs_bare",
+            "`attestflow run` as users start it (no API set: the background server, reused) vs bare script",
+            median([r["cli"] / r["bare"] for r in runs]),
+            "x",
+            measured=f"{run_s:.2f} s vs {bare_s:.2f} s, both fresh processes (medians of {len(runs)}); "
+            f"the first run, which starts the server: {cli['first_cli_s']:.2f} s",
+            target=Target("<=", 1.10),
+        )
+    ]
+    for name, label, goal in (
+        ("help", "`attestflow --help`", 0.3),
+        ("version", "`attestflow --version`", 0.3),
+        ("verify", "`attestflow verify` of the released model", 1.5),
+    ):
+        figures.append(
+            Figure.of(
+                f"cli_{name}",
+                f"{label} wall time",
+                median(startup[name]),
+                "s",
+                measured=f"median of {len(startup[name])}; the interpreter alone (python -c pass) {python:.2f} s",
+                target=Target("<=", goal),
+            )
+        )
+    return figures
 
 
 def _startup(args: argparse.Namespace) -> dict[str, Any]:
@@ -377,8 +483,8 @@ def quick_section(*, rows: int, epochs: int) -> Section:
     )
 
 
-def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
-    """Run the comparison (and the temporary-API start-up) and turn it into figures."""
+def section(*, repeats: int, rows: int | None, epochs: int | None, cli_pairs: int = 2) -> Section:
+    """Run the comparison, the temporary-API start-up and the CLI's runs, and turn them into figures."""
     started = time.perf_counter()
     with scratch("orchestration") as work:
         env = child_env({"PREFECT_HOME": str(work / "client-home")})
@@ -395,6 +501,7 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             if epochs:
                 args += ["--epochs", str(epochs)]
             compare = run_child("benchmarks.orchestration", args, env=env, timeout_s=1200)
+        cli = cli_runs(work, env, cli_pairs) if cli_pairs else None
 
     runs = compare["runs"]
     flow = median([r["flow"]["wall"] for r in runs])
@@ -411,11 +518,6 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             for r in runs
         ]
     )
-    quiet = [r for r in runs if "flow_no_heartbeat" in r]
-    quiet_ratio = median([r["flow_no_heartbeat"]["wall"] / r["bare"]["wall"] for r in quiet])
-    quiet_rerun_ratio = median(
-        [r["rerun_no_heartbeat"]["wall"] / r["flow_no_heartbeat"]["wall"] for r in quiet]
-    )
     temp_api = startup[1]["first_flow_s"] - with_api["first_flow_s"]
     stage_figs, per_stage = _stage_figures(runs)
     wrappers = [v["task_wrapper_s"] for v in per_stage.values()]
@@ -429,20 +531,11 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
     figures = [
         Figure.of(
             "flow_vs_bare",
-            "release flow vs bare script (Prefect API already running)",
+            "release flow (as `attestflow run` calls it) vs bare script (Prefect API already running)",
             pair_ratio,
             "x",
             measured=f"{flow:.2f} s vs {bare:.2f} s (medians of {n})",
             target=Target("<=", 1.05),
-        ),
-        Figure.of(
-            "flow_no_heartbeat_vs_bare",
-            "release flow with flow-run heartbeats off vs bare script (API running)",
-            quiet_ratio,
-            "x",
-            measured=f"{median([r['flow_no_heartbeat']['wall'] for r in quiet]):.2f} s vs {bare:.2f} s; "
-            f"its unchanged re-run {quiet_rerun_ratio:.3f}x "
-            f"({median([r['rerun_no_heartbeat']['wall'] for r in quiet]):.2f} s)",
         ),
         Figure.of(
             "prefect_own_time",
@@ -467,8 +560,9 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             "s",
             measured="median of 3, after a first call of "
             f"{compare['noop_flow_first_s']:.2f} s; each task adds ~{1000 * median(wrappers):.0f} ms; "
-            f"{median(compare.get('noop_flow_no_heartbeat_s') or [float('nan')]):.2f} s without flow heartbeats "
-            "(the engine joins its heartbeat thread, which sleeps in 1 s steps)",
+            f"{median(compare.get('noop_flow_prompt_heartbeat_s') or [float('nan')]):.2f} s with the heartbeats "
+            "sent by the flow body, as `attestflow run` does (the engine joins its heartbeat thread, which "
+            "sleeps in 1 s steps)",
         ),
         Figure.of(
             "temporary_api_startup",
@@ -494,6 +588,7 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
             server_s,
             "s",
         ),
+        *(_cli_figures(cli) if cli else []),
         *stage_figs,
         Figure.of(
             "rerun_vs_first",
@@ -520,6 +615,7 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
         "prefect_server_startup_s": server_s,
         "temporary_api": {"fresh_home": startup[0], "existing_home": startup[1], "with_api": with_api},
         "import_prefect_s": compare["import_prefect_s"],
+        "cli": cli,
         "warm_up": compare["warm_up"],
         "runs": runs,
     }
@@ -535,7 +631,8 @@ def section(*, repeats: int, rows: int | None, epochs: int | None) -> Section:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the child process."""
     parser = argparse.ArgumentParser(description="Release flow vs bare script (child process).")
-    parser.add_argument("mode", choices=["compare", "startup", "bare"])
+    parser.add_argument("mode", choices=["compare", "startup", "bare", "bare-run"])
+    parser.add_argument("--config", type=Path, help="bare-run: the workload's release config")
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
@@ -546,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
     from attestflow.workspace import quiet_third_parties
 
     quiet_third_parties()
-    modes = {"compare": _compare, "startup": _startup, "bare": _bare}
+    modes = {"compare": _compare, "startup": _startup, "bare": _bare, "bare-run": _bare_run}
     write_result(args.result, modes[args.mode](args))
 
 

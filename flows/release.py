@@ -27,6 +27,7 @@ from attestflow.records import AuditEvent, write_json
 from attestflow.redact import reveal_overrides, scrubbed
 from flows.artifacts import publish_attributions, publish_lineage
 from flows.evidence import attest_evidence
+from flows.heartbeat import flow_heartbeats
 from flows.promotion import promote_release
 from flows.stages import Invoke, StageTracker, environment_tags, resumable, run_name, stage
 from tasks.explain import explain_task
@@ -168,7 +169,7 @@ def release(
     `environment`, the release goes into that environment of `environments_path`.
     """
     overrides = reveal_overrides(overrides or [])
-    with environment_tags(environment):
+    with flow_heartbeats(), environment_tags(environment):
         ctx = open_release(
             config_path, overrides, str(flow_run.id or "local"), environment, environments_path
         )

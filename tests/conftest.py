@@ -23,6 +23,9 @@ pytest_plugins = ["tests.s3", "tests.stack", "tests.softhsm"]
 
 quiet_third_parties()
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# `attestflow run` without an API uses a temporary one, leaving no server behind (tests that want
+# the background server set it themselves: tests/code/test_local_server.py).
+os.environ.setdefault("ATTESTFLOW_LOCAL_API", "temporary")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

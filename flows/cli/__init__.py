@@ -26,6 +26,7 @@ from flows.cli import (
     releases,
     render,
     report,
+    server,
     setup,
     verification,
 )
@@ -106,6 +107,7 @@ app.command()(releases.demo)
 app.command()(releases.evaluate)
 app.command()(check.check)
 app.command("rollback-drill")(drill.rollback_drill)
+app.add_typer(server.app, name="server")
 
 
 def main() -> None:

@@ -46,12 +46,15 @@ def release_state(
     """Run the release flow and return its final state; a flow run that cannot start is an outage."""
     from attestflow.environments import DEFAULT_PATH as DEFAULT_ENVIRONMENTS
     from attestflow.redact import hide_overrides, secret_overrides
+    from flows.cli.server import api_for_run
+    from flows.heartbeat import prompt_heartbeats
     from flows.release import release
 
     _quiet_expected_failures()
     shown, hidden = hide_overrides(overrides)
     try:
-        with secret_overrides(hidden):  # run parameters are stored by Prefect: no credentials in them
+        # Run parameters are stored by Prefect: no credentials in them.
+        with secret_overrides(hidden), api_for_run(), prompt_heartbeats():
             return release(
                 config_path=str(config),
                 overrides=shown,
