@@ -60,7 +60,7 @@ CARD_SECTIONS = {
         {"name": "Default rates differ by group.", "mitigation": "The fairness gate."}
     ],
 }
-GATES = ("format", "data", "performance", "fairness", "robustness", "resources")
+GATES = ("format", "data", "performance", "fairness", "robustness", "attribution", "resources", "licenses")
 
 
 def _onnx() -> bytes:
