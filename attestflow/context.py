@@ -26,7 +26,7 @@ from attestflow.checks.runner import release_preflight
 from attestflow.compliance.tier import check_risk_tier
 from attestflow.config import ReleaseConfig
 from attestflow.environments import release_config
-from attestflow.errors import GateFailedError
+from attestflow.errors import ConfigError, GateFailedError
 from attestflow.failures import failure_recorded
 from attestflow.keys import trusted_public_key
 from attestflow.lineage import CodeRevision, actor, code_revision
@@ -241,6 +241,11 @@ def _checked_inputs(cfg: ReleaseConfig) -> tuple[ReleaseConfig, GatePolicy]:
     policy = load_policy(cfg.gates.policy)
     check_approvers(cfg.approve, policy)
     check_risk_tier(cfg, policy)  # what the risk tier requires, before any data is read or model trained
+    if "attribution" in policy.run and not cfg.explain.enabled:
+        raise ConfigError(
+            f"{cfg.gates.policy} runs the attribution gate but explain.enabled is false: "
+            "enable the explain stage or take `attribution` out of the policy's run"
+        )
     require_data_file(cfg.data.path)  # before DVC: `dvc add` of a folder rewrites the tracked .gitignore
     check_key(cfg.sign.key_spec(), Workspace.at(cfg.workspace).root)  # half a pair: before any stage runs
     cfg = check_release_data(cfg)  # the table read once: columns, classes, missing values, base shape

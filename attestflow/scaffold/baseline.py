@@ -173,11 +173,31 @@ resources:
 """
 
 
+LICENSES = """\
+licenses:
+  # From the release bundle's AI bill of materials: each library's and the base model's declared licence.
+  deny: ["AGPL-*", "GPL-3.0*", "LGPL-3.0*", "SSPL-*", "BUSL-*", "CC-BY-NC-*", "Commons-Clause"]
+  # Reviewed packages that declare no licence in their metadata (each wheel ships an MIT LICENSE file).
+  unknown: [huey, sigstore-models, skops]
+"""
+
+ATTRIBUTION = """\
+attribution:
+  # On the explain stage's attributions: the sensitive column and its proxies (features whose correlation
+  # ratio with it reaches proxy_threshold) may carry at most max_sensitive_share of the attribution, and
+  # a model whose attributions are ~0 (it ignores its input) fails.
+  max_sensitive_share: 0.2
+  proxy_threshold: 0.5
+  min_total: 0.01
+"""
+
+
 def policy_yaml(baseline: Baseline, spec: TableSpec, source: str) -> str:
     """The gate policy as commented YAML, thresholds from `baseline`."""
     binary = len(spec.classes) == 2
     run = ["format", "data", "performance", "regression", *(["fairness"] if spec.sensitive else [])]
-    run += ["robustness", "resources"]
+    tabular_fair = spec.sensitive is not None and spec.text_column is None
+    run += ["robustness", *(["attribution"] if tabular_fair else []), "resources", "licenses"]
     lines = [
         f"# Gate policy written by `attestflow init` for {source}: what a candidate must show before",
         "# the `champion` alias moves. Versioned with the code; its SHA-256 is tagged on every model version.",
@@ -230,6 +250,9 @@ def policy_yaml(baseline: Baseline, spec: TableSpec, source: str) -> str:
                 lines.append(_at_most(metric, value, baseline.smallest_group))
         lines.append("")
     lines.append(TEXT_TAIL if spec.text_column is not None else TABULAR_TAIL)
+    if tabular_fair:
+        lines.append(ATTRIBUTION)
+    lines.append(LICENSES)
     lines += [
         "data:",
         "  pii_kinds: [email, phone, card]",

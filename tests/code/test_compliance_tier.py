@@ -106,3 +106,12 @@ def test_high_risk_without_any_mapping_is_bad_config(tmp_path: Path) -> None:
     cfg = load_config(_config(tmp_path, compliance={"mappings": str(tmp_path / "none")}))
     with pytest.raises(ConfigError, match="needs the control mappings"):
         unmet(cfg, load_policy(cfg.gates.policy))
+
+
+def test_a_policy_with_the_attribution_gate_and_no_explain_stage_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, explain={"enabled": False}, compliance={"risk_tier": "limited"})
+    with pytest.raises(ConfigError, match=r"runs the attribution gate but explain\.enabled is false"):
+        open_release(config, [], flow_run_id="r1")
+    assert not (tmp_path / "ws" / "releases").exists()
