@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ class ExampleRepo:
 
     def write_config(self, name: str = "release.yaml", /, **sections: dict[str, Any]) -> Path:
         path = self.root / name
-        path.write_text(yaml.safe_dump(self.config_dict(**sections)))
+        # Written whole and renamed into place: tests that train from two threads read it at once.
+        tmp = path.with_name(f".{name}.{threading.get_ident()}.tmp")
+        tmp.write_text(yaml.safe_dump(self.config_dict(**sections)))
+        os.replace(tmp, path)
         return path
 
     def config(self, **sections: dict[str, Any]) -> ReleaseConfig:

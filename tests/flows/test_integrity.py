@@ -100,6 +100,7 @@ def test_a_released_model_verifies_with_every_check(released: Released) -> None:
     code, report = released.verify()
     assert code == 0, report
     assert {c["name"] for c in report["checks"]} == {
+        "aibom",
         "format",
         "files",
         "signature",
