@@ -197,6 +197,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
             "outer": outer,
             "inner": inner,
             "resumed_from_epoch": resumed,
+            "unchanged": summary.unchanged is not None,
             "server_cpu_s": server_cpu() - cpu,
         }
 
@@ -595,7 +596,9 @@ def section(*, repeats: int, rows: int | None, epochs: int | None, cli_pairs: in
             "unchanged re-run vs first release (flow, API running)",
             rerun_ratio,
             "x",
-            measured=f"{rerun:.2f} s vs {flow:.2f} s; most of it: "
+            measured=f"{rerun:.2f} s vs {flow:.2f} s; served as an unchanged release (verified champion, "
+            f"nothing after registration) in {sum(bool(r['rerun'].get('unchanged')) for r in runs)} of {n}; "
+            "most of it: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in top)
             + f", the flow run outside its stages {outside:.1f} s; cached stages took "
             + f"{sum(rerun_stages[k] for k in cached):.2f} s together ({', '.join(cached)})",
