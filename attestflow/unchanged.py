@@ -80,7 +80,8 @@ def unchanged_release(ctx: ReleaseContext, registered: RegistrationRecord) -> Un
 
         def inspect(folder: Path) -> None:
             seen.update(evidence_files(folder))
-            problems.extend(p for p in [canary_problem(folder, ctx.public_key, cfg.canary.sample)] if p)
+            if (why := canary_problem(folder, ctx.public_key, cfg.canary.sample)) is not None:
+                problems.append(why)
 
         result = verify_model_uri(
             registered.model_uri,
