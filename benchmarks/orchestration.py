@@ -184,7 +184,10 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
 
     def run_flow(config: Path) -> dict[str, Any]:
-        """One release flow, as `attestflow run` calls it."""
+        """One release flow, as `attestflow run` calls it (in a fresh process: nothing remembered in memory)."""
+        from attestflow.aibom import validation_error
+
+        validation_error.cache_clear()
         cpu = server_cpu()
         t0 = time.perf_counter()
         with prompt_heartbeats():
