@@ -11,7 +11,8 @@ key in a DSSE envelope (`attestflow.dsse`), that any DSSE verifier checks with t
   `GATES_KEY`, which VSA parsers ignore);
 - the approval (`APPROVAL`) is about the release bundle digest: decision, approver(s), reason,
   time, mode, and the approver's own signed statement when they signed one;
-- the canary's verdict (`CANARY`) is about the ``model.onnx`` digest.
+- the canary's verdict (`CANARY`) is about the ``model.onnx`` digest, and names the digest of
+  the configured sample it scored (null: the held-out split, which the release key covers).
 
 Evidence is made after the bundle is signed and registered, so it cannot be in the
 model-signing manifest: each envelope is added to the registered model's artifacts under
@@ -195,16 +196,23 @@ def canary_statement(
     reasons: list[str],
     previous: str | None,
     time: str | None = None,
+    sample: Path | None = None,
 ) -> dict[str, Any]:
-    """The canary's verdict on the promoted ``model.onnx`` (against the champion `previous`)."""
+    """The canary's verdict on the promoted ``model.onnx`` (against the champion `previous`, on `sample`)."""
     predicate = {
         "result": "PASSED" if passed else "FAILED",
         "reasons": reasons,
         "model": {"name": registered.model_name, "version": registered.version},
         "previous": previous,
         "time": time or now(),
+        "sample": canary_sample_ref(sample),
     }
     return statement(_model_onnx(signed.onnx_digest), CANARY, predicate)
+
+
+def canary_sample_ref(sample: Path | None) -> dict[str, str] | None:
+    """What a canary verdict names of its configured sample (path and SHA-256); None: the held-out split."""
+    return None if sample is None else {"path": str(sample), "sha256": file_digest(sample).value}
 
 
 def model_card_statement(

@@ -129,6 +129,36 @@ class PromotionOutcome:
 
 
 @dataclass(frozen=True)
+class UnchangedRelease:
+    """A re-run that made the version already serving: it is the champion, its evidence verified as an alias move does.
+
+    Its gates, approval, promotion and canary are not run again (`attestflow.unchanged`).
+    """
+
+    model_name: str
+    version: str
+    alias: str
+    release_key: str
+    policy_digest: str
+    """``sha256:<hex>`` of the current gate policy, under which its signed verdict PASSED."""
+    evidence: dict[str, str]
+    """Each evidence file verified (path among the version's artifacts -> SHA-256)."""
+
+    @property
+    def message(self) -> str:
+        return f"unchanged: version {self.version} is already {self.alias} with verified evidence"
+
+    def audit_events(self) -> list[AuditEvent]:
+        details = {
+            "alias": self.alias,
+            "release_key": self.release_key,
+            "policy": self.policy_digest,
+            "evidence": self.evidence,
+        }
+        return [AuditEvent("release_unchanged", details, self.version, names_run=True)]
+
+
+@dataclass(frozen=True)
 class ReleaseSummary:
     """What a release produced, for the CLI summary and the release folder."""
 
@@ -141,10 +171,13 @@ class ReleaseSummary:
     onnx_validation: OnnxValidationRecord
     signature: SignatureRecord
     registration: RegistrationRecord
-    gates: GateReport
-    approval: ApprovalRecord | None
-    """None when a gate already said no."""
-    promotion: PromotionRecord | None
-    canary: CanaryRecord | None
-    """None when nothing was promoted."""
     flow_run_id: str | None
+    gates: GateReport | None = None
+    """None when the release was unchanged (`unchanged`): the gates were not run again."""
+    approval: ApprovalRecord | None = None
+    """None when a gate already said no, or the release was unchanged."""
+    promotion: PromotionRecord | None = None
+    canary: CanaryRecord | None = None
+    """None when nothing was promoted."""
+    unchanged: UnchangedRelease | None = None
+    """Set when this re-run made the version already serving, verified: nothing after registration ran."""

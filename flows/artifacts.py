@@ -51,7 +51,9 @@ def lineage_markdown(summary: ReleaseSummary, outcome: str) -> str:
         ("registry", f"`{reg.model_uri}`{' (same inputs, reused)' if reg.reused else ''}"),
         (
             "gates",
-            f"{'passed' if g.passed else 'FAILED'}: {len(g.decisions)} decisions, policy `{g.policy_digest.value[:12]}`",
+            f"{'passed' if g.passed else 'FAILED'}: {len(g.decisions)} decisions, policy `{g.policy_digest.value[:12]}`"
+            if g
+            else "not run again: the version's signed verdict under this policy verified",
         ),
         ("approval", f"{approval.approver}: {approval.reason}" if approval else "not asked"),
         (

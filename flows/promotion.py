@@ -119,7 +119,12 @@ def _canary(
 
     def verdict(passed: bool, reasons: list[str]) -> None:
         stmt = canary_statement(
-            registered, signed, passed=passed, reasons=reasons, previous=promotion.previous_version
+            registered,
+            signed,
+            passed=passed,
+            reasons=reasons,
+            previous=promotion.previous_version,
+            sample=cfg.canary.sample,
         )
         attest_evidence(ctx, invoke, stmt, registered, under=placement.under)
 

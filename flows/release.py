@@ -7,13 +7,17 @@ is given says (`flows.stages.stage` here: retries, delay, timeout and cache from
 config section; a plain call in the benchmark's bare script), and handed paths, URIs and
 digests from the stages before it. Audit entries come from the records themselves; the gate
 verdict is signed and added to the version's evidence whatever it says (`flows.evidence`), and
-so is the model card made from it (`tasks.model_card`). A
+so is the model card made from it (`tasks.model_card`). A re-run that registers the version
+already serving, its evidence verified under the current policy (`attestflow.unchanged`), stops
+after registration: an unchanged release. A
 stage that says no raises `GateFailedError`; bad input raises `BadInputError`; neither is retried.
 Whatever stops a release is in the audit log: ``release_refused`` when the promotion said no,
 else ``release_failed`` with the stage it stopped in (`attestflow.failures`).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -25,6 +29,7 @@ from attestflow.failures import failure_recorded
 from attestflow.outcomes import ReleaseSummary
 from attestflow.records import AuditEvent, write_json
 from attestflow.redact import reveal_overrides, scrubbed
+from attestflow.unchanged import unchanged_release
 from flows.artifacts import publish_attributions, publish_lineage
 from flows.evidence import attest_evidence
 from flows.heartbeat import flow_heartbeats
@@ -114,6 +119,22 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
         tracking_uri=uri,
     )
     ctx.record(registered, bundle_sha256=registered.bundle_sha256)
+    made = ReleaseSummary(
+        model_name=cfg.model_name,
+        release_dir=out_dir,
+        snapshot=snap,
+        validation=checked,
+        training=trained,
+        onnx=exported,
+        onnx_validation=checked_onnx,
+        signature=signed,
+        registration=registered,
+        flow_run_id=ctx.flow_run_id,
+    )
+    # Already the champion, its evidence verified under this policy: nothing after this would change.
+    unchanged = unchanged_release(ctx, registered)
+    if unchanged is not None:
+        return _finished(replace(made, unchanged=unchanged), unchanged.message)
     gates = invoke(run_gates_task, cfg.gates)(
         ctx.policy,
         exported.onnx_path,
@@ -130,27 +151,26 @@ def _release_body(ctx: ReleaseContext, invoke: Invoke) -> ReleaseSummary:
     card_stmt = model_card_statement(card.card, card.markdown_path, signed.onnx_digest)
     attest_evidence(ctx, invoke, card_stmt, registered, attach=card.markdown_path)
     outcome = promote_release(ctx, invoke, registered, signed, gates)
-    summary = ReleaseSummary(
-        model_name=cfg.model_name,
-        release_dir=out_dir,
-        snapshot=snap,
-        validation=checked,
-        training=trained,
-        onnx=exported,
-        onnx_validation=checked_onnx,
-        signature=signed,
-        registration=registered,
-        gates=gates,
-        approval=outcome.approval,
-        promotion=outcome.promotion,
-        canary=outcome.canary,
-        flow_run_id=ctx.flow_run_id,
+    summary = _finished(
+        replace(
+            made,
+            gates=gates,
+            approval=outcome.approval,
+            promotion=outcome.promotion,
+            canary=outcome.canary,
+        ),
+        "released" if outcome.released else "refused",
     )
-    write_json(out_dir / "release.json", summary)
-    publish_lineage(summary, "released" if outcome.released else "refused")
     ctx.record(outcome)
     if not outcome.released:
         raise GateFailedError(outcome.failures, audited=True)
+    return summary
+
+
+def _finished(summary: ReleaseSummary, outcome: str) -> ReleaseSummary:
+    """Write the summary into the release folder and publish its lineage."""
+    write_json(summary.release_dir / "release.json", summary)
+    publish_lineage(summary, outcome)
     return summary
 
 
@@ -177,10 +197,13 @@ def release(
         summary = run_release(
             ctx, resumable(ctx.ws.stage_cache) if ctx.cfg.approve.wait == "suspend" else stage
         )
-    get_run_logger().info(
-        "released %s version %s as %s",
-        ctx.cfg.model_name,
-        summary.registration.version,
-        ctx.cfg.promote.alias,
-    )
+    if summary.unchanged is not None:
+        get_run_logger().info("%s: %s", ctx.cfg.model_name, summary.unchanged.message)
+    else:
+        get_run_logger().info(
+            "released %s version %s as %s",
+            ctx.cfg.model_name,
+            summary.registration.version,
+            ctx.cfg.promote.alias,
+        )
     return summary

@@ -149,7 +149,7 @@ def summary(summary: ReleaseSummary, seconds: float, tracking_uri: str) -> None:
             "promoted",
             f"@{promo.alias} -> v{promo.version} (was {promo.previous_version or 'unset'})"
             if promo
-            else "no",
+            else (summary.unchanged.message if summary.unchanged else "no"),
         ),
         ("release folder", str(summary.release_dir)),
         ("took", f"{seconds:.1f} s"),
@@ -157,7 +157,7 @@ def summary(summary: ReleaseSummary, seconds: float, tracking_uri: str) -> None:
     for k, v in rows:
         table.add_row(k, safe(v))
     console.print(table)
-    console.print(gate_table(summary.gates))
+    console.print(gate_table(summary.gates) if summary.gates else "gates: not run again (unchanged)")
     prefect_ui, mlflow_ui = _where_to_look(tracking_uri)
     console.print(
         f"Prefect UI:  {prefect_ui} the flow run {safe(summary.flow_run_id)}\n"

@@ -35,6 +35,7 @@ from attestflow.lineage import CodeRevision
 from attestflow.outcomes import ApprovalRecord
 from attestflow.provenance import statement as provenance
 from attestflow.records import GateDecision, GateReport, Invocation, RegistrationRecord, SignatureRecord
+from attestflow.unchanged import canary_problem
 
 MODEL_NAME = "credit"
 POLICY = "ab" * 32
@@ -248,6 +249,40 @@ def test_a_canary_rejection_stands_until_a_new_approval(bundle: Bundle) -> None:
     assert not ok and "canary rejected" in detail and "needs a new approval" in detail
     bundle.add(bundle.approval())
     assert bundle.checks()["approval"][0]
+
+
+def test_an_unchanged_release_needs_a_passed_canary_after_the_approval_on_the_sample_configured_now(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    sample = tmp_path / "recent.csv"
+    sample.write_text("a,b\n1,2\n")
+    _released(bundle)
+
+    def problem(on: Path | None = sample) -> str | None:
+        return canary_problem(bundle.root, bundle.keys.public_key, on)
+
+    assert problem() == "no canary verdict after its approval"  # e.g. killed between promotion and canary
+
+    def canary(passed: bool) -> dict[str, Any]:
+        return canary_statement(
+            bundle.registered,
+            bundle.signed,
+            passed=passed,
+            reasons=[],
+            previous="1",
+            time=bundle.tick(),
+            sample=sample,
+        )
+
+    bundle.add(canary(passed=True))
+    assert problem() is None
+    assert problem(None) == "the canary sample differs from the one its verdict scored"
+    sample.write_text("a,b\n1,3\n")
+    assert problem() == "the canary sample differs from the one its verdict scored"
+    bundle.add(canary(passed=False))
+    assert problem() == "its newest canary verdict is FAILED"
+    bundle.add(bundle.approval())
+    assert problem() == "no canary verdict after its approval"
 
 
 def test_a_file_in_the_evidence_folder_that_is_not_a_signed_statement_fails(bundle: Bundle) -> None:

@@ -108,7 +108,11 @@ def test_release_registers_tags_and_promotes_a_verified_onnx_model(example_repo:
 
     # Every gate decided, on the first release by the absolute gates, and left its record everywhere.
     policy = load_policy(example_repo.root / "gates.yaml")
-    assert summary.gates.passed and tags["gate_policy_sha256"] == policy.digest().value
+    assert (
+        summary.gates is not None
+        and summary.gates.passed
+        and tags["gate_policy_sha256"] == policy.digest().value
+    )
     assert tags["gates_passed"] == "true"
     written = json.loads((summary.release_dir / "gates.json").read_text())
     assert written["model_digest"]["value"] == tags["onnx_sha256"] and written["baseline"] is None
