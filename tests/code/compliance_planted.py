@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,22 +77,25 @@ def _json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value))
 
 
-def _bom_inputs(onnx_sha256: str) -> BomInputs:
-    """What a release would know for the BOM of the planted model (`attestflow.aibom`)."""
-    return BomInputs(
-        model_name=NAME,
-        onnx_sha256=onnx_sha256,
-        adapter="tabular",
-        architecture="multilayer perceptron",
-        inputs={"x": ["batch", 2]},
-        outputs={"y": ["batch", 2]},
-        classes=["0", "1"],
-        dataset_name="credit.csv",
-        dvc_md5="cd" * 16,
-        manifest_sha256="ab" * 32,
-        base_model=None,
-        metrics={"accuracy": 0.83},
-        text=card_text(ROOT / "configs/model_card.yaml"),
+def bom_inputs(onnx_sha256: str, **changes: Any) -> BomInputs:
+    """What a release would know for the BOM of a small tabular model (`attestflow.aibom`), then `changes`."""
+    return replace(
+        BomInputs(
+            model_name=NAME,
+            onnx_sha256=onnx_sha256,
+            adapter="tabular",
+            architecture="multilayer perceptron",
+            inputs={"x": ["batch", 2]},
+            outputs={"y": ["batch", 2]},
+            classes=["0", "1"],
+            dataset_name="credit.csv",
+            dvc_md5="cd" * 16,
+            manifest_sha256="ab" * 32,
+            base_model=None,
+            metrics={"accuracy": 0.83},
+            text=card_text(ROOT / "configs/model_card.yaml"),
+        ),
+        **changes,
     )
 
 
@@ -122,7 +126,7 @@ class Planted:
             _json(
                 root / ATTRIBUTIONS, {"method": "permutation", "global": {"age": 0.1}, "share": {"age": 1.0}}
             )
-            write_aibom(root, _bom_inputs(file_digest(root / MODEL).value), ROOT)
+            write_aibom(root, bom_inputs(file_digest(root / MODEL).value), ROOT)
         shutil.copy2(keys.public_key, root / PUBLIC_KEY)
         onnx_digest = file_digest(root / MODEL)
         prov = provenance(

@@ -26,28 +26,22 @@ from attestflow.bundle import (
 from attestflow.digests import file_digest
 from attestflow.dsse import dsse_sign
 from attestflow.keys import KeyPair, ensure_keypair, load_private_key
-from attestflow.model_card import load_model_card_text
 from attestflow.provenance import resource, statement
 from attestflow.verify import Verification, verify_bundle
+from tests.code.compliance_planted import bom_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _inputs(onnx_sha256: str) -> BomInputs:
-    return BomInputs(
+    return bom_inputs(
+        onnx_sha256,
         model_name="sandbox",
-        onnx_sha256=onnx_sha256,
-        adapter="tabular",
-        architecture="multilayer perceptron",
         inputs={"features": ["batch", 2]},
         outputs={"logits": ["batch", 2]},
-        classes=["0", "1"],
-        dataset_name="credit.csv",
         dvc_md5="ef" * 16,
-        manifest_sha256="ab" * 32,
         base_model=("base_model.safetensors", "cd" * 32),
         metrics={"accuracy": 0.83, "roc_auc": 0.88},
-        text=load_model_card_text(ROOT / "configs/model_card.yaml"),
     )
 
 
