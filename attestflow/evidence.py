@@ -23,7 +23,6 @@ https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,10 +105,6 @@ def attachment(stmt: dict[str, Any]) -> str | None:
     return None if uri is None else str(uri)
 
 
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
-
-
 def _model_onnx(digest: Digest) -> list[dict[str, Any]]:
     return [{"name": MODEL, "digest": {digest.algorithm: digest.value}}]
 
@@ -144,16 +139,7 @@ def verification_summary(
             "gatesJson": {"uri": gates_file, "digest": {"sha256": file_digest(gates_json).value}},
             "baseline": gates.baseline,
             "provider": gates.provider,
-            "gates": [
-                {
-                    "gate": d.gate,
-                    "metric": d.metric,
-                    "passed": d.passed,
-                    "value": _finite(d.value),
-                    "threshold": _finite(d.threshold),
-                }
-                for d in gates.decisions
-            ],
+            "gates": [d.summary() for d in gates.decisions],
         },
     }
     return statement(_model_onnx(gates.model_digest), VSA, predicate)

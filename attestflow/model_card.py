@@ -14,7 +14,6 @@ the release signs it as a DSSE statement in the version's evidence (`MODEL_CARD`
 from __future__ import annotations
 
 import json
-import math
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from attestflow.config import describe_validation_error
 from attestflow.errors import ConfigError
+from attestflow.records import finite
 from attestflow.yamlfile import read_yaml
 
 SCHEMA_VERSION = "https://attestflow.dev/model-card/v1"
@@ -207,11 +207,6 @@ def validate_card(card: dict[str, Any]) -> list[str]:
         f"{'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}"
         for e in sorted(validator.iter_errors(card), key=lambda e: list(map(str, e.absolute_path)))
     ]
-
-
-def finite(value: float | None) -> float | None:
-    """`value`, or None when it is missing or not finite (JSON has no NaN)."""
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def attribution_summary(path: Path | None, top: int = 10) -> dict[str, Any] | None:

@@ -290,6 +290,11 @@ class RegistrationRecord:
         return [AuditEvent("registration", details, self.version)]
 
 
+def finite(value: float | None) -> float | None:
+    """`value` as a float, or None when it is missing or not finite (JSON has no NaN)."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     """One gate's verdict on one metric, and why."""
@@ -310,6 +315,16 @@ class GateDecision:
     """The baseline's (champion's) value of the metric, where the gate compares with one."""
     ci: tuple[float, float] | None = None
     """Confidence interval of `value`, where the gate computes one."""
+
+    def summary(self) -> dict[str, Any]:
+        """The decision as signed evidence and the model card state it: values JSON can hold (no NaN)."""
+        return {
+            "gate": self.gate,
+            "metric": self.metric,
+            "passed": self.passed,
+            "value": finite(self.value),
+            "threshold": finite(self.threshold),
+        }
 
 
 @dataclass(frozen=True)

@@ -104,17 +104,7 @@ def _gates(gates: GateReport) -> dict[str, Any]:
     return {
         "passed": gates.passed,
         "policy_sha256": gates.policy_digest.value,
-        "decisions": [
-            {
-                "gate": d.gate,
-                "metric": d.metric,
-                "passed": d.passed,
-                "value": finite(d.value),
-                "threshold": finite(d.threshold),
-                "reason": d.reason,
-            }
-            for d in gates.decisions
-        ],
+        "decisions": [{**d.summary(), "reason": d.reason} for d in gates.decisions],
     }
 
 
