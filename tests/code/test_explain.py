@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -159,24 +158,12 @@ def test_a_ranking_reversed_against_the_champions_fails_stability(lab: Lab, tmp_
 
 
 def test_text_attributions_are_over_word_pieces(tmp_path: Path) -> None:
-    from transformers import BertConfig, BertForMaskedLM
-
     from attestflow.adapters import load_adapter
-    from attestflow.adapters.text import default_model_dir
     from attestflow.config import ModelConfig
     from tasks.generate_text_data import generate
+    from tests.code.tiny_bert import tiny_bert
 
-    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(default_model_dir() / name, tmp_path / name)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertForMaskedLM(config).save_pretrained(tmp_path)
+    tiny_bert(tmp_path)
     a = load_adapter(ModelConfig(adapter="text_classifier", options={"max_length": 32}))
     model = a.load_base(tmp_path, a.weights_file(tmp_path), n_classes=2)
     checkpoint = tmp_path / "text.safetensors"

@@ -23,9 +23,9 @@ from attestflow.adapters.text import TextClassifier, TextClassifierAdapter, defa
 from attestflow.config import DataConfig, ModelConfig
 from attestflow.errors import BadInputError
 from tasks.generate_text_data import generate
+from tests.code.tiny_bert import tiny_bert
 
 DATA = DataConfig(path=Path("reviews.csv"), label="label", features=["text"], sensitive="group")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def adapter(**options: Any) -> TextClassifierAdapter:
@@ -37,21 +37,7 @@ def adapter(**options: Any) -> TextClassifierAdapter:
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder: tiny random BertForMaskedLM weights (safetensors), its config, MiniLM's tokenizer."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    for name in TOKENIZER_FILES:
-        shutil.copy(default_model_dir() / name, folder / name)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertForMaskedLM(config).save_pretrained(folder)
+    folder = tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
     assert (folder / "model.safetensors").is_file()
     return folder
 
